@@ -1,0 +1,54 @@
+# `make help` lists the targets. Everything installs into .venv from this repository's own files.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+IMAGE  ?= runner-sandbox:latest
+PG_IMAGE ?= runner-postgres:15
+PYTEST_ARGS ?=
+
+# The testcontainers reaper image cannot be pulled where there is no registry; tests clean up themselves.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+
+.DEFAULT_GOAL := help
+.PHONY: help install host-deps image images run test test-unit test-integration lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install runner with its test tools
+
+host-deps: ## install mmdebstrap (needed only where no registry is reachable) if root and missing
+	@if ! command -v mmdebstrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing mmdebstrap (to bootstrap a Debian base image offline)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null) \
+			|| echo "could not install mmdebstrap; images need a registry then"; \
+	fi
+
+image: install host-deps ## build the job image (python:3.12-slim, or a local Debian base offline)
+	$(BIN)/runner image build --tag $(IMAGE)
+
+images: install host-deps ## build the job image and the test Postgres image if missing
+	$(BIN)/runner image build --tag $(IMAGE) --if-missing
+	@docker image inspect $(PG_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --postgres
+
+run: install host-deps ## start the service on embedded defaults (Ctrl-C stops it)
+	$(BIN)/runner up
+
+test: images ## run the whole suite: unit, integration and security tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## only the fast tests (no Docker, no database)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check runner tests
+
+clean: ## remove the venv and local data (not the images)
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,254 @@
+"""The functions an agent (or the CLI, or the bot) calls to manage jobs.
+
+Every input is validated before anything is saved: the thread id, the job name, the script (a ``.py``
+file within the size cap that compiles), the schedule and the limits. A refusal is a
+:class:`ValidationError` whose message says what to change; nothing is written when it is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .db import QUERIES, Database, embedded_url, migrate
+from .errors import NotFound, ValidationError
+from .schedule import parse_recurrence, parse_when, zone
+from .scheduler import prepare_jobs_dir
+from .settings import Settings
+from .threads import thread_dir_name, validate_thread_id
+
+NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+# The columns `jobs --json` shows: the seed's names first, then the runner's.
+PUBLIC_COLUMNS = (
+    "id", "user_id", "thread_id", "name", "status", "due_time", "script_path", "recurrence",
+    "created_at", "started_at", "completed_at", "error_message", "timezone", "cron", "attempts",
+    "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "series_id",
+)
+
+
+def validate_name(name: str) -> str:
+    """A job name is ``[a-z0-9_-]{1,64}``: it names files in the thread's directory."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"job name {name!r} is not allowed: use 1 to 64 lower-case letters, digits, '_' or '-', e.g. 'check_price'"
+        )
+    return name
+
+
+def check_script(source: bytes, filename: str, cap: int) -> str:
+    """Return the script as text if it is within ``cap`` bytes, UTF-8, and compiles; else ValidationError."""
+    if len(source) > cap:
+        raise ValidationError(f"{filename} is {len(source)} bytes; the limit is {cap} bytes: make it smaller")
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{filename} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    try:
+        compile(text, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        raise ValidationError(f"{filename} has a syntax error at {where}: {exc.msg}; fix it and schedule again") from None
+    except ValueError as exc:  # e.g. a NUL byte in the source
+        raise ValidationError(f"{filename} cannot be compiled: {exc}") from None
+    return text
+
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A job row as JSON-ready data (ISO 8601 times with their offset)."""
+    out: dict[str, Any] = {}
+    for col in PUBLIC_COLUMNS:
+        v = row.get(col)
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif col == "series_id" and v is not None:
+            v = str(v)
+        out[col] = v
+    return out
+
+
+@dataclass
+class Limits:
+    """Per-job limits; None means the operator's default."""
+
+    timeout_seconds: int | None = None
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+
+
+class Jobs:
+    """Job management against one database. Build with :func:`connect`."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+
+    def close(self) -> None:
+        """Close the database pool."""
+        self.db.close()
+
+    def __enter__(self) -> Jobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- time zones ----------------------------------------------------------------------------------
+
+    def thread_timezone(self, thread_id: str) -> str:
+        """The thread's zone (set by /tz or :meth:`set_thread_timezone`), else the operator's default."""
+        row = self.db.one("thread_timezone", {"thread_id": validate_thread_id(thread_id)})
+        return (row and row["timezone"]) or self.settings.default_timezone
+
+    def set_thread_timezone(self, thread_id: str, tz: str) -> str:
+        """Set the zone used by a thread's schedules that name none."""
+        zone(tz)
+        self.db.all("set_thread_timezone", {"thread_id": validate_thread_id(thread_id), "timezone": tz})
+        return tz
+
+    # --- scheduling ----------------------------------------------------------------------------------
+
+    def _limits(self, limits: Limits) -> dict[str, Any]:
+        s = self.settings
+        timeout = limits.timeout_seconds or s.timeout_seconds
+        memory = limits.memory_mb or s.memory_mb
+        cpus = limits.cpus or s.cpus
+        pids = limits.pids_limit or s.pids_limit
+        if not 1 <= timeout <= s.max_timeout_seconds:
+            raise ValidationError(f"timeout {timeout} s is outside 1..{s.max_timeout_seconds} s (the operator's maximum)")
+        if not 16 <= memory <= s.max_memory_mb:
+            raise ValidationError(f"memory {memory} MiB is outside 16..{s.max_memory_mb} MiB (the operator's maximum)")
+        if not 0.01 <= cpus <= max(s.cpus, 1.0) * 4:
+            raise ValidationError(f"cpus {cpus} is outside 0.01..{max(s.cpus, 1.0) * 4}")
+        if not 8 <= pids <= max(s.pids_limit, 64) * 4:
+            raise ValidationError(f"process limit {pids} is outside 8..{max(s.pids_limit, 64) * 4}")
+        return {"timeout_seconds": timeout, "memory_mb": memory, "cpus": cpus, "pids_limit": pids}
+
+    def schedule_job(
+        self, *, thread_id: str, name: str, script: str | os.PathLike[str] | None = None,
+        script_text: str | None = None, at: str | None = None, every: str | None = None,
+        tz: str | None = None, limits: Limits | None = None, user_id: str = "",
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Validate and save a job, copying its script into ``<thread>/jobs/<name>.py``.
+
+        ``script`` is a path to read, ``script_text`` the source itself (give one). ``at`` is a
+        one-off time ("now", "in 5 minutes", "tomorrow 9am", ISO 8601); ``every`` a recurrence
+        ("daily 9am", "hourly", a cron line). With ``every`` and no ``at`` the first run is the
+        recurrence's next time; with neither it is now.
+        """
+        validate_thread_id(thread_id)
+        validate_name(name)
+        now = now or datetime.now(UTC)
+        tz_name = tz or self.thread_timezone(thread_id)
+        tzinfo = zone(tz_name)
+        rec = parse_recurrence(every) if every else None
+        if at:
+            due = parse_when(at, now, tzinfo)
+        elif rec:
+            due = rec.next_after(now, tzinfo)
+        else:
+            due = now
+        lim = self._limits(limits or Limits())
+        source = self._read_source(script, script_text)
+        filename = f"{name}.py"
+        check_script(source, filename, self.settings.script_cap)
+        self._write_script(thread_id, filename, source)
+        with self.db.transaction() as conn:
+            conn.execute(QUERIES["ensure_thread"], {"thread_id": thread_id, "user_id": user_id})
+            row = conn.execute(QUERIES["insert_job"], {
+                "user_id": user_id, "thread_id": thread_id, "name": name, "due_time": due,
+                "script_path": f"jobs/{filename}", "recurrence": rec.text if rec else None,
+                "cron": rec.cron if rec else None, "timezone": tz_name, **lim,
+            }).fetchone()
+        assert row is not None
+        return row
+
+    def _read_source(self, script: str | os.PathLike[str] | None, script_text: str | None) -> bytes:
+        if (script is None) == (script_text is None):
+            raise ValidationError("give the script either as a path or as text (exactly one)")
+        if script_text is not None:
+            return script_text.encode("utf-8")
+        path = Path(script)  # type: ignore[arg-type]
+        if path.suffix != ".py":
+            raise ValidationError(f"{path} is not a .py file: a job is a Python script")
+        try:
+            with open(path, "rb") as f:  # the caller's own file, not one a job wrote
+                data = f.read(self.settings.script_cap + 1)
+        except FileNotFoundError:
+            raise ValidationError(f"script {path} does not exist: check the path") from None
+        except IsADirectoryError:
+            raise ValidationError(f"{path} is a directory, not a script") from None
+        except OSError as exc:
+            raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+        return data
+
+    def _write_script(self, thread_id: str, filename: str, source: bytes) -> None:
+        prepare_jobs_dir(self.settings.data_dir, thread_id)
+        tmp = f".{filename}.{os.getpid()}.tmp"
+        with artifacts.open_dir(self.settings.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
+            artifacts.remove(dfd, tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+            try:
+                os.write(fd, source)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
+
+    # --- reading and changing ------------------------------------------------------------------------
+
+    def list_jobs(self, thread_id: str | None = None, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Jobs (one row per run), newest first, optionally of one thread and one status."""
+        if thread_id is not None:
+            validate_thread_id(thread_id)
+        if status and status not in STATUSES:
+            raise ValidationError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        return self.db.all("list_jobs", {"thread_id": thread_id, "status": status or None, "limit": limit})
+
+    def get_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """One job; NotFound if it does not exist (or belongs to another thread than ``thread_id``)."""
+        row = self.db.one("get_job", {"id": int(job_id)})
+        if row is None or (thread_id is not None and row["thread_id"] != thread_id):
+            raise NotFound(f"no such job: {job_id} (list them with: runner jobs)")
+        return row
+
+    def get_job_logs(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """A run's status, exit code, reason, output tail and messages."""
+        row = self.get_job(job_id, thread_id)
+        messages = self.db.all("messages_for_job", {"job_id": row["id"]})
+        return {
+            "id": row["id"], "name": row["name"], "status": row["status"], "exit_code": row["exit_code"],
+            "error_message": row["error_message"], "duration_ms": row["duration_ms"],
+            "output_tail": row["output_tail"], "output_truncated": row["output_truncated"],
+            "messages": [{"id": m["id"], "kind": m["kind"], "status": m["status"], "text": m["text"],
+                          "error": m["last_error"]} for m in messages],
+        }
+
+    def cancel_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """Cancel a pending job (and so its series). A running job finishes but does not recur."""
+        row = self.get_job(job_id, thread_id)
+        if row["status"] == "pending":
+            done = self.db.one("cancel_pending", {"id": row["id"]})
+            if done:
+                return done
+            row = self.get_job(job_id, thread_id)  # it started meanwhile
+        if row["status"] == "running":
+            stopped = self.db.one("stop_recurring", {"id": row["id"]})
+            return stopped or self.get_job(job_id, thread_id)
+        raise ValidationError(f"job {job_id} is already {row['status']}; only a pending or running job can be cancelled")
+
+
+def connect(settings: Settings | None = None, *, apply_migrations: bool = True) -> Jobs:
+    """Open the job store: DATABASE_URL, or the embedded Postgres when it is unset; migrate first."""
+    settings = settings or Settings.from_env()
+    url = settings.database_url or embedded_url(settings.embedded_pg_dir)
+    if apply_migrations:
+        migrate(url)
+    return Jobs(settings, Database(url, max_size=settings.concurrency + 4))

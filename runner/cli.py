@@ -1,0 +1,309 @@
+"""The ``runner`` command line. Every failure is one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import RunnerError
+from .settings import Settings
+
+log = logging.getLogger("runner")
+
+FIRST_JOB_HINT = ("runner schedule examples/check_price.py --thread telegram:42 --name check_price "
+                  "--at 'in 1 minute' --every 'daily 9am'")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("urllib3", "docker", "psycopg.pool", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _jobs(settings: Settings) -> Any:
+    from .api import connect
+
+    return connect(settings)
+
+
+def _fmt_time(value: datetime | None, tz: str) -> str:
+    if value is None:
+        return "-"
+    from .schedule import zone
+
+    return value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _describe_db(settings: Settings) -> str:
+    if not settings.database_url:
+        return f"embedded Postgres in {settings.embedded_pg_dir}"
+    u = urlsplit(settings.database_url)
+    return f"Postgres at {u.hostname or 'local socket'}{':' + str(u.port) if u.port else ''}{u.path or ''}"
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from . import images, sandbox
+    from .notify import ConsoleSender, Notifier
+    from .scheduler import Scheduler
+
+    if args.concurrency:
+        settings = settings.with_(concurrency=args.concurrency)
+    dc = sandbox.client()
+    if not sandbox.image_present(settings.image, dc):
+        if args.no_build:
+            raise RunnerError(f"image {settings.image} not found: run make image (or runner image build)")
+        log.info("job image %s is missing: building it", settings.image)
+        images.build_sandbox(settings.image)
+    jobs = _jobs(settings)
+    if settings.telegram_bot_token:
+        log.warning("TELEGRAM_BOT_TOKEN is set, but Telegram delivery is not built yet: messages print here")
+    print(f"runner {__version__}: database {_describe_db(settings)}, data directory {settings.data_dir}, "
+          f"image {settings.image}, up to {settings.concurrency} jobs at once"
+          f"{' (burst: run what is due, then exit)' if args.burst else ''}. Messages print here. "
+          f"Schedule a first job from another terminal: {FIRST_JOB_HINT}", flush=True)
+    scheduler = Scheduler(settings, jobs.db, dc)
+    notifier = Notifier(jobs.db, ConsoleSender(), settings.runner_id, lease_seconds=settings.lease_seconds,
+                        poll_interval=settings.poll_interval)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping (running jobs finish first; again to force)", signum)
+        scheduler.stop()
+        notifier.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if args.burst:
+            scheduler.run(burst=True)
+            notifier.deliver_due()
+        else:
+            t = threading.Thread(target=notifier.run, name="notifier", daemon=True)
+            t.start()
+            scheduler.run()
+            notifier.stop()
+            t.join(timeout=10)
+    finally:
+        jobs.close()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .db import embedded_url, migrate
+
+    url = settings.database_url or embedded_url(settings.embedded_pg_dir)
+    applied = migrate(url)
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ' (up to date)'}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from .api import Limits, public_row
+
+    with _jobs(settings) as jobs:
+        row = jobs.schedule_job(
+            thread_id=args.thread, name=args.name, script=args.script, at=args.at, every=args.every,
+            tz=args.tz, limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory), user_id=args.user or "",
+        )
+    if args.json:
+        _print_json(public_row(row))
+    else:
+        rec = f", then {row['recurrence']}" if row["recurrence"] else ""
+        print(f"scheduled job {row['id']} ({row['name']}) for {_fmt_time(row['due_time'], row['timezone'])}{rec}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from .api import public_row
+
+    with _jobs(settings) as jobs:
+        rows = jobs.list_jobs(thread_id=args.thread, status=args.status, limit=args.limit)
+    if args.json:
+        _print_json([public_row(r) for r in rows])
+        return 0
+    if not rows:
+        print("no jobs" + (f" in thread {args.thread}" if args.thread else ""))
+        return 0
+    header = f"{'ID':>6}  {'NAME':<20} {'STATUS':<10} {'DUE':<25} {'RECURRENCE':<16} {'THREAD':<16} RESULT"
+    print(header)
+    for r in rows:
+        result = r["error_message"] or (f"exit {r['exit_code']}, {r['duration_ms']} ms" if r["exit_code"] is not None else "")
+        print(f"{r['id']:>6}  {r['name'][:20]:<20} {r['status']:<10} {_fmt_time(r['due_time'], r['timezone']):<25} "
+              f"{(r['recurrence'] or '-')[:16]:<16} {r['thread_id'][:16]:<16} {result}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    with _jobs(settings) as jobs:
+        row = jobs.cancel_job(args.job_id, thread_id=args.thread)
+    if args.json:
+        from .api import public_row
+
+        _print_json(public_row(row))
+    elif row["status"] == "cancelled":
+        print(f"job {row['id']} ({row['name']}) cancelled")
+    else:
+        print(f"job {row['id']} ({row['name']}) is running; it will finish and not recur")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    with _jobs(settings) as jobs:
+        info = jobs.get_job_logs(args.job_id, thread_id=args.thread)
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"job {info['id']} ({info['name']}): {info['status']}"
+          + (f", exit code {info['exit_code']}" if info["exit_code"] is not None else "")
+          + (f", {info['duration_ms']} ms" if info["duration_ms"] is not None else ""))
+    if info["error_message"]:
+        print(f"reason: {info['error_message']}")
+    for m in info["messages"]:
+        print(f"message {m['id']} ({m['kind']}, {m['status']}{': ' + m['error'] if m['error'] else ''}):")
+        print("  " + m["text"].replace("\n", "\n  "))
+    print("output" + (" (truncated, last part shown)" if info["output_truncated"] else "") + ":")
+    print(info["output_tail"] or "(none)")
+    return 0
+
+
+def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
+    from .schedule import parse_recurrence, zone
+
+    tz = zone(args.tz or settings.default_timezone)
+    rec = parse_recurrence(args.schedule)
+    times = [t.isoformat() for t in rec.upcoming(datetime.now(UTC), tz, args.n)]
+    if args.json:
+        _print_json({"schedule": rec.text, "cron": rec.cron, "timezone": tz.key, "next": times})
+    else:
+        print("\n".join(times))
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
+    from . import images
+
+    if args.postgres:
+        tag = images.build_postgres()
+        print(f"built {tag}")
+        return 0
+    tag = args.tag or settings.image
+    if args.if_missing and images.image_exists(tag):
+        print(f"{tag} is present")
+        return 0
+    images.build_sandbox(tag, args.base)
+    print(f"built {tag}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, without the usage dump
+        self.exit(2, f"runner: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = _Parser(prog="runner", description="Run scheduled Python job scripts in locked-down containers.")
+    p.add_argument("--version", action="version", version=f"runner {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="run the scheduler (and message delivery) until Ctrl-C")
+    up.add_argument("--burst", action="store_true", help="run everything due now, deliver messages, exit")
+    up.add_argument("--concurrency", type=int, help="jobs at once (default RUNNER_CONCURRENCY or 4)")
+    up.add_argument("--no-build", action="store_true", help="fail instead of building a missing job image")
+    up.set_defaults(func=cmd_up)
+
+    mg = sub.add_parser("migrate", help="apply database migrations")
+    mg.set_defaults(func=cmd_migrate)
+
+    sc = sub.add_parser("schedule", help="save a script into a thread's jobs/ and schedule it")
+    sc.add_argument("script", help="path of the .py file to schedule")
+    sc.add_argument("--thread", required=True, help="thread id, e.g. telegram:42")
+    sc.add_argument("--name", required=True, help="job name: [a-z0-9_-]{1,64}")
+    sc.add_argument("--at", help="first run: 'now' (default), 'in 5 minutes', 'tomorrow 9am', ISO 8601")
+    sc.add_argument("--every", help="recurrence: 'hourly', 'daily 9am', 'weekly', a cron line")
+    sc.add_argument("--tz", help="IANA time zone (default: the thread's, else RUNNER_TIMEZONE)")
+    sc.add_argument("--timeout", type=int, help="seconds before the job is killed (default 30)")
+    sc.add_argument("--memory", type=int, help="memory limit in MiB (default 256)")
+    sc.add_argument("--user", help="user id to record with the job")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_schedule)
+
+    jb = sub.add_parser("jobs", help="list jobs (one row per run)")
+    jb.add_argument("--thread", help="only this thread")
+    jb.add_argument("--status", help="only this status")
+    jb.add_argument("--limit", type=int, default=200)
+    jb.add_argument("--json", action="store_true")
+    jb.set_defaults(func=cmd_jobs)
+
+    cn = sub.add_parser("cancel", help="cancel a pending job (a running one finishes and does not recur)")
+    cn.add_argument("job_id", type=int)
+    cn.add_argument("--thread", help="refuse unless the job belongs to this thread")
+    cn.add_argument("--json", action="store_true")
+    cn.set_defaults(func=cmd_cancel)
+
+    lg = sub.add_parser("logs", help="a run's status, reason, messages and output tail")
+    lg.add_argument("job_id", type=int)
+    lg.add_argument("--thread", help="refuse unless the job belongs to this thread")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(func=cmd_logs)
+
+    nx = sub.add_parser("next", help="print the next times of a recurrence")
+    nx.add_argument("schedule")
+    nx.add_argument("--tz")
+    nx.add_argument("-n", type=int, default=5)
+    nx.add_argument("--json", action="store_true")
+    nx.set_defaults(func=cmd_next)
+
+    im = sub.add_parser("image", help="job image tools")
+    imsub = im.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
+    ib = imsub.add_parser("build", help="build the job image (offline: on a Debian base made by mmdebstrap)")
+    ib.add_argument("--tag", help="image tag (default RUNNER_IMAGE)")
+    ib.add_argument("--base", help="base image (default python:3.12-slim if reachable, else a local Debian base)")
+    ib.add_argument("--if-missing", action="store_true", help="do nothing if the image exists")
+    ib.add_argument("--postgres", action="store_true", help="build the Debian-packaged Postgres image instead")
+    ib.set_defaults(func=cmd_image_build)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``runner`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _setup_logging(settings.log_level)
+        return int(args.func(args, settings))
+    except RunnerError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line for the user, the traceback only in debug logs
+        log.debug("unexpected error", exc_info=True)
+        print(f"runner: unexpected error: {type(exc).__name__}: {exc} (RUNNER_LOG_LEVEL=DEBUG shows more)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Building the images the runner uses, with or without a container registry.
+
+Where a registry is reachable, the job image builds ``FROM python:3.12-slim``. Where none is (as on an
+offline server), a Debian base is bootstrapped with ``mmdebstrap`` (minbase + python3), imported with
+``docker import``, and the same Dockerfile builds on it: the base is a build argument.
+
+This is build tooling, so it drives the ``docker`` command line (builds need the host's network to
+reach the package mirrors: ``--network host``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import RunnerError
+from .settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+REGISTRY_BASE = "python:3.12-slim"
+LOCAL_BASE = "runner-debian:bookworm"
+POSTGRES_IMAGE = "runner-postgres:15"
+SUITE = "bookworm"
+
+
+def _docker(*args: str, check: bool = True, quiet: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker") is None:
+        raise RunnerError("the docker command is not installed: install Docker Engine first")
+    out = subprocess.PIPE if quiet else None
+    proc = subprocess.run(["docker", *args], text=True, stdout=out, stderr=out, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or "").strip().splitlines()[-1:] if quiet else []
+        raise RunnerError(f"docker {args[0]} failed" + (f": {detail[0]}" if detail else ""))
+    return proc
+
+
+def image_exists(tag: str) -> bool:
+    """True if the local engine has ``tag``."""
+    return _docker("image", "inspect", tag, check=False, quiet=True).returncode == 0
+
+
+def registry_base_available(base: str = REGISTRY_BASE) -> bool:
+    """True if ``base`` is present or can be pulled (fails fast where no registry resolves)."""
+    if image_exists(base):
+        return True
+    try:
+        return _docker("pull", "-q", base, check=False, quiet=True, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def bootstrap_debian_base(tag: str = LOCAL_BASE, *, force: bool = False) -> str:
+    """Create ``tag`` from Debian packages with mmdebstrap (minbase + python3) unless it exists."""
+    if image_exists(tag) and not force:
+        return tag
+    if shutil.which("mmdebstrap") is None:
+        raise RunnerError(
+            "no container registry is reachable and mmdebstrap is not installed: "
+            "install it (apt-get install mmdebstrap) or make python:3.12-slim available"
+        )
+    log.info("bootstrapping %s with mmdebstrap (about a minute)", tag)
+    hook = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+    cmd = ["mmdebstrap", "--variant=minbase", "--include=python3,ca-certificates", "--quiet"]
+    if hook.is_dir():
+        cmd.append(f"--hook-dir={hook}")
+    if os.geteuid() != 0:
+        cmd.append("--mode=unshare")
+    cmd += [SUITE, "-"]
+    mm = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    imp = subprocess.run(["docker", "import", "-c", 'CMD ["python3"]', "-", tag], stdin=mm.stdout,
+                         capture_output=True, text=True, check=False)
+    assert mm.stdout is not None
+    mm.stdout.close()
+    if mm.wait() != 0 or imp.returncode != 0:
+        raise RunnerError(f"bootstrapping {tag} failed: {imp.stderr.strip() or 'mmdebstrap failed'}")
+    return tag
+
+
+def pick_base(requested: str | None = None) -> str:
+    """The base for a build: the one asked for, else python:3.12-slim if reachable, else the local one."""
+    if requested:
+        if requested == LOCAL_BASE:
+            return bootstrap_debian_base()
+        return requested
+    if registry_base_available():
+        return REGISTRY_BASE
+    log.info("no registry reachable: building on a local Debian base")
+    return bootstrap_debian_base()
+
+
+def build(context: Path, tag: str, base: str) -> str:
+    """``docker build`` ``context`` as ``tag`` with ``--build-arg BASE=base``."""
+    log.info("building %s from %s on %s", tag, context, base)
+    _docker("build", "--network", "host", "--build-arg", f"BASE={base}", "-t", tag, str(context))
+    return tag
+
+
+def build_sandbox(tag: str, base: str | None = None) -> str:
+    """Build the job image."""
+    return build(PROJECT_ROOT / "sandbox-image", tag, pick_base(base))
+
+
+def build_postgres(tag: str = POSTGRES_IMAGE) -> str:
+    """Build the Debian-packaged Postgres image (no registry needed)."""
+    return build(PROJECT_ROOT / "docker" / "postgres", tag, bootstrap_debian_base())
+
+
+def ensure(tag: str, builder: str = "sandbox") -> str:
+    """Build an image only if it is missing."""
+    if image_exists(tag):
+        return tag
+    return build_sandbox(tag) if builder == "sandbox" else build_postgres(tag)

@@ -1,0 +1,114 @@
+"""Outbox delivery. The notifier knows nothing of jobs beyond the outbox row.
+
+A delivery loop claims due outbox rows with a lease (so a dead runner's messages are retried), hands
+each to a :class:`Sender`, and records the outcome: sent, failed for good, or to be retried later.
+Without a bot token the :class:`ConsoleSender` prints messages to the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+from .db import OUTBOX_CHANNEL, QUERIES, Database, Waker
+from .errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sender did with one message: ``sent``, ``retry`` (after ``delay`` s) or ``failed``."""
+
+    kind: str
+    error: str | None = None
+    delay: float = 0.0
+
+
+class Sender(Protocol):
+    """Delivers one outbox row."""
+
+    def send(self, row: dict[str, Any]) -> Outcome: ...
+
+
+class ConsoleSender:
+    """Prints each message to a stream (standard output by default)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def send(self, row: dict[str, Any]) -> Outcome:
+        header = f"--- message for {row['thread_id']} from job {row['job_name']} (run {row['job_id']}) ---"
+        with self._lock:
+            print(f"{header}\n{row['text']}\n{'-' * len(header)}", file=self.stream, flush=True)
+        return Outcome("sent")
+
+
+class Notifier:
+    """The delivery loop over the outbox table."""
+
+    def __init__(self, db: Database, sender: Sender, owner: str, *, lease_seconds: int = 60,
+                 poll_interval: float = 30.0, batch: int = 50) -> None:
+        self.db, self.sender, self.owner = db, sender, owner
+        self.lease_seconds, self.poll_interval, self.batch = lease_seconds, poll_interval, batch
+        self.stopping = threading.Event()
+        self._waker: Any = None
+
+    def deliver_due(self) -> int:
+        """Deliver every message that is due now. Returns how many were handled."""
+        handled = 0
+        while True:
+            rows = self.db.all("claim_messages", {"limit": self.batch, "owner": self.owner,
+                                                  "lease": self.lease_seconds})
+            if not rows:
+                return handled
+            for row in rows:
+                self._deliver(row)
+                handled += 1
+
+    def _deliver(self, row: dict[str, Any]) -> None:
+        try:
+            outcome = self.sender.send(row)
+        except Exception as exc:  # a sender bug is retried later, never loses the message
+            log.exception("message %s: sender failed", row["id"])
+            outcome = Outcome("retry", error=f"{type(exc).__name__}: {exc}", delay=30.0)
+        params = {"id": row["id"], "owner": self.owner}
+        if outcome.kind == "sent":
+            self._exec("mark_sent", params)
+            log.info("message %s for %s (job %s) sent", row["id"], row["thread_id"], row["job_name"])
+        elif outcome.kind == "failed":
+            self._exec("mark_failed", {**params, "error": outcome.error})
+            log.warning("message %s for %s failed: %s", row["id"], row["thread_id"], outcome.error)
+        else:
+            self._exec("retry_later", {**params, "error": outcome.error, "delay": outcome.delay})
+
+    def _exec(self, name: str, params: dict[str, Any]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(QUERIES[name], params)
+
+    def run(self) -> None:
+        """Deliver until :meth:`stop`, sleeping until the next retry or a NOTIFY."""
+        self._waker = Waker(self.db, OUTBOX_CHANNEL)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.deliver_due()
+                    row = self.db.one("seconds_until_next_message")
+                    secs = row["seconds"] if row and row["seconds"] is not None else self.poll_interval
+                except DatabaseError as exc:
+                    log.warning("delivery: %s", exc)
+                    secs = 5.0
+                self._waker.sleep(min(max(secs, 0.0), self.poll_interval))
+            self.deliver_due()
+        finally:
+            self._waker.close()
+
+    def stop(self) -> None:
+        """Finish the current pass and return from :meth:`run`."""
+        self.stopping.set()
+        if self._waker:
+            self._waker.wake()

@@ -1,0 +1,243 @@
+"""The only module that talks to the Docker engine.
+
+One function, :func:`run`, takes a :class:`RunSpec` and returns a :class:`RunResult`. It always goes
+create -> start -> wait(timeout) -> kill if over -> logs (bounded) -> remove, the removal in ``finally``
+(``containers.run`` would wait forever and buffer all output; ``auto_remove`` races with wait/logs).
+
+Every container carries the runner's labels so that a restarted runner can find and remove the
+containers a dead runner left behind (:func:`managed_containers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+from docker.types import LogConfig, Mount, Ulimit
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+import docker
+
+from .errors import ImageMissing, SandboxError
+
+log = logging.getLogger(__name__)
+
+LABEL_MANAGED = "io.runner.managed"
+LABEL_JOB = "io.runner.job-id"
+LABEL_OWNER = "io.runner.owner"
+LABEL_THREAD = "io.runner.thread"
+WORKDIR = "/work"
+JOBS_MOUNT = "/work/jobs"
+SANDBOX_UID = 10001  # the image's unprivileged "job" user, used when the runner itself is root
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and under which limits. ``jobs_dir`` is a path on the Docker host."""
+
+    job_id: int
+    owner: str
+    thread_id: str
+    script: str  # file name inside jobs/, e.g. "check_price.py"
+    jobs_dir: Path
+    image: str
+    user: str  # "uid:gid" the job runs as; never root
+    timeout_seconds: int = 30
+    memory_mb: int = 256
+    cpus: float = 1.0
+    pids_limit: int = 64
+    tmpfs_mb: int = 16
+    nofile: int = 256
+    max_file_mb: int = 50
+    output_cap: int = 64 * 1024
+    runtime: str | None = None
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened to one container run."""
+
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    output: str  # the tail of stdout+stderr, at most output_cap bytes (decoded)
+    output_truncated: bool
+    started_at: datetime | None
+    duration_ms: int
+    error: str | None  # the reason a person can act on; None when the script exited 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the script ran to completion and exited 0."""
+        return self.error is None
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return True
+    if isinstance(exc, docker.errors.APIError) and not isinstance(exc, docker.errors.NotFound):
+        return exc.is_server_error()
+    return False
+
+
+_retry_docker = retry(
+    retry=retry_if_exception(_transient), stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
+)
+
+
+def client() -> docker.DockerClient:
+    """A Docker client from the environment (DOCKER_HOST or the local socket)."""
+    try:
+        return docker.from_env(timeout=60)
+    except docker.errors.DockerException as exc:
+        raise SandboxError(f"cannot reach the Docker engine ({exc}); is Docker running and is DOCKER_HOST right?") from exc
+
+
+def container_config(spec: RunSpec) -> dict[str, Any]:
+    """The keyword arguments of ``containers.create`` for a run: every protection in one place."""
+    labels = {LABEL_MANAGED: "true", LABEL_JOB: str(spec.job_id), LABEL_OWNER: spec.owner,
+              LABEL_THREAD: spec.thread_id, **spec.extra_labels}
+    max_file = spec.max_file_mb * 1024 * 1024
+    cfg: dict[str, Any] = {
+        "image": spec.image,
+        "command": ["python3", "-u", f"jobs/{spec.script}"],
+        "working_dir": WORKDIR,
+        "user": spec.user,
+        "environment": {  # nothing from the host: no database URL, token or proxy settings
+            "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+        },
+        "hostname": "job",
+        "labels": labels,
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmpfs_mb}m,mode=1777"},
+        "mounts": [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "mem_limit": f"{spec.memory_mb}m",
+        "memswap_limit": f"{spec.memory_mb}m",  # equal to the memory limit: no swap
+        "nano_cpus": int(spec.cpus * 1e9),
+        "pids_limit": spec.pids_limit,
+        "ulimits": [
+            Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
+            Ulimit(name="fsize", soft=max_file, hard=max_file),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        "init": True,  # reaps orphans; everything dies with PID 1
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        "detach": True,
+    }
+    if spec.runtime:
+        cfg["runtime"] = spec.runtime
+    return cfg
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+def _bounded_logs(container: Any, cap: int, **kw: Any) -> tuple[str, bool]:
+    raw: bytes = container.logs(stdout=kw.get("stdout", True), stderr=kw.get("stderr", True))
+    truncated = len(raw) > cap
+    tail = raw[-cap:] if truncated else raw
+    return tail.decode("utf-8", errors="replace"), truncated
+
+
+def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
+    """Run one job container to its end (or its timeout) and remove it. Raises SandboxError when the
+    container could not be created or started at all; everything after a start is a RunResult."""
+    dc = dc or client()
+    container = None
+    started_at: datetime | None = None
+    t0 = time.monotonic()
+    try:
+        try:
+            container = _retry_docker(dc.containers.create)(**container_config(spec))
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissing(f"image {spec.image} not found: run make image (or runner image build)") from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not create the job container: {exc.explanation or exc}") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
+        try:
+            _retry_docker(container.start)()
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        timed_out = False
+        try:
+            status = container.wait(timeout=spec.timeout_seconds)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            try:
+                container.kill()
+            except docker.errors.APIError:
+                pass  # it ended on its own just now
+            status = container.wait(timeout=30)
+        duration_ms = int((time.monotonic() - t0) * 1000)
+        exit_code = status.get("StatusCode")
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        output, truncated = _bounded_logs(container, spec.output_cap)
+        error = _reason(spec, exit_code, timed_out, oom, container)
+        return RunResult(exit_code=exit_code, timed_out=timed_out, oom_killed=oom, output=output,
+                         output_truncated=truncated, started_at=started_at, duration_ms=duration_ms, error=error)
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+                log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
+
+
+def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any) -> str | None:
+    if timed_out:
+        return f"timed out after {spec.timeout_seconds} s"
+    if oom:
+        return f"killed: memory limit {spec.memory_mb} MiB exceeded"
+    if exit_code == 0:
+        return None
+    if exit_code is not None and exit_code > 128:
+        return f"killed by signal {exit_code - 128} (exit code {exit_code})"
+    stderr, _ = _bounded_logs(container, 8192, stdout=False)
+    last = _last_line(stderr)
+    return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
+
+
+def managed_containers(dc: docker.DockerClient | None = None) -> list[Any]:
+    """Every container (running or not) that some runner started."""
+    dc = dc or client()
+    return dc.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+
+
+def remove_container(container: Any) -> None:
+    """Kill and remove a container; a container already gone is fine."""
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def image_present(image: str, dc: docker.DockerClient | None = None) -> bool:
+    """True if the engine has ``image``."""
+    dc = dc or client()
+    try:
+        dc.images.get(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False

@@ -1,0 +1,296 @@
+"""The scheduling loop: wake, claim, dispatch to a bounded pool, finish, recover stale leases.
+
+The loop sleeps until the next due time (read from the database's clock) or until a NOTIFY says the
+table changed, whichever is first; ``poll_interval`` is only the fallback. Due rows are claimed with
+``FOR UPDATE SKIP LOCKED`` and a lease that a heartbeat renews, so two runners never run one job and a
+dead runner's jobs are recovered once its leases run out.
+
+Lease recovery policy: a run whose runner died is marked failed with "runner stopped during the run"
+and is *not* retried (a script may already have had effects, such as a message); a recurring job still
+gets its next instance. Containers left by a dead runner are found by label and removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import artifacts, sandbox
+from .db import JOBS_CHANNEL, QUERIES, Database, Waker
+from .errors import DatabaseError, RunnerError
+from .schedule import Recurrence, zone
+from .settings import Settings
+from .threads import jobs_dir, thread_dir_name
+
+log = logging.getLogger(__name__)
+
+FAILURE_TEXT_LIMIT = 500
+
+
+def sandbox_user() -> tuple[int, int]:
+    """The uid:gid job containers run as: the runner's own, or the image's "job" user when root."""
+    uid, gid = os.geteuid(), os.getegid()
+    return (sandbox.SANDBOX_UID, sandbox.SANDBOX_UID) if uid == 0 else (uid, gid)
+
+
+def prepare_jobs_dir(data_dir: Path, thread_id: str) -> Path:
+    """Create ``<data>/<thread>/jobs`` (refusing links on the way) and make it the job user's."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = jobs_dir(data_dir, thread_id)
+    for p in (path.parent, path):
+        try:
+            p.mkdir(mode=0o700 if p == path else 0o755)
+        except FileExistsError:
+            pass
+        st = os.lstat(p)
+        if not stat.S_ISDIR(st.st_mode):
+            raise RunnerError(f"{p} is not a plain directory; remove it and schedule again")
+    uid, gid = sandbox_user()
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid, follow_symlinks=False)
+    return path
+
+
+class Scheduler:
+    """Claims due jobs and runs them, up to ``settings.concurrency`` at once."""
+
+    def __init__(self, settings: Settings, db: Database, docker_client: Any = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.dc = docker_client or sandbox.client()
+        self.owner = settings.runner_id
+        self.active: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="job")
+        self.waker: Waker | None = None
+        self.last_loop = time.monotonic()
+        self._next_housekeeping = 0.0
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def run(self, *, burst: bool = False) -> None:
+        """Run until :meth:`stop` (or, with ``burst``, until nothing is due or running)."""
+        self.waker = Waker(self.db, JOBS_CHANNEL)
+        try:
+            self.housekeeping()
+            while not self.stopping.is_set():
+                self.last_loop = time.monotonic()
+                claimed = self.claim_and_dispatch()
+                if time.monotonic() >= self._next_housekeeping:
+                    self.housekeeping()
+                if burst and not claimed and not self.active and not self._due_now():
+                    break
+                self.waker.sleep(self._sleep_seconds(burst))
+            self._drain()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.waker.close()
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs finish (each is bounded by its timeout)."""
+        self.stopping.set()
+        if self.waker:
+            self.waker.wake()
+
+    def _drain(self) -> None:
+        for fut in list(self.active.values()):
+            fut.result()
+
+    def _due_now(self) -> bool:
+        row = self.db.one("seconds_until_next_due")
+        return bool(row and row["seconds"] is not None and row["seconds"] <= 0)
+
+    def _sleep_seconds(self, burst: bool) -> float:
+        until_housekeeping = max(0.0, self._next_housekeeping - time.monotonic())
+        if self._free_slots() == 0:
+            return min(until_housekeeping, self.settings.poll_interval)  # a finishing job wakes us
+        row = self.db.one("seconds_until_next_due")
+        secs = row["seconds"] if row else None
+        wait = self.settings.poll_interval if secs is None else max(0.0, secs)
+        if burst:
+            wait = min(wait, 0.5)
+        return min(wait, until_housekeeping, self.settings.poll_interval)
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.settings.concurrency - len(self.active)
+
+    def claim_and_dispatch(self) -> int:
+        """Claim as many due jobs as there are free slots and start them. Returns how many."""
+        free = self._free_slots()
+        if free <= 0 or self.stopping.is_set():
+            return 0
+        rows = self.db.all("claim_due", {"limit": free, "owner": self.owner, "lease": self.settings.lease_seconds})
+        for job in rows:
+            log.info("claimed job %s (%s, thread %s, due %s)", job["id"], job["name"], job["thread_id"],
+                     job["due_time"].isoformat())
+            with self._lock:
+                self.active[job["id"]] = self.pool.submit(self._run_guarded, job)
+        return len(rows)
+
+    def _run_guarded(self, job: dict[str, Any]) -> None:
+        try:
+            self.run_job(job)
+        except Exception:  # a bug must not kill the worker thread or leave the slot taken
+            log.exception("job %s: unexpected error while running it", job["id"])
+        finally:
+            with self._lock:
+                self.active.pop(job["id"], None)
+            if self.waker:
+                self.waker.wake()
+
+    # --- one run -------------------------------------------------------------------------------------
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        """Run one claimed job and record its result (and its message, and its next instance)."""
+        s = self.settings
+        script = Path(job["script_path"]).name
+        message: artifacts.Message | None = None
+        try:
+            directory = prepare_jobs_dir(s.data_dir, job["thread_id"])
+            with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+                artifacts.discard_message(dfd, job["name"])  # a stale file is not this run's message
+                try:
+                    st = os.stat(script, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    raise RunnerError(f"script jobs/{script} not found in thread {job['thread_id']}: "
+                                      "write it there and schedule again") from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise RunnerError(f"jobs/{script} is not a regular file")
+            uid, gid = sandbox_user()
+            spec = sandbox.RunSpec(
+                job_id=job["id"], owner=self.owner, thread_id=job["thread_id"], script=script,
+                jobs_dir=directory, image=s.image, user=f"{uid}:{gid}",
+                timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], cpus=job["cpus"],
+                pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
+                output_cap=s.output_cap, runtime=s.container_runtime,
+            )
+            result = sandbox.run(spec, self.dc)
+            with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+                message = artifacts.collect_message(dfd, job["name"], s.message_cap)
+        except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
+            reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
+            log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
+            self.finish(job, status="failed", error=reason, result=None, message=None)
+            return
+        error = result.error
+        if message is not None and message.problem:
+            error = error or message.problem
+            message = None
+        status = "completed" if error is None else "failed"
+        self.finish(job, status=status, error=error, result=result, message=message)
+        if message is not None:  # queued (committed): now the file may go
+            try:
+                with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+                    artifacts.discard_message(dfd, job["name"])
+            except (OSError, artifacts.UnsafeFile) as exc:
+                log.warning("job %s: could not remove its message file: %s", job["id"], exc)
+
+    def finish(self, job: dict[str, Any], *, status: str, error: str | None,
+               result: sandbox.RunResult | None, message: artifacts.Message | None) -> bool:
+        """Record the end of a run, queue its message and create its next instance, in one transaction.
+
+        Returns False when this runner no longer holds the lease (the run was recovered elsewhere)."""
+        text = None
+        if message is not None:
+            text = message.text
+            if message.truncated:
+                text += f"\n[message truncated at {self.settings.message_cap // 1024} KiB]"
+        output = result.output if result else None
+        with self.db.transaction() as conn:
+            row = conn.execute(QUERIES["finish_run"], {
+                "id": job["id"], "owner": self.owner, "status": status,
+                "error_message": error[:FAILURE_TEXT_LIMIT * 4] if error else None,
+                "exit_code": result.exit_code if result else None,
+                "output_tail": output.replace("\x00", "\ufffd") if output else output,
+                "output_truncated": bool(result and result.output_truncated),
+                "duration_ms": result.duration_ms if result else None,
+            }).fetchone()
+            if row is None:
+                log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
+                return False
+            if text is not None and text.strip():
+                conn.execute(QUERIES["queue_message"], {
+                    "job_id": job["id"], "kind": "message", "thread_id": job["thread_id"],
+                    "job_name": job["name"], "text": text.replace("\x00", "\ufffd"),
+                })
+            self._schedule_next(conn, row)
+        took = f" in {result.duration_ms} ms" if result else ""
+        log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")
+        return True
+
+    @staticmethod
+    def _schedule_next(conn: Any, row: dict[str, Any]) -> None:
+        if not row.get("cron"):
+            return
+        rec = Recurrence(text=row["recurrence"], cron=row["cron"])
+        after = max(row["due_time"], datetime.now(UTC))  # missed slots are skipped, never run as a burst
+        nxt = rec.next_after(after, zone(row["timezone"]))
+        conn.execute(QUERIES["insert_next"], {"id": row["id"], "due_time": nxt})
+
+    # --- housekeeping --------------------------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        """Renew our leases, recover runs of dead runners, remove orphaned containers."""
+        self._next_housekeeping = time.monotonic() + max(1.0, self.settings.lease_seconds / 3)
+        try:
+            with self._lock:
+                ids = list(self.active)
+            if ids:
+                self.db.all("renew_leases", {"ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
+            self.recover_expired()
+            self.remove_orphans()
+        except DatabaseError as exc:
+            log.warning("housekeeping: %s", exc)
+        except RunnerError as exc:
+            log.warning("housekeeping: %s", exc)
+
+    def recover_expired(self) -> list[int]:
+        """Mark runs whose lease ran out as failed and give recurring ones their next instance."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(QUERIES["recover_expired"]).fetchall()
+            for row in rows:
+                log.warning("job %s (%s): its runner %s stopped during the run; marked failed",
+                            row["id"], row["name"], row.get("lease_owner") or "?")
+                self._schedule_next(conn, row)
+        return [r["id"] for r in rows]
+
+    def remove_orphans(self) -> int:
+        """Remove job containers whose run is not running under a live lease (their runner is gone)."""
+        try:
+            containers = sandbox.managed_containers(self.dc)
+        except Exception as exc:  # docker down: try again at the next housekeeping
+            log.warning("could not list job containers: %s", exc)
+            return 0
+        by_job: dict[int, list[Any]] = {}
+        for c in containers:
+            try:
+                by_job.setdefault(int(c.labels.get(sandbox.LABEL_JOB, "")), []).append(c)
+            except ValueError:
+                continue
+        if not by_job:
+            return 0
+        states = {r["id"]: r for r in self.db.all("job_states", {"ids": list(by_job)})}
+        with self._lock:
+            mine = set(self.active)
+        removed = 0
+        for job_id, cs in by_job.items():
+            st = states.get(job_id)
+            alive = (st is not None and st["status"] == "running" and not st["lease_expired"]
+                     and (st["lease_owner"] != self.owner or job_id in mine))
+            if alive:
+                continue
+            for c in cs:
+                log.warning("removing orphaned container %s of job %s", c.short_id, job_id)
+                sandbox.remove_container(c)
+                removed += 1
+        return removed

@@ -1,0 +1,117 @@
+"""Settings: one frozen dataclass built from the environment. Secrets are hidden from ``repr``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import ConfigError
+from .schedule import zone
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small (at least {minimum})")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small (at least {minimum})")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the runner reads from its environment. Build with :meth:`from_env`."""
+
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    data_dir: Path = Path("data/files")
+    embedded_pg_dir: Path = Path("data/postgres")
+    image: str = "runner-sandbox:latest"
+    default_timezone: str = "UTC"
+    concurrency: int = 4
+    poll_interval: float = 30.0  # fallback only: the loop sleeps until the next due time or a NOTIFY
+    lease_seconds: int = 60
+    runner_id: str = ""
+    # Per-run limits (defaults; per-job values may lower or raise them up to the maxima).
+    timeout_seconds: int = 30
+    max_timeout_seconds: int = 600
+    memory_mb: int = 256
+    max_memory_mb: int = 2048
+    cpus: float = 1.0
+    pids_limit: int = 64
+    tmpfs_mb: int = 16
+    nofile: int = 256
+    max_file_mb: int = 50
+    message_cap: int = 64 * 1024
+    output_cap: int = 64 * 1024
+    script_cap: int = 256 * 1024
+    container_runtime: str | None = None
+    telegram_bot_token: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read ``RUNNER_*``, ``DATABASE_URL`` and ``TELEGRAM_*`` variables; raise ConfigError on bad values."""
+        e = dict(os.environ if env is None else env)
+        tz = e.get("RUNNER_TIMEZONE", "UTC").strip() or "UTC"
+        zone(tz)  # refuse an unknown zone at start-up, not at the first job
+        s = cls(
+            database_url=e.get("DATABASE_URL", "").strip() or None,
+            data_dir=Path(e.get("RUNNER_DATA_DIR", "data/files")).absolute(),
+            embedded_pg_dir=Path(e.get("RUNNER_EMBEDDED_PG_DIR", "data/postgres")).absolute(),
+            image=e.get("RUNNER_IMAGE", "runner-sandbox:latest").strip(),
+            default_timezone=tz,
+            concurrency=_int(e, "RUNNER_CONCURRENCY", 4, 1),
+            poll_interval=_float(e, "RUNNER_POLL_INTERVAL", 30.0, 0.05),
+            lease_seconds=_int(e, "RUNNER_LEASE_SECONDS", 60, 5),
+            runner_id=e.get("RUNNER_ID", "").strip() or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+            timeout_seconds=_int(e, "RUNNER_TIMEOUT", 30, 1),
+            max_timeout_seconds=_int(e, "RUNNER_MAX_TIMEOUT", 600, 1),
+            memory_mb=_int(e, "RUNNER_MEMORY_MB", 256, 16),
+            max_memory_mb=_int(e, "RUNNER_MAX_MEMORY_MB", 2048, 16),
+            cpus=_float(e, "RUNNER_CPUS", 1.0, 0.01),
+            pids_limit=_int(e, "RUNNER_PIDS_LIMIT", 64, 8),
+            tmpfs_mb=_int(e, "RUNNER_TMPFS_MB", 16, 1),
+            nofile=_int(e, "RUNNER_NOFILE", 256, 16),
+            max_file_mb=_int(e, "RUNNER_MAX_FILE_MB", 50, 1),
+            message_cap=_int(e, "RUNNER_MESSAGE_CAP", 64 * 1024, 16),
+            output_cap=_int(e, "RUNNER_OUTPUT_CAP", 64 * 1024, 256),
+            script_cap=_int(e, "RUNNER_SCRIPT_CAP", 256 * 1024, 64),
+            container_runtime=e.get("RUNNER_CONTAINER_RUNTIME", "").strip() or None,
+            telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
+            log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        )
+        if s.timeout_seconds > s.max_timeout_seconds:
+            raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")
+        if s.memory_mb > s.max_memory_mb:
+            raise ConfigError("RUNNER_MEMORY_MB is larger than RUNNER_MAX_MEMORY_MB")
+        return s
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and the CLI use it)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def public(self) -> dict[str, object]:
+        """The settings without secrets, for logs and ``doctor``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}

@@ -1,0 +1,150 @@
+-- Named queries, split on "-- name:" headers and loaded once (runner/db.py).
+-- Parameters use psycopg's %(name)s style; nothing here is built by string formatting.
+
+-- name: insert_job
+-- Schedule a new job (the first row of its series).
+INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
+                            timeout_seconds, memory_mb, cpus, pids_limit)
+VALUES (%(user_id)s, %(thread_id)s, %(name)s, %(due_time)s, %(script_path)s, %(recurrence)s, %(cron)s,
+        %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s)
+RETURNING *;
+
+-- name: ensure_thread
+INSERT INTO threads (thread_id, user_id) VALUES (%(thread_id)s, %(user_id)s)
+ON CONFLICT (thread_id) DO NOTHING;
+
+-- name: thread_timezone
+SELECT timezone FROM threads WHERE thread_id = %(thread_id)s;
+
+-- name: set_thread_timezone
+INSERT INTO threads (thread_id, timezone) VALUES (%(thread_id)s, %(timezone)s)
+ON CONFLICT (thread_id) DO UPDATE SET timezone = EXCLUDED.timezone;
+
+-- name: seconds_until_next_due
+-- By the database's clock, so the runner's and the database's clocks cannot disagree.
+SELECT EXTRACT(EPOCH FROM (min(due_time) - clock_timestamp()))::float8 AS seconds
+FROM scheduled_jobs WHERE status = 'pending';
+
+-- name: claim_due
+-- Atomically take up to %(limit)s due jobs; a second runner skips the rows this one has locked.
+WITH due AS (
+    SELECT id FROM scheduled_jobs
+    WHERE status = 'pending' AND due_time <= clock_timestamp()
+    ORDER BY due_time
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE scheduled_jobs j
+SET status = 'running', started_at = clock_timestamp(), lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s), attempts = j.attempts + 1,
+    completed_at = NULL, error_message = NULL, exit_code = NULL, output_tail = NULL, duration_ms = NULL
+FROM due WHERE j.id = due.id
+RETURNING j.*;
+
+-- name: renew_leases
+UPDATE scheduled_jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE status = 'running' AND lease_owner = %(owner)s AND id = ANY(%(ids)s)
+RETURNING id;
+
+-- name: finish_run
+-- Only the lease holder can finish a run; a runner that lost its lease finishes nothing.
+UPDATE scheduled_jobs
+SET status = %(status)s, completed_at = clock_timestamp(), error_message = %(error_message)s,
+    exit_code = %(exit_code)s, output_tail = %(output_tail)s, output_truncated = %(output_truncated)s,
+    duration_ms = %(duration_ms)s, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
+RETURNING *;
+
+-- name: recover_expired
+-- Runs whose runner died: its lease ran out. Marked failed (not retried: a script may have had effects).
+UPDATE scheduled_jobs
+SET status = 'failed', completed_at = clock_timestamp(), error_message = 'runner stopped during the run',
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id IN (
+    SELECT id FROM scheduled_jobs
+    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;
+
+-- name: insert_next
+-- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.
+-- A series whose head was cancelled meanwhile gets no next instance.
+INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
+                            series_id, timeout_seconds, memory_mb, cpus, pids_limit)
+SELECT user_id, thread_id, name, %(due_time)s, script_path, recurrence, cron, timezone,
+       series_id, timeout_seconds, memory_mb, cpus, pids_limit
+FROM scheduled_jobs WHERE id = %(id)s AND cron IS NOT NULL
+ON CONFLICT (series_id, due_time) DO NOTHING
+RETURNING id;
+
+-- name: job_states
+-- Status and lease of the given job ids (the orphan-container sweep asks about its containers' jobs).
+SELECT id, status, lease_owner, lease_expires_at < clock_timestamp() AS lease_expired
+FROM scheduled_jobs WHERE id = ANY(%(ids)s);
+
+-- name: get_job
+SELECT * FROM scheduled_jobs WHERE id = %(id)s;
+
+-- name: list_jobs
+-- %(thread_id)s and %(status)s are optional filters (NULL: all).
+SELECT * FROM scheduled_jobs
+WHERE (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: cancel_pending
+UPDATE scheduled_jobs SET status = 'cancelled', completed_at = clock_timestamp(),
+    error_message = 'cancelled'
+WHERE id = %(id)s AND status = 'pending'
+RETURNING *;
+
+-- name: stop_recurring
+-- Cancelling a running job: it finishes, but its series ends with it.
+UPDATE scheduled_jobs SET recurrence = NULL, cron = NULL
+WHERE id = %(id)s AND status = 'running'
+RETURNING *;
+
+-- name: queue_message
+INSERT INTO outbox (job_id, kind, thread_id, job_name, text)
+VALUES (%(job_id)s, %(kind)s, %(thread_id)s, %(job_name)s, %(text)s)
+ON CONFLICT (job_id, kind) DO NOTHING
+RETURNING id;
+
+-- name: claim_messages
+-- Take due messages for delivery, with a lease so a dead notifier's messages are retried.
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE (status = 'pending' AND next_attempt_at <= clock_timestamp())
+       OR (status = 'sending' AND lease_expires_at < clock_timestamp())
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o
+SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+FROM due WHERE o.id = due.id
+RETURNING o.*;
+
+-- name: mark_sent
+UPDATE outbox SET status = 'sent', sent_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+    last_error = NULL
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+
+-- name: mark_failed
+UPDATE outbox SET status = 'failed', last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+
+-- name: retry_later
+UPDATE outbox SET status = 'pending', last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
+    next_attempt_at = clock_timestamp() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+
+-- name: messages_for_job
+SELECT * FROM outbox WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: seconds_until_next_message
+SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp()))::float8 AS seconds
+FROM outbox WHERE status = 'pending';
