@@ -184,6 +184,8 @@ _NICKNAMES = {
 
 
 def _cron_time(m: re.Match[str], raw: str) -> str:
+    if m["m"] is None and m["ampm"] is None:
+        raise ScheduleError(f"{raw!r}: the time is ambiguous; write it as '9am', '9:30pm' or '21:30'")
     at = _time_from_match(m, raw)
     return f"{at.minute} {at.hour}"
 
@@ -214,7 +216,9 @@ def parse_recurrence(text: str) -> Recurrence:
 def _recurrence_to_cron(text: str, raw: str) -> str:
     if text in _NICKNAMES:
         return _NICKNAMES[text]
-    if len(text.split()) == 5 and re.fullmatch(r"[0-9a-z*/,\-? ]+", text):
+    fields = text.split()
+    if len(fields) == 5 and all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields[:2]) \
+            and re.fullmatch(r"[0-9a-z*/,\-? ]+", text):
         return text  # a crontab line; validated by cronsim in the caller
     t = r"(?: at)? " + _TIME_RE
     m = re.fullmatch(r"every (?P<n>\d+) ?(?P<unit>minutes?|mins?|hours?|hrs?)", text)

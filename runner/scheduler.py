@@ -260,7 +260,7 @@ class Scheduler:
             rows = conn.execute(QUERIES["recover_expired"]).fetchall()
             for row in rows:
                 log.warning("job %s (%s): its runner %s stopped during the run; marked failed",
-                            row["id"], row["name"], row.get("lease_owner") or "?")
+                            row["id"], row["name"], row["dead_owner"])
                 self._schedule_next(conn, row)
         return [r["id"] for r in rows]
 

@@ -57,15 +57,16 @@ RETURNING *;
 
 -- name: recover_expired
 -- Runs whose runner died: its lease ran out. Marked failed (not retried: a script may have had effects).
-UPDATE scheduled_jobs
-SET status = 'failed', completed_at = clock_timestamp(), error_message = 'runner stopped during the run',
-    lease_owner = NULL, lease_expires_at = NULL
-WHERE id IN (
-    SELECT id FROM scheduled_jobs
+WITH expired AS (
+    SELECT id, lease_owner FROM scheduled_jobs
     WHERE status = 'running' AND lease_expires_at < clock_timestamp()
     FOR UPDATE SKIP LOCKED
 )
-RETURNING *;
+UPDATE scheduled_jobs j
+SET status = 'failed', completed_at = clock_timestamp(), error_message = 'runner stopped during the run',
+    lease_owner = NULL, lease_expires_at = NULL
+FROM expired WHERE j.id = expired.id
+RETURNING j.*, expired.lease_owner AS dead_owner;
 
 -- name: insert_next
 -- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.

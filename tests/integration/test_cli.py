@@ -1,0 +1,69 @@
+"""The command line against a real database: JSON shapes, and one-line errors with no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
+           "RUNNER_TIMEZONE": "Europe/Berlin"}
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_schedule_then_jobs_json_uses_the_seed_columns(settings: Settings) -> None:
+    r = cli(settings, "schedule", "examples/check_price.py", "--thread", "telegram:42", "--name", "check_price",
+            "--at", "in 1 minute", "--every", "daily 9am")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("scheduled job 1 (check_price) for ")
+    r = cli(settings, "jobs", "--thread", "telegram:42", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 1
+    for col in ("id", "user_id", "thread_id", "name", "due_time", "script_path", "status", "recurrence",
+                "created_at", "started_at", "completed_at", "error_message"):
+        assert col in rows[0]
+    assert rows[0]["status"] == "pending" and rows[0]["script_path"] == "jobs/check_price.py"
+    assert rows[0]["timezone"] == "Europe/Berlin" and rows[0]["recurrence"] == "daily 9am"
+    assert (settings.data_dir / "telegram_42" / "jobs" / "check_price.py").is_file()
+
+
+def test_errors_are_one_line_without_traceback(settings: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\nif x\n    print(x)\n")
+    cases = [
+        (("logs", "999"), "runner: no such job: 999"),
+        (("cancel", "999"), "runner: no such job: 999"),
+        (("schedule", str(bad), "--thread", "telegram:1", "--name", "bad"), "bad.py has a syntax error at line 2"),
+        (("schedule", "examples/loops.py", "--thread", "telegram:1", "--name", "x", "--every", "sometimes"),
+         "could not understand the recurrence 'sometimes'"),
+        (("schedule", "examples/loops.py", "--thread", "telegram:1", "--name", "x", "--at", "yesterday 9am"),
+         "could not understand the time"),
+        (("schedule", "missing.py", "--thread", "telegram:1", "--name", "x"), "script missing.py does not exist"),
+        (("schedule", "examples/loops.py", "--thread", "telegram:1", "--name", "Bad Name"), "job name 'Bad Name'"),
+        (("schedule", "examples/loops.py", "--thread", "telegram:1", "--name", "x", "--tz", "Mars/Olympus"),
+         "unknown time zone 'Mars/Olympus'"),
+    ]
+    for args, expected in cases:
+        r = cli(settings, *args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert expected in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # Nothing was saved by any refusal.
+    r = cli(settings, "jobs", "--json")
+    assert json.loads(r.stdout) == []
+    assert not (settings.data_dir / "telegram_1" / "jobs" / "bad.py").exists()
+
+
+def test_migrate_is_idempotent(settings: Settings) -> None:
+    r = cli(settings, "migrate")
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stderr

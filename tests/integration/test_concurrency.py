@@ -1,0 +1,83 @@
+"""Two runners on one database, and a runner killed in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import docker
+
+from runner import sandbox
+from runner.api import Jobs, Limits
+from runner.db import Database
+from runner.scheduler import Scheduler
+from runner.settings import Settings
+from runner.threads import jobs_dir
+
+from .helpers import wait_for
+
+THREAD = "telegram:7"
+
+
+def test_two_runners_run_each_of_50_due_jobs_exactly_once(jobs: Jobs, settings: Settings, db: Database,
+                                                          docker_client: docker.DockerClient) -> None:
+    names = [f"j{i:02d}" for i in range(50)]
+    for name in names:
+        jobs.schedule_job(thread_id=THREAD, name=name, at="now",
+                          script_text=f"with open('jobs/{name}_runs.txt', 'a') as f:\n    f.write('x')\n")
+    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=3), db, docker_client) for i in range(2)]
+    threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+        assert not t.is_alive()
+
+    rows = jobs.list_jobs(thread_id=THREAD)
+    assert len(rows) == 50
+    assert {r["status"] for r in rows} == {"completed"}, [r["error_message"] for r in rows if r["error_message"]]
+    assert {r["attempts"] for r in rows} == {1}
+    d = jobs_dir(settings.data_dir, THREAD)
+    for name in names:
+        assert (d / f"{name}_runs.txt").read_text() == "x", f"{name} ran more or less than once"
+
+
+def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settings: Settings, db: Database,
+                                                              docker_client: docker.DockerClient) -> None:
+    job = jobs.schedule_job(thread_id=THREAD, name="long", at="now", every="hourly",
+                            limits=Limits(timeout_seconds=120),
+                            script_text="import time\nprint('working', flush=True)\ntime.sleep(120)\n")
+    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
+           "RUNNER_IMAGE": settings.image, "RUNNER_LEASE_SECONDS": "5", "RUNNER_ID": "doomed-runner"}
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    try:
+        def running_container() -> list:
+            return [c for c in sandbox.managed_containers(docker_client)
+                    if c.labels.get(sandbox.LABEL_JOB) == str(job["id"]) and c.status == "running"]
+
+        wait_for(running_container, 60, "the doomed runner's job container to run")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert jobs.get_job(job["id"])["status"] == "running"
+    assert running_container(), "the orphan container must still be there before recovery"
+
+    survivor = Scheduler(settings.with_(runner_id="survivor", lease_seconds=5), db, docker_client)
+    t = threading.Thread(target=survivor.run)
+    t.start()
+    try:
+        wait_for(lambda: jobs.get_job(job["id"])["status"] == "failed", 30, "lease recovery")
+        wait_for(lambda: not [c for c in sandbox.managed_containers(docker_client)
+                              if c.labels.get(sandbox.LABEL_JOB) == str(job["id"])], 30, "the orphan to be removed")
+    finally:
+        survivor.stop()
+        t.join(timeout=60)
+    row = jobs.get_job(job["id"])
+    assert row["error_message"] == "runner stopped during the run"
+    series = [r for r in jobs.list_jobs(thread_id=THREAD) if r["series_id"] == job["series_id"]]
+    assert sorted(r["status"] for r in series) == ["failed", "pending"], "the recurring job keeps its next run"
