@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import psycopg
 import pytest
 from psycopg import sql
 
+import docker
 from runner import sandbox
 from runner.api import Jobs
 from runner.db import Database, migrate

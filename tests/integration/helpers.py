@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
-
 from runner.db import Database
 from runner.notify import ConsoleSender, Notifier
 from runner.scheduler import Scheduler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -164,9 +164,9 @@ def test_dst_spring_runs_once_at_first_valid_instant(tz: ZoneInfo, spring_day: d
 
 def test_localize_gap_and_fold() -> None:
     # Spring gap in Berlin: 02:30 -> 03:00 CEST (01:00 UTC).
-    assert localize(datetime(2026, 3, 29).date(), parse_time_of_day("2:30am"), BERLIN) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert localize(date(2026, 3, 29), parse_time_of_day("2:30am"), BERLIN) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     # Autumn fold: first occurrence (CEST).
-    assert localize(datetime(2026, 10, 25).date(), parse_time_of_day("2:30am"), BERLIN) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert localize(date(2026, 10, 25), parse_time_of_day("2:30am"), BERLIN) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
 
 
 def test_hourly_across_autumn_fold_has_no_duplicate() -> None:
