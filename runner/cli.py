@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -19,8 +21,18 @@ from .settings import Settings
 
 log = logging.getLogger("runner")
 
-FIRST_JOB_HINT = ("runner schedule examples/check_price.py --thread telegram:42 --name check_price "
+FIRST_JOB_HINT = ("{runner} schedule examples/check_price.py --thread telegram:42 --name check_price "
                   "--at 'in 1 minute' --every 'daily 9am'")
+
+
+def _runner_command() -> str:
+    """How the user can call this program again: ``runner`` if it is on PATH, else its path."""
+    me = os.path.abspath(sys.argv[0])
+    found = shutil.which("runner")
+    if found and os.path.abspath(found) == me:
+        return "runner"
+    rel = os.path.relpath(me)
+    return rel if not rel.startswith("..") else me
 
 
 def _setup_logging(level: str) -> None:
@@ -77,7 +89,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     print(f"runner {__version__}: database {_describe_db(settings)}, data directory {settings.data_dir}, "
           f"image {settings.image}, up to {settings.concurrency} jobs at once"
           f"{' (burst: run what is due, then exit)' if args.burst else ''}. Messages print here. "
-          f"Schedule a first job from another terminal: {FIRST_JOB_HINT}", flush=True)
+          f"Schedule a first job from another terminal: {FIRST_JOB_HINT.format(runner=_runner_command())}", flush=True)
     scheduler = Scheduler(settings, jobs.db, dc)
     notifier = Notifier(jobs.db, ConsoleSender(), settings.runner_id, lease_seconds=settings.lease_seconds,
                         poll_interval=settings.poll_interval)

@@ -232,14 +232,12 @@ def embedded_url(directory: Path) -> str:
     directory = directory.absolute()
     with _embedded_lock:
         if directory not in _embedded:
-            try:
-                import pgserver  # a PostgreSQL build shipped as a wheel
-            except ImportError as exc:  # pragma: no cover - it is a dependency
-                raise ConfigError("DATABASE_URL is unset and the embedded Postgres (pgserver) is missing") from exc
             directory.mkdir(parents=True, exist_ok=True)
             try:
                 with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
                     warnings.simplefilter("ignore")
+                    import pgserver  # a PostgreSQL build shipped as a wheel
+
                     _embedded[directory] = pgserver.get_server(directory, cleanup_mode="stop")
             except Exception as exc:
                 raise DatabaseError(
