@@ -153,3 +153,30 @@ def discard_message(jobs_dir_fd: int, job_name: str) -> bool:
     """Remove ``<job_name>_message.txt``: after its text is queued, or before a run (a file that exists
     then was queued already, or belongs to a run that was lost)."""
     return remove(jobs_dir_fd, f"{job_name}_message.txt")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Disk use of a directory tree: bytes allocated and entries seen (counting stops past a limit)."""
+
+    bytes: int
+    entries: int
+
+
+def usage(dir_fd: int, max_entries: int) -> Usage:
+    """Walk the tree under ``dir_fd`` without following links; stop counting past ``max_entries``.
+
+    Counts allocated blocks, not apparent sizes, so a sparse file counts for what it really uses.
+    """
+    total = entries = 0
+    for _root, dirs, files, rfd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
+        for name in dirs + files:
+            entries += 1
+            if entries > max_entries:
+                return Usage(total, entries)
+            try:
+                st = os.stat(name, dir_fd=rfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            total += st.st_blocks * 512
+    return Usage(total, entries)

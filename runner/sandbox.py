@@ -11,18 +11,19 @@ containers a dead runner left behind (:func:`managed_containers`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import docker
 import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Mount, Ulimit
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
-import docker
 
 from .errors import ImageMissing, SandboxError
 
@@ -56,8 +57,12 @@ class RunSpec:
     nofile: int = 256
     max_file_mb: int = 50
     output_cap: int = 64 * 1024
+    tmpfs_inodes: int = 4096
     runtime: str | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # Polled while the job runs; a returned string kills the job with that reason (disk use of jobs/).
+    watchdog: Callable[[], str | None] | None = field(default=None, compare=False)
+    watch_interval: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class RunResult:
     started_at: datetime | None
     duration_ms: int
     error: str | None  # the reason a person can act on; None when the script exited 0
+    note: str | None = None  # something worth saying about a successful run ("output truncated at 64 KiB")
 
     @property
     def ok(self) -> bool:
@@ -119,7 +125,7 @@ def container_config(spec: RunSpec) -> dict[str, Any]:
         "labels": labels,
         "network_mode": "none",
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmpfs_mb}m,mode=1777"},
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmpfs_mb}m,nr_inodes={spec.tmpfs_inodes},mode=1777"},
         "mounts": [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)],
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
@@ -178,23 +184,32 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         timed_out = False
+        watch = _Watch(container, spec)
+        watch.start()
         try:
             status = container.wait(timeout=spec.timeout_seconds)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
-            try:
-                container.kill()
-            except docker.errors.APIError:
-                pass  # it ended on its own just now
+            _kill(container)
             status = container.wait(timeout=30)
+        finally:
+            watch.stop()
         duration_ms = int((time.monotonic() - t0) * 1000)
         exit_code = status.get("StatusCode")
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
         output, truncated = _bounded_logs(container, spec.output_cap)
-        error = _reason(spec, exit_code, timed_out, oom, container)
+        error = watch.reason if watch.reason and not timed_out else _reason(
+            spec, exit_code, timed_out, oom, container, watch.pids_hit)
+        if truncated:
+            note = f"output truncated at {spec.output_cap // 1024} KiB"
+            error = f"{error}; {note}" if error else None
+            truncated_note = note
+        else:
+            truncated_note = None
         return RunResult(exit_code=exit_code, timed_out=timed_out, oom_killed=oom, output=output,
-                         output_truncated=truncated, started_at=started_at, duration_ms=duration_ms, error=error)
+                         output_truncated=truncated, started_at=started_at, duration_ms=duration_ms, error=error,
+                         note=truncated_note)
     finally:
         if container is not None:
             try:
@@ -205,17 +220,99 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
                 log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
 
 
-def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any) -> str | None:
+def _kill(container: Any) -> None:
+    try:
+        container.kill()
+    except (docker.errors.APIError, requests.exceptions.ConnectionError):
+        pass  # it ended on its own just now
+
+
+# Where the engine keeps a container's pids cgroup (v1 cgroupfs / systemd, v2 cgroupfs / systemd).
+_PIDS_EVENTS = (
+    "/sys/fs/cgroup/pids/docker/{id}/pids.events",
+    "/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events",
+    "/sys/fs/cgroup/docker/{id}/pids.events",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events",
+)
+
+
+def _pids_limit_hits(container_id: str) -> int | None:
+    """How often the container hit its process limit (the cgroup's "max" event), if the host shows it."""
+    for pattern in _PIDS_EVENTS:
+        try:
+            with open(pattern.format(id=container_id), "rb") as f:  # a kernel file, not a job's
+                for line in f.read(4096).decode().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "max":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class _Watch:
+    """Polls the job while it runs: the spec's watchdog (disk use) and the pids cgroup."""
+
+    def __init__(self, container: Any, spec: RunSpec) -> None:
+        self.container, self.spec = container, spec
+        self.reason: str | None = None
+        self.pids_hit = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"watch-{spec.job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.spec.watch_interval):
+            hits = _pids_limit_hits(self.container.id)
+            if hits:
+                self.pids_hit = True
+            if self.spec.watchdog is None:
+                continue
+            try:
+                reason = self.spec.watchdog()
+            except Exception as exc:  # never let the watch die silently: stop the job instead
+                reason = f"could not check the job's disk use: {exc}"
+            if reason:
+                self.reason = reason
+                _kill(self.container)
+                return
+
+
+# Last lines of a traceback that mean a limit stopped the job, and how to say so.
+_LIMIT_PATTERNS = (
+    ("MemoryError", "killed: memory limit {memory_mb} MiB exceeded"),
+    ("[Errno 28] No space left on device", "disk limit {tmpfs_mb} MiB of /tmp exceeded (or its file count)"),
+    ("[Errno 27] File too large", "file size limit {max_file_mb} MiB exceeded"),
+    ("[Errno 24] Too many open files", "open files limit {nofile} reached"),
+    ("[Errno 11] Resource temporarily unavailable", "process limit {pids_limit} reached"),
+    ("can't start new thread", "process limit {pids_limit} reached"),
+)
+
+
+def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any,
+            pids_hit: bool = False) -> str | None:
     if timed_out:
-        return f"timed out after {spec.timeout_seconds} s"
+        reason = f"timed out after {spec.timeout_seconds} s"
+        return f"{reason} (process limit {spec.pids_limit} reached)" if pids_hit else reason
     if oom:
         return f"killed: memory limit {spec.memory_mb} MiB exceeded"
     if exit_code == 0:
         return None
+    if pids_hit:
+        return f"process limit {spec.pids_limit} reached"
     if exit_code is not None and exit_code > 128:
         return f"killed by signal {exit_code - 128} (exit code {exit_code})"
     stderr, _ = _bounded_logs(container, 8192, stdout=False)
     last = _last_line(stderr)
+    for needle, text in _LIMIT_PATTERNS:
+        if needle in last:
+            return text.format(**vars(spec)) + f" ({last})"
     return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
 
 

@@ -172,7 +172,8 @@ class Scheduler:
                 jobs_dir=directory, image=s.image, user=f"{uid}:{gid}",
                 timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], cpus=job["cpus"],
                 pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
-                output_cap=s.output_cap, runtime=s.container_runtime,
+                output_cap=s.output_cap, runtime=s.container_runtime, tmpfs_inodes=s.tmpfs_inodes,
+                watchdog=self._disk_watchdog(job["thread_id"]),
             )
             result = sandbox.run(spec, self.dc)
             with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
@@ -183,17 +184,34 @@ class Scheduler:
             self.finish(job, status="failed", error=reason, result=None, message=None)
             return
         error = result.error
+        note = result.note
         if message is not None and message.problem:
             error = error or message.problem
             message = None
         status = "completed" if error is None else "failed"
-        self.finish(job, status=status, error=error, result=result, message=message)
+        self.finish(job, status=status, error=error or note, result=result, message=message)
         if message is not None:  # queued (committed): now the file may go
             try:
                 with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
                     artifacts.discard_message(dfd, job["name"])
             except (OSError, artifacts.UnsafeFile) as exc:
                 log.warning("job %s: could not remove its message file: %s", job["id"], exc)
+
+    def _disk_watchdog(self, thread_id: str) -> Any:
+        """A check, polled while the job runs, that its jobs/ directory stays within the disk limits."""
+        s = self.settings
+        limit = s.disk_mb * 1024 * 1024
+
+        def check() -> str | None:
+            with artifacts.open_dir(s.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
+                used = artifacts.usage(dfd, s.max_files)
+            if used.entries > s.max_files:
+                return f"file count limit {s.max_files} exceeded in jobs/"
+            if used.bytes > limit:
+                return f"disk limit {s.disk_mb} MiB exceeded in jobs/"
+            return None
+
+        return check
 
     def finish(self, job: dict[str, Any], *, status: str, error: str | None,
                result: sandbox.RunResult | None, message: artifacts.Message | None) -> bool:

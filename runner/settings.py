@@ -63,6 +63,9 @@ class Settings:
     tmpfs_mb: int = 16
     nofile: int = 256
     max_file_mb: int = 50
+    disk_mb: int = 50  # total a thread's jobs/ directory may hold while a job runs
+    max_files: int = 10000  # entries in a thread's jobs/ directory
+    tmpfs_inodes: int = 4096
     message_cap: int = 64 * 1024
     output_cap: int = 64 * 1024
     script_cap: int = 256 * 1024
@@ -95,6 +98,9 @@ class Settings:
             tmpfs_mb=_int(e, "RUNNER_TMPFS_MB", 16, 1),
             nofile=_int(e, "RUNNER_NOFILE", 256, 16),
             max_file_mb=_int(e, "RUNNER_MAX_FILE_MB", 50, 1),
+            disk_mb=_int(e, "RUNNER_DISK_MB", 50, 1),
+            max_files=_int(e, "RUNNER_MAX_FILES", 10000, 10),
+            tmpfs_inodes=_int(e, "RUNNER_TMPFS_INODES", 4096, 16),
             message_cap=_int(e, "RUNNER_MESSAGE_CAP", 64 * 1024, 16),
             output_cap=_int(e, "RUNNER_OUTPUT_CAP", 64 * 1024, 256),
             script_cap=_int(e, "RUNNER_SCRIPT_CAP", 256 * 1024, 64),

@@ -1,8 +1,112 @@
-"""Shared fixtures. Integration fixtures start their own Postgres (testcontainers, a locally built
-image) and use the real Docker engine; nothing here is a fake."""
+"""Shared fixtures. Integration and security tests start their own Postgres (testcontainers, a locally
+built image: one server per session, a fresh database per test) and use the real Docker engine;
+nothing here is a fake. Unit tests use none of them."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the reaper image cannot be pulled here
+
+
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import psycopg
+import pytest
+from psycopg import sql
+
+from runner import sandbox
+from runner.api import Jobs
+from runner.db import Database, migrate
+from runner.settings import Settings
+
+PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
+JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")
+TEMPLATE = "runner_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    dc = docker.from_env()
+    dc.ping()
+    for image in (PG_IMAGE, JOB_IMAGE):
+        try:
+            dc.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"image {image} is missing: run `make images` (make test does it)")
+    return dc
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A Postgres server for the session, with the migrations applied once to a template database."""
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(PG_IMAGE, username="runner", password="runner", dbname="postgres", driver=None)
+    container.with_command("-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+    with container:
+        url = container.get_connection_url()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        migrate(_with_db(url, TEMPLATE))
+        yield url
+
+
+def _with_db(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A clean, migrated database for one test (copied from the template), dropped afterwards."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+    yield _with_db(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings(pg_url: str, tmp_path: Path) -> Settings:
+    return Settings.from_env({
+        "DATABASE_URL": pg_url,
+        "RUNNER_DATA_DIR": str(tmp_path / "files"),
+        "RUNNER_IMAGE": JOB_IMAGE,
+        "RUNNER_ID": f"test-{uuid.uuid4().hex[:8]}",
+        "RUNNER_POLL_INTERVAL": "2",
+        "RUNNER_LEASE_SECONDS": "30",
+        "RUNNER_TIMEOUT": "20",
+    })
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url or "", max_size=12)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def jobs(settings: Settings, db: Database) -> Jobs:
+    return Jobs(settings, db)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every integration test must leave no job container behind."""
+    yield
+    if "docker_client" not in request.fixturenames and "settings" not in request.fixturenames:
+        return
+    left = sandbox.managed_containers(docker.from_env())
+    for c in left:
+        c.remove(force=True)
+    assert not left, f"job containers left behind: {[c.name for c in left]}"

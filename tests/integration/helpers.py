@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+
 from runner.db import Database
 from runner.notify import ConsoleSender, Notifier
 from runner.scheduler import Scheduler

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import docker
+
 from runner import sandbox
 from runner.api import Jobs, Limits
 from runner.db import Database

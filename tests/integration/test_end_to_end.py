@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import docker
 import pytest
 
-import docker
 from runner.api import Jobs, Limits
 from runner.db import QUERIES, Database
 from runner.scheduler import Scheduler
