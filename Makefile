@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 IMAGE  ?= runner-sandbox:latest
 PG_IMAGE ?= runner-postgres:15
+EGRESS_IMAGE ?= runner-egress:latest
 PYTEST_ARGS ?=
 
 # The testcontainers reaper image cannot be pulled where there is no registry; tests clean up themselves.
@@ -34,8 +35,9 @@ host-deps: ## install mmdebstrap (needed only where no registry is reachable) if
 image: install host-deps ## build the job image (python:3.12-slim, or a local Debian base offline)
 	$(BIN)/runner image build --tag $(IMAGE)
 
-images: install host-deps ## build the job image and the test Postgres image if missing
+images: install host-deps ## build the job, egress proxy and test Postgres images if missing
 	$(BIN)/runner image build --tag $(IMAGE) --if-missing
+	@docker image inspect $(EGRESS_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --egress
 	@docker image inspect $(PG_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --postgres
 
 run: install host-deps ## start the service on embedded defaults (Ctrl-C stops it)

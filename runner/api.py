@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import artifacts
 from .db import QUERIES, Database, embedded_url, migrate
+from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import parse_recurrence, parse_when, zone
 from .scheduler import prepare_jobs_dir
@@ -29,7 +31,7 @@ STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 PUBLIC_COLUMNS = (
     "id", "user_id", "thread_id", "name", "status", "due_time", "script_path", "recurrence",
     "created_at", "started_at", "completed_at", "error_message", "timezone", "cron", "attempts",
-    "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "series_id",
+    "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "allow_hosts", "series_id",
 )
 
 
@@ -134,14 +136,15 @@ class Jobs:
         self, *, thread_id: str, name: str, script: str | os.PathLike[str] | None = None,
         script_text: str | None = None, at: str | None = None, every: str | None = None,
         tz: str | None = None, limits: Limits | None = None, user_id: str = "",
-        now: datetime | None = None,
+        allow_hosts: Sequence[str] = (), now: datetime | None = None,
     ) -> dict[str, Any]:
         """Validate and save a job, copying its script into ``<thread>/jobs/<name>.py``.
 
         ``script`` is a path to read, ``script_text`` the source itself (give one). ``at`` is a
         one-off time ("now", "in 5 minutes", "tomorrow 9am", ISO 8601); ``every`` a recurrence
         ("daily 9am", "hourly", a cron line). With ``every`` and no ``at`` the first run is the
-        recurrence's next time; with neither it is now.
+        recurrence's next time; with neither it is now. ``allow_hosts`` grants HTTP(S) to those host
+        names through an egress proxy (wildcards like ``*.example.com``); without it the job has no network.
         """
         validate_thread_id(thread_id)
         validate_name(name)
@@ -156,6 +159,7 @@ class Jobs:
         else:
             due = now
         lim = self._limits(limits or Limits())
+        hosts = validate_hosts(allow_hosts, self.settings.egress_allow)
         source = self._read_source(script, script_text)
         filename = f"{name}.py"
         check_script(source, filename, self.settings.script_cap)
@@ -165,7 +169,7 @@ class Jobs:
             row = conn.execute(QUERIES["insert_job"], {
                 "user_id": user_id, "thread_id": thread_id, "name": name, "due_time": due,
                 "script_path": f"jobs/{filename}", "recurrence": rec.text if rec else None,
-                "cron": rec.cron if rec else None, "timezone": tz_name, **lim,
+                "cron": rec.cron if rec else None, "timezone": tz_name, "allow_hosts": hosts, **lim,
             }).fetchone()
         assert row is not None
         return row

@@ -133,6 +133,7 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
         row = jobs.schedule_job(
             thread_id=args.thread, name=args.name, script=args.script, at=args.at, every=args.every,
             tz=args.tz, limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory), user_id=args.user or "",
+            allow_hosts=args.allow_host or (),
         )
     if args.json:
         _print_json(public_row(row))
@@ -211,8 +212,8 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
     from . import images
 
-    if args.postgres:
-        tag = images.build_postgres()
+    if args.postgres or args.egress:
+        tag = images.build_postgres() if args.postgres else images.build_egress(settings.egress_image)
         print(f"built {tag}")
         return 0
     tag = args.tag or settings.image
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--tz", help="IANA time zone (default: the thread's, else RUNNER_TIMEZONE)")
     sc.add_argument("--timeout", type=int, help="seconds before the job is killed (default 30)")
     sc.add_argument("--memory", type=int, help="memory limit in MiB (default 256)")
+    sc.add_argument("--allow-host", action="append", metavar="HOST",
+                    help="grant HTTP(S) to this host name through the egress proxy (repeat; '*.example.com' allowed)")
     sc.add_argument("--user", help="user id to record with the job")
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_schedule)
@@ -293,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--base", help="base image (default python:3.12-slim if reachable, else a local Debian base)")
     ib.add_argument("--if-missing", action="store_true", help="do nothing if the image exists")
     ib.add_argument("--postgres", action="store_true", help="build the Debian-packaged Postgres image instead")
+    ib.add_argument("--egress", action="store_true", help="build the egress proxy image (squid) instead")
     ib.set_defaults(func=cmd_image_build)
     return p
 

@@ -109,6 +109,11 @@ def build_postgres(tag: str = POSTGRES_IMAGE) -> str:
     return build(PROJECT_ROOT / "docker" / "postgres", tag, bootstrap_debian_base())
 
 
+def build_egress(tag: str = "runner-egress:latest") -> str:
+    """Build the egress proxy image (squid from Debian's packages)."""
+    return build(PROJECT_ROOT / "docker" / "egress", tag, bootstrap_debian_base())
+
+
 def ensure(tag: str, builder: str = "sandbox") -> str:
     """Build an image only if it is missing."""
     if image_exists(tag):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ import requests.exceptions
 from docker.types import LogConfig, Mount, Ulimit
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from . import egress
 from .errors import ImageMissing, SandboxError
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ LABEL_MANAGED = "io.runner.managed"
 LABEL_JOB = "io.runner.job-id"
 LABEL_OWNER = "io.runner.owner"
 LABEL_THREAD = "io.runner.thread"
+LABEL_ROLE = "io.runner.role"  # "job" or "egress"
 WORKDIR = "/work"
 JOBS_MOUNT = "/work/jobs"
 SANDBOX_UID = 10001  # the image's unprivileged "job" user, used when the runner itself is root
@@ -60,6 +63,12 @@ class RunSpec:
     tmpfs_inodes: int = 4096
     runtime: str | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # Network grant: host names reachable through a per-run egress proxy (empty: no network at all).
+    allow_hosts: tuple[str, ...] = ()
+    egress_image: str = "runner-egress:latest"
+    egress_network: str = "bridge"  # the proxy's outer network
+    egress_blocked: tuple[str, ...] = ()  # more networks the proxy refuses (the Postgres host, ...)
+    egress_hosts: tuple[str, ...] = ()  # "name:ip" entries for the proxy's /etc/hosts
     # Polled while the job runs; a returned string kills the job with that reason (disk use of jobs/).
     watchdog: Callable[[], str | None] | None = field(default=None, compare=False)
     watch_interval: float = 0.25
@@ -107,23 +116,30 @@ def client() -> docker.DockerClient:
         raise SandboxError(f"cannot reach the Docker engine ({exc}); is Docker running and is DOCKER_HOST right?") from exc
 
 
-def container_config(spec: RunSpec) -> dict[str, Any]:
-    """The keyword arguments of ``containers.create`` for a run: every protection in one place."""
-    labels = {LABEL_MANAGED: "true", LABEL_JOB: str(spec.job_id), LABEL_OWNER: spec.owner,
-              LABEL_THREAD: spec.thread_id, **spec.extra_labels}
+def _labels(spec: RunSpec, role: str) -> dict[str, str]:
+    return {LABEL_MANAGED: "true", LABEL_JOB: str(spec.job_id), LABEL_OWNER: spec.owner,
+            LABEL_THREAD: spec.thread_id, LABEL_ROLE: role, **spec.extra_labels}
+
+
+def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
+    """The keyword arguments of ``containers.create`` for a run: every protection in one place.
+
+    ``network`` is "none", or the run's internal network when the job has a grant."""
+    labels = _labels(spec, "job")
+    env = {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    if network != "none":
+        env |= egress.proxy_environment()
     max_file = spec.max_file_mb * 1024 * 1024
     cfg: dict[str, Any] = {
         "image": spec.image,
         "command": ["python3", "-u", f"jobs/{spec.script}"],
         "working_dir": WORKDIR,
         "user": spec.user,
-        "environment": {  # nothing from the host: no database URL, token or proxy settings
-            "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-        },
+        "environment": env,  # nothing from the host: no database URL, token or host proxy settings
         "hostname": "job",
         "labels": labels,
-        "network_mode": "none",
+        "network_mode": network,
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmpfs_mb}m,nr_inodes={spec.tmpfs_inodes},mode=1777"},
         "mounts": [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)],
@@ -168,9 +184,14 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
     container = None
     started_at: datetime | None = None
     t0 = time.monotonic()
+    proxy: _Egress | None = None
     try:
+        network = "none"
+        if spec.allow_hosts:
+            proxy = _Egress(dc, spec)
+            network = proxy.start()
         try:
-            container = _retry_docker(dc.containers.create)(**container_config(spec))
+            container = _retry_docker(dc.containers.create)(**container_config(spec, network))
         except docker.errors.ImageNotFound as exc:
             raise ImageMissing(f"image {spec.image} not found: run make image (or runner image build)") from exc
         except docker.errors.APIError as exc:
@@ -218,6 +239,57 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
                 pass
             except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
                 log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
+        if proxy is not None:
+            proxy.remove()
+
+
+class _Egress:
+    """The per-run egress proxy: an internal network with the job and a squid that alone can leave it."""
+
+    READY = "Accepting HTTP Socket connections"
+
+    def __init__(self, dc: docker.DockerClient, spec: RunSpec) -> None:
+        self.dc, self.spec = dc, spec
+        self.name = f"runner-job-{spec.job_id}-{uuid.uuid4().hex[:8]}"
+        self.network: Any = None
+        self.proxy: Any = None
+
+    def start(self) -> str:
+        spec, labels = self.spec, _labels(self.spec, "egress")
+        try:
+            self.network = self.dc.networks.create(self.name, driver="bridge", internal=True, labels=labels)
+            self.proxy = self.dc.containers.create(
+                spec.egress_image, name=f"{self.name}-proxy", labels=labels, detach=True,
+                environment={"RUNNER_SQUID_CONF": egress.squid_config(spec.allow_hosts, spec.egress_blocked)},
+                network=spec.egress_network, read_only=True, cap_drop=["ALL"],
+                security_opt=["no-new-privileges:true"], mem_limit="96m", memswap_limit="96m", pids_limit=64,
+                tmpfs={"/tmp": "size=8m", "/var/spool/squid": "size=8m", "/run": "size=1m"},
+                extra_hosts=dict(h.rsplit(":", 1) for h in spec.egress_hosts) or None,
+                log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            )
+            self.network.connect(self.proxy, aliases=[egress.PROXY_ALIAS])
+            self.proxy.start()
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissing(f"egress proxy image {spec.egress_image} not found: run make images "
+                               "(or runner image build --egress)") from exc
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"could not set up the job's egress proxy: {getattr(exc, 'explanation', None) or exc}") from exc
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            logs = self.proxy.logs(tail=50).decode("utf-8", "replace")
+            if self.READY in logs:
+                return self.name
+            self.proxy.reload()
+            if self.proxy.status not in ("created", "running"):
+                raise SandboxError(f"the egress proxy stopped: {_last_line(logs)}")
+            time.sleep(0.05)
+        raise SandboxError("the egress proxy did not start within 15 s")
+
+    def remove(self) -> None:
+        if self.proxy is not None:
+            remove_container(self.proxy)
+        if self.network is not None:
+            remove_network(self.network)
 
 
 def _kill(container: Any) -> None:
@@ -322,12 +394,30 @@ def managed_containers(dc: docker.DockerClient | None = None) -> list[Any]:
     return dc.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
 
 
+def managed_networks(dc: docker.DockerClient | None = None) -> list[Any]:
+    """Every per-run network that some runner made."""
+    dc = dc or client()
+    return dc.networks.list(filters={"label": f"{LABEL_MANAGED}=true"})
+
+
+def remove_network(network: Any) -> None:
+    """Remove a network (disconnecting nothing: its containers are removed first)."""
+    try:
+        network.remove()
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        log.warning("could not remove network %s: %s", network.name, exc)
+
+
 def remove_container(container: Any) -> None:
-    """Kill and remove a container; a container already gone is fine."""
+    """Kill and remove a container; a container already gone is fine, a failure is logged."""
     try:
         container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+        log.warning("could not remove container %s: %s", container.name, exc)
 
 
 def image_present(image: str, dc: docker.DockerClient | None = None) -> bool:

@@ -174,6 +174,8 @@ class Scheduler:
                 pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
                 output_cap=s.output_cap, runtime=s.container_runtime, tmpfs_inodes=s.tmpfs_inodes,
                 watchdog=self._disk_watchdog(job["thread_id"]),
+                allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
+                egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
             )
             result = sandbox.run(spec, self.dc)
             with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
@@ -267,6 +269,7 @@ class Scheduler:
                 self.db.all("renew_leases", {"ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
             self.recover_expired()
             self.remove_orphans()
+            self.remove_orphan_networks()
         except DatabaseError as exc:
             log.warning("housekeeping: %s", exc)
         except RunnerError as exc:
@@ -312,3 +315,13 @@ class Scheduler:
                 sandbox.remove_container(c)
                 removed += 1
         return removed
+
+    def remove_orphan_networks(self) -> None:
+        """Remove per-run networks whose job containers are all gone (their run ended or was recovered)."""
+        try:
+            live = {c.labels.get(sandbox.LABEL_JOB) for c in sandbox.managed_containers(self.dc)}
+            for net in sandbox.managed_networks(self.dc):
+                if net.attrs.get("Labels", {}).get(sandbox.LABEL_JOB) not in live:
+                    sandbox.remove_network(net)
+        except Exception as exc:
+            log.warning("could not sweep job networks: %s", exc)

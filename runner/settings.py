@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import uuid
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .schedule import zone
@@ -40,6 +42,27 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     return value
 
 
+def _list(env: dict[str, str], name: str, default: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(name, default).split(",") if p.strip())
+
+
+def _blocked_networks(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_EGRESS_BLOCK plus the database's address when it is an IP (the proxy must never reach it)."""
+    nets = list(_list(env, "RUNNER_EGRESS_BLOCK", ""))
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"RUNNER_EGRESS_BLOCK: {net!r} is not a network such as 203.0.113.0/24") from None
+    host = urlsplit(env.get("DATABASE_URL", "")).hostname
+    try:
+        if host:
+            nets.append(str(ipaddress.ip_network(host)))
+    except ValueError:
+        pass  # a host name: the private ranges cover the usual cases
+    return tuple(nets)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner reads from its environment. Build with :meth:`from_env`."""
@@ -70,6 +93,11 @@ class Settings:
     output_cap: int = 64 * 1024
     script_cap: int = 256 * 1024
     container_runtime: str | None = None
+    egress_allow: tuple[str, ...] = ("*",)  # the operator's maximum for --allow-host grants
+    egress_image: str = "runner-egress:latest"
+    egress_network: str = "bridge"
+    egress_block: tuple[str, ...] = ()  # networks the proxy refuses besides the private ranges
+    egress_hosts: tuple[str, ...] = ()  # "name:ip" pinned for the proxy
     telegram_bot_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
 
@@ -105,6 +133,11 @@ class Settings:
             output_cap=_int(e, "RUNNER_OUTPUT_CAP", 64 * 1024, 256),
             script_cap=_int(e, "RUNNER_SCRIPT_CAP", 256 * 1024, 64),
             container_runtime=e.get("RUNNER_CONTAINER_RUNTIME", "").strip() or None,
+            egress_allow=_list(e, "RUNNER_EGRESS_ALLOW", "*"),
+            egress_image=e.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest").strip(),
+            egress_network=e.get("RUNNER_EGRESS_NETWORK", "bridge").strip() or "bridge",
+            egress_block=_blocked_networks(e),
+            egress_hosts=_list(e, "RUNNER_EGRESS_HOSTS", ""),
             telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )

@@ -4,9 +4,9 @@
 -- name: insert_job
 -- Schedule a new job (the first row of its series).
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
-                            timeout_seconds, memory_mb, cpus, pids_limit)
+                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
 VALUES (%(user_id)s, %(thread_id)s, %(name)s, %(due_time)s, %(script_path)s, %(recurrence)s, %(cron)s,
-        %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s)
+        %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s, %(allow_hosts)s)
 RETURNING *;
 
 -- name: ensure_thread
@@ -72,9 +72,9 @@ RETURNING j.*, expired.lease_owner AS dead_owner;
 -- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.
 -- A series whose head was cancelled meanwhile gets no next instance.
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
-                            series_id, timeout_seconds, memory_mb, cpus, pids_limit)
+                            series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
 SELECT user_id, thread_id, name, %(due_time)s, script_path, recurrence, cron, timezone,
-       series_id, timeout_seconds, memory_mb, cpus, pids_limit
+       series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts
 FROM scheduled_jobs WHERE id = %(id)s AND cron IS NOT NULL
 ON CONFLICT (series_id, due_time) DO NOTHING
 RETURNING id;

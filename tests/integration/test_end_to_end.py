@@ -34,7 +34,7 @@ def test_price_check_message_delivered_and_removed_output_kept(jobs: Jobs, setti
     assert row["status"] == "completed", row["error_message"]
     assert row["exit_code"] == 0 and row["error_message"] is None
     assert row["started_at"] is not None and row["completed_at"] >= row["started_at"]
-    assert "price 89.99" in row["output_tail"]
+    assert "price 89.99 (demo)" in row["output_tail"]
     assert "Price alert: $89.99" in printed and "telegram:42" in printed
     d = jobs_dir(settings.data_dir, THREAD)
     assert not (d / "check_price_message.txt").exists(), "the message file must be deleted after queueing"
