@@ -385,6 +385,12 @@ def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, co
     for needle, text in _LIMIT_PATTERNS:
         if needle in last:
             return text.format(**vars(spec)) + f" ({last})"
+    # Many processes failing at once interleave their tracebacks: look past the last line too.
+    lines = [ln.strip() for ln in stderr.splitlines()]
+    for needle, text in _LIMIT_PATTERNS:
+        hit = next((ln for ln in reversed(lines) if needle in ln), None)
+        if hit:
+            return text.format(**vars(spec)) + f" ({hit[:300]})"
     return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
 
 
