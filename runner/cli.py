@@ -209,6 +209,23 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from .doctor import run_checks
+
+    failed = 0
+    results = []
+    for check in run_checks(settings, hardening=not args.quick):
+        failed += not check.ok
+        results.append(check)
+        if not args.json:
+            print(check.line(), flush=True)
+    if args.json:
+        _print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results])
+    elif failed:
+        print(f"{failed} check(s) failed")
+    return 1 if failed else 0
+
+
 def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
     from . import images
 
@@ -288,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     nx.add_argument("-n", type=int, default=5)
     nx.add_argument("--json", action="store_true")
     nx.set_defaults(func=cmd_next)
+
+    dr = sub.add_parser("doctor", help="check the engine, images, database, data directory and job hardening")
+    dr.add_argument("--quick", action="store_true", help="skip the sample job container")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
 
     im = sub.add_parser("image", help="job image tools")
     imsub = im.add_subparsers(dest="image_command", required=True, parser_class=_Parser)

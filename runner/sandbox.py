@@ -163,6 +163,37 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
     return cfg
 
 
+ALLOWED_ENV = frozenset({"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
+                         *egress.proxy_environment()})
+
+
+def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
+    """Refuse, whatever asked for it, a job container that is privileged, joins the host's network or
+    namespaces, mounts anything but the thread's jobs/ directory, or runs as root."""
+    problems = []
+    if cfg.get("privileged"):
+        problems.append("privileged")
+    net = str(cfg.get("network_mode", ""))
+    if net == "host" or net.startswith("container:") or net not in ("none",) and not net.startswith("runner-job-"):
+        problems.append(f"network {net!r}")
+    for key in ("pid_mode", "ipc_mode", "userns_mode", "uts_mode", "volumes", "volumes_from", "devices", "cap_add"):
+        if cfg.get(key) and cfg.get(key) != "private":
+            problems.append(key)
+    mounts = cfg.get("mounts") or []
+    if len(mounts) != 1 or mounts[0]["Target"] != JOBS_MOUNT or mounts[0]["Source"] != str(jobs_dir) \
+            or mounts[0]["Type"] != "bind":
+        problems.append("mounts other than the thread's jobs/ directory")
+    user = str(cfg.get("user", "")).split(":")[0]
+    if user in ("", "0", "root"):
+        problems.append("root user")
+    if set(cfg.get("environment", {})) - ALLOWED_ENV:
+        problems.append("host environment")
+    if cfg.get("cap_drop") != ["ALL"] or not cfg.get("read_only"):
+        problems.append("capabilities or writable root")
+    if problems:
+        raise SandboxError("refusing to create an unsafe job container: " + ", ".join(problems))
+
+
 def _last_line(text: str) -> str:
     for line in reversed(text.splitlines()):
         if line.strip():
@@ -190,8 +221,10 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         if spec.allow_hosts:
             proxy = _Egress(dc, spec)
             network = proxy.start()
+        cfg = container_config(spec, network)
+        refuse_unsafe(cfg, spec.jobs_dir)
         try:
-            container = _retry_docker(dc.containers.create)(**container_config(spec, network))
+            container = _retry_docker(dc.containers.create)(**cfg)
         except docker.errors.ImageNotFound as exc:
             raise ImageMissing(f"image {spec.image} not found: run make image (or runner image build)") from exc
         except docker.errors.APIError as exc:
@@ -434,3 +467,66 @@ def image_present(image: str, dc: docker.DockerClient | None = None) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+
+
+PROBE = (
+    "import os\n"
+    "status = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
+    "print('uid', os.getuid())\n"
+    "for k in ('NoNewPrivs', 'CapEff', 'CapBnd', 'Seccomp'):\n"
+    "    print(k, status[k].strip())\n"
+    "print('ifaces', ' '.join(sorted(l.split(':')[0].strip() for l in list(open('/proc/net/dev'))[2:])))\n"
+    "try:\n    open('/usr/x', 'w')\n    print('rootfs writable')\nexcept OSError:\n    print('rootfs read-only')\n"
+    "print('docker.sock', os.path.exists('/var/run/docker.sock'))\n"
+)
+
+
+def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None) -> list[tuple[str, bool, str]]:
+    """Create a sample job container as a real run would, inspect it and run a probe inside it.
+
+    Returns (protection, in force, detail) rows for ``runner doctor``."""
+    dc = dc or client()
+    cfg = container_config(spec)
+    cfg["command"] = ["python3", "-c", PROBE]
+    container = dc.containers.create(**cfg)
+    try:
+        hc = container.attrs["HostConfig"]
+        info = dc.info()
+        container.start()
+        container.wait(timeout=30)
+        probe = dict(line.split(" ", 1) for line in container.logs().decode().splitlines() if " " in line)
+    finally:
+        remove_container(container)
+    mounts = hc.get("Mounts") or []
+    sec = hc.get("SecurityOpt") or []
+    tmpfs = (hc.get("Tmpfs") or {}).get("/tmp", "")
+    ulimits = {u["Name"]: u["Hard"] for u in hc.get("Ulimits") or []}
+    rows = [
+        ("not privileged", not hc.get("Privileged"), "Privileged=false"),
+        ("non-root user", probe.get("uid", "0") != "0", f"uid {probe.get('uid')}"),
+        ("read-only root filesystem", hc.get("ReadonlyRootfs") and probe.get("rootfs") == "read-only",
+         f"ReadonlyRootfs={hc.get('ReadonlyRootfs')}"),
+        ("all capabilities dropped", hc.get("CapDrop") == ["ALL"] and probe.get("CapEff") == "0000000000000000",
+         f"CapEff {probe.get('CapEff')}"),
+        ("no-new-privileges", any(o.startswith("no-new-privileges") for o in sec) and probe.get("NoNewPrivs") == "1",
+         f"NoNewPrivs {probe.get('NoNewPrivs')}"),
+        ("seccomp filter", probe.get("Seccomp") == "2" and not any("unconfined" in o for o in sec),
+         f"Seccomp mode {probe.get('Seccomp')}"),
+        ("no network", hc.get("NetworkMode") == "none" and probe.get("ifaces") == "lo", f"interfaces: {probe.get('ifaces')}"),
+        ("memory limit, no swap", bool(hc.get("Memory")) and hc.get("Memory") == hc.get("MemorySwap"),
+         f"{(hc.get('Memory') or 0) // 2**20} MiB"),
+        ("CPU limit", bool(hc.get("NanoCpus")), f"{(hc.get('NanoCpus') or 0) / 1e9:g} CPU"),
+        ("process limit", bool(hc.get("PidsLimit")), f"{hc.get('PidsLimit')} processes"),
+        ("open files and file size limits", "nofile" in ulimits and "fsize" in ulimits,
+         f"nofile {ulimits.get('nofile')}, fsize {ulimits.get('fsize')}"),
+        ("tmpfs /tmp with a size", "size=" in tmpfs, tmpfs),
+        ("init reaps children", bool(hc.get("Init")), "Init=true"),
+        ("only the thread's jobs/ mounted", len(mounts) == 1 and mounts[0].get("Target") == JOBS_MOUNT,
+         ", ".join(f"{m.get('Source')}->{m.get('Target')}" for m in mounts)),
+        ("no Docker socket", probe.get("docker.sock") == "False", "absent inside the container"),
+        ("bounded logs", (hc.get("LogConfig") or {}).get("Config", {}).get("max-size") is not None,
+         str((hc.get("LogConfig") or {}).get("Config"))),
+        ("container runtime", True, f"{hc.get('Runtime') or info.get('DefaultRuntime')} "
+                                    f"(gVisor's runsc is stronger: RUNNER_CONTAINER_RUNTIME=runsc)"),
+    ]
+    return [(name, bool(ok), detail) for name, ok, detail in rows]

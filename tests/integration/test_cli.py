@@ -67,3 +67,25 @@ def test_errors_are_one_line_without_traceback(settings: Settings, tmp_path: Pat
 def test_migrate_is_idempotent(settings: Settings) -> None:
     r = cli(settings, "migrate")
     assert r.returncode == 0 and "up to date" in r.stdout, r.stderr
+
+
+def test_doctor_reports_every_protection_ok(settings: Settings) -> None:
+    r = cli(settings, "doctor", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    checks = json.loads(r.stdout)
+    names = {c["check"] for c in checks}
+    for expected in ("Docker engine", "job image", "database", "data directory", "job container: non-root user",
+                     "job container: no network", "job container: seccomp filter",
+                     "job container: all capabilities dropped", "job container: read-only root filesystem"):
+        assert expected in names
+    assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+
+
+def test_doctor_fails_with_what_to_do(settings: Settings) -> None:
+    env_settings = settings.with_(image="runner-no-such:1")
+    r = subprocess.run([sys.executable, "-m", "runner.cli", "doctor", "--quick"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, check=False,
+                       env={**os.environ, "DATABASE_URL": env_settings.database_url or "",
+                            "RUNNER_DATA_DIR": str(settings.data_dir), "RUNNER_IMAGE": env_settings.image})
+    assert r.returncode == 1
+    assert "FAIL  job image: runner-no-such:1 is missing: run make image" in r.stdout

@@ -1,0 +1,122 @@
+"""``runner doctor``: check what the runner depends on and what protects the host, one line each."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sandbox
+from .db import Database, embedded_url, migration_files
+from .errors import RunnerError
+from .scheduler import sandbox_user
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'OK  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def _safe(name: str, fn: Callable[[], Check]) -> Check:
+    try:
+        return fn()
+    except RunnerError as exc:
+        return Check(name, False, str(exc))
+    except Exception as exc:  # the report must finish whatever breaks
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+
+
+def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]:
+    """Yield each check as it completes (the slow container check last)."""
+    dc_holder: dict[str, object] = {}
+
+    def engine() -> Check:
+        dc = sandbox.client()
+        version = dc.version()
+        dc_holder["dc"] = dc
+        return Check("Docker engine", True, f"{version.get('Version')} (API {version.get('ApiVersion')})")
+
+    yield _safe("Docker engine", engine)
+    dc = dc_holder.get("dc")
+
+    def image(tag: str, label: str, hint: str) -> Callable[[], Check]:
+        def check() -> Check:
+            if dc is None:
+                return Check(label, False, "no Docker engine")
+            present = sandbox.image_present(tag, dc)  # type: ignore[arg-type]
+            return Check(label, present, tag if present else f"{tag} is missing: {hint}")
+        return check
+
+    yield _safe("job image", image(settings.image, "job image", "run make image"))
+    yield _safe("egress proxy image", image(settings.egress_image, "egress proxy image",
+                                            "run make images (needed only by jobs granted --allow-host)"))
+
+    def database() -> Check:
+        url = settings.database_url or embedded_url(settings.embedded_pg_dir)
+        db = Database(url, max_size=1)
+        try:
+            with db.transaction() as conn:
+                conn.execute("SELECT 1")
+                try:
+                    applied = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+                except Exception:
+                    applied = set()
+        finally:
+            db.close()
+        known = {v for v, _ in migration_files()}
+        missing = sorted(known - applied)
+        where = "embedded" if not settings.database_url else "DATABASE_URL"
+        if missing:
+            return Check("database", False, f"reachable ({where}) but migrations {missing} are not applied: run runner migrate")
+        newer = sorted(applied - known)
+        if newer:
+            return Check("database", False, f"schema has migrations {newer} this runner does not know: upgrade the runner")
+        return Check("database", True, f"reachable ({where}), {len(applied)} migrations applied")
+
+    yield _safe("database", database)
+
+    def data_dir() -> Check:
+        d = settings.data_dir
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".doctor-"):
+            pass
+        mode = d.stat().st_mode & 0o777
+        if mode & 0o002:
+            return Check("data directory", False, f"{d} is world-writable ({oct(mode)}): chmod o-w {d}")
+        return Check("data directory", True, f"{d} writable, mode {oct(mode)}")
+
+    yield _safe("data directory", data_dir)
+
+    if hardening and dc is not None:
+        yield from _hardening(settings, dc)
+
+
+def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
+    sample = settings.data_dir / ".doctor" / "jobs"
+    try:
+        sample.mkdir(parents=True, exist_ok=True)
+        uid, gid = sandbox_user()
+        if os.geteuid() == 0:
+            os.chown(sample, uid, gid)
+        spec = sandbox.RunSpec(
+            job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py", jobs_dir=Path(sample),
+            image=settings.image, user=f"{uid}:{gid}", timeout_seconds=30, memory_mb=settings.memory_mb,
+            cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
+            max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
+        )
+        rows = sandbox.hardening_report(spec, dc)  # type: ignore[arg-type]
+    except Exception as exc:
+        yield Check("job container hardening", False, f"could not run a sample container: {exc}")
+        return
+    for name, ok, detail in rows:
+        yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
