@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install host-deps image images run test test-unit test-integration lint clean
+.PHONY: help install host-deps gvisor image images run test test-unit lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ host-deps: ## install mmdebstrap (needed only where no registry is reachable) if
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null) \
 			|| echo "could not install mmdebstrap; images need a registry then"; \
 	fi
+
+gvisor: ## install gVisor (runsc) from Debian and register it with Docker (root; optional)
+	./scripts/install-gvisor.sh
 
 image: install host-deps ## build the job image (python:3.12-slim, or a local Debian base offline)
 	$(BIN)/runner image build --tag $(IMAGE)
