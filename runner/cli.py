@@ -132,7 +132,8 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     with _jobs(settings) as jobs:
         row = jobs.schedule_job(
             thread_id=args.thread, name=args.name, script=args.script, at=args.at, every=args.every,
-            tz=args.tz, limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory), user_id=args.user or "",
+            tz=args.tz, user_id=args.user or "",
+            limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus, pids_limit=args.pids),
             allow_hosts=args.allow_host or (),
         )
     if args.json:
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--tz", help="IANA time zone (default: the thread's, else RUNNER_TIMEZONE)")
     sc.add_argument("--timeout", type=int, help="seconds before the job is killed (default 30)")
     sc.add_argument("--memory", type=int, help="memory limit in MiB (default 256)")
+    sc.add_argument("--cpus", type=float, help="CPU limit (default 1)")
+    sc.add_argument("--pids", type=int, help="process limit (default 64)")
     sc.add_argument("--allow-host", action="append", metavar="HOST",
                     help="grant HTTP(S) to this host name through the egress proxy (repeat; '*.example.com' allowed)")
     sc.add_argument("--user", help="user id to record with the job")
