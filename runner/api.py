@@ -31,7 +31,8 @@ STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 PUBLIC_COLUMNS = (
     "id", "user_id", "thread_id", "name", "status", "due_time", "script_path", "recurrence",
     "created_at", "started_at", "completed_at", "error_message", "timezone", "cron", "attempts",
-    "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "allow_hosts", "series_id",
+    "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "allow_hosts", "paused",
+    "series_id",
 )
 
 
@@ -247,6 +248,58 @@ class Jobs:
             stopped = self.db.one("stop_recurring", {"id": row["id"]})
             return stopped or self.get_job(job_id, thread_id)
         raise ValidationError(f"job {job_id} is already {row['status']}; only a pending or running job can be cancelled")
+
+
+    def pause_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """Pause a pending job: it keeps its place but is not run until resumed."""
+        row = self._pending_of(job_id, thread_id)
+        done = self.db.one("set_paused", {"id": row["id"], "paused": True})
+        if done is None:
+            raise ValidationError(f"job {job_id} is not pending any more; nothing to pause")
+        return done
+
+    def resume_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """Resume a paused job (if its time has passed meanwhile, it runs now)."""
+        row = self._pending_of(job_id, thread_id)
+        done = self.db.one("set_paused", {"id": row["id"], "paused": False})
+        if done is None:
+            raise ValidationError(f"job {job_id} is not pending any more; nothing to resume")
+        return done
+
+    def run_job_now(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
+        """Run a job now. A pending run is moved to now (a recurring job then continues on its
+        schedule); a finished one-off job runs again as a new run."""
+        row = self.get_job(job_id, thread_id)
+        if row["status"] == "running":
+            raise ValidationError(f"job {job_id} is running right now")
+        if row["status"] != "pending" and row["cron"]:
+            live = self.db.one("pending_of_series", {"series_id": row["series_id"]})
+            if live is not None and live["status"] == "pending":
+                row = live
+            elif live is not None:
+                raise ValidationError(f"job {job_id} is running right now")
+        if row["status"] == "pending":
+            done = self.db.one("run_now", {"id": row["id"]})
+            if done is not None:
+                return done
+        copy = self.db.one("copy_as_one_off", {"id": row["id"]})
+        assert copy is not None
+        return copy
+
+    def job_runs(self, job_id: int, thread_id: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+        """The latest runs of a job's series, newest first."""
+        row = self.get_job(job_id, thread_id)
+        return self.db.all("runs_of_series", {"series_id": row["series_id"], "limit": limit})
+
+    def _pending_of(self, job_id: int, thread_id: str | None) -> dict[str, Any]:
+        row = self.get_job(job_id, thread_id)
+        if row["status"] == "pending":
+            return row
+        if row["cron"]:
+            live = self.db.one("pending_of_series", {"series_id": row["series_id"]})
+            if live is not None and live["status"] == "pending":
+                return live
+        raise ValidationError(f"job {job_id} is {row['status']}; only a pending job can be paused or resumed")
 
 
 def connect(settings: Settings | None = None, *, apply_migrations: bool = True) -> Jobs:

@@ -180,3 +180,78 @@ def usage(dir_fd: int, max_entries: int) -> Usage:
                 continue
             total += st.st_blocks * 512
     return Usage(total, entries)
+
+
+def attachments_dir_name(job_name: str) -> str:
+    """``<job>_attachments``: files in it are sent with the job's message, then removed."""
+    return f"{job_name}_attachments"
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """Files read from a job's attachments directory, and what was refused."""
+
+    files: list[tuple[str, bytes]]
+    problems: list[str]
+
+
+def collect_attachments(jobs_dir_fd: int, job_name: str, *, file_cap: int, max_files: int,
+                        total_cap: int) -> Attachments:
+    """Read ``<job>_attachments/*`` safely: plain files only, each at most ``file_cap`` bytes, at most
+    ``max_files`` of them and ``total_cap`` bytes in all (in name order). Others are reported, not read."""
+    try:
+        dfd = os.open(attachments_dir_name(job_name), _DIR_FLAGS, dir_fd=jobs_dir_fd)
+    except FileNotFoundError:
+        return Attachments([], [])
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return Attachments([], [f"{attachments_dir_name(job_name)} is not a plain directory; ignored"])
+        raise
+    files: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+    total = 0
+    try:
+        for name in sorted(os.listdir(dfd)):
+            if len(files) >= max_files:
+                problems.append(f"more than {max_files} attachments; the rest were not sent")
+                break
+            try:
+                result = read_capped(dfd, name, file_cap)
+            except UnsafeFile as exc:
+                problems.append(f"attachment refused: {exc}")
+                continue
+            if result is None:
+                continue
+            if result.truncated:
+                problems.append(f"attachment {name} is larger than {file_cap // 1024 // 1024} MiB; not sent")
+                continue
+            if total + len(result.data) > total_cap:
+                problems.append(f"attachments over {total_cap // 1024 // 1024} MiB in all; {name} and later not sent")
+                break
+            total += len(result.data)
+            files.append((name[:200], result.data))
+    finally:
+        os.close(dfd)
+    return Attachments(files, problems)
+
+
+def remove_attachments(jobs_dir_fd: int, job_name: str) -> None:
+    """Remove every name in ``<job>_attachments`` (never following links) and the directory itself."""
+    try:
+        dfd = os.open(attachments_dir_name(job_name), _DIR_FLAGS, dir_fd=jobs_dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink in its place: remove the link itself
+            remove(jobs_dir_fd, attachments_dir_name(job_name))
+            return
+        raise
+    try:
+        for name in os.listdir(dfd):
+            remove(dfd, name)
+    finally:
+        os.close(dfd)
+    try:
+        os.rmdir(attachments_dir_name(job_name), dir_fd=jobs_dir_fd)
+    except OSError:
+        pass  # a subdirectory the job made stays; it is the job's own

@@ -84,15 +84,27 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         log.info("job image %s is missing: building it", settings.image)
         images.build_sandbox(settings.image)
     jobs = _jobs(settings)
+    telegram = None
     if settings.telegram_bot_token:
-        log.warning("TELEGRAM_BOT_TOKEN is set, but Telegram delivery is not built yet: messages print here")
+        from .notify import NoChannelSender
+        from .service import TelegramService, install_redaction
+
+        install_redaction(settings.telegram_bot_token)
+        if not settings.telegram_allowed_users:
+            log.warning("TELEGRAM_ALLOWED_USERS is empty: the bot will answer nobody (messages are still sent)")
+        telegram = TelegramService(settings, jobs, polling=not args.burst)
+        sender: Any = NoChannelSender()  # the console notifier then only fails non-Telegram threads
+        where = "Messages go to Telegram" + (f" via {settings.telegram_api_url}" if settings.telegram_api_url else "")
+    else:
+        sender = ConsoleSender()
+        where = "Messages print here (no TELEGRAM_BOT_TOKEN)"
     print(f"runner {__version__}: database {_describe_db(settings)}, data directory {settings.data_dir}, "
           f"image {settings.image}, up to {settings.concurrency} jobs at once"
-          f"{' (burst: run what is due, then exit)' if args.burst else ''}. Messages print here. "
+          f"{' (burst: run what is due, then exit)' if args.burst else ''}. {where}. "
           f"Schedule a first job from another terminal: {FIRST_JOB_HINT.format(runner=_runner_command())}", flush=True)
     scheduler = Scheduler(settings, jobs.db, dc)
-    notifier = Notifier(jobs.db, ConsoleSender(), settings.runner_id, lease_seconds=settings.lease_seconds,
-                        poll_interval=settings.poll_interval)
+    notifier = Notifier(jobs.db, sender, settings.runner_id, lease_seconds=settings.lease_seconds,
+                        poll_interval=settings.poll_interval, without_chat=telegram is not None)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping (running jobs finish first; again to force)", signum)
@@ -103,9 +115,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
+        if telegram is not None:
+            telegram.start()
         if args.burst:
             scheduler.run(burst=True)
             notifier.deliver_due()
+            if telegram is not None:
+                telegram.drain()
         else:
             t = threading.Thread(target=notifier.run, name="notifier", daemon=True)
             t.start()
@@ -113,6 +129,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             notifier.stop()
             t.join(timeout=10)
     finally:
+        if telegram is not None:
+            telegram.stop()
         jobs.close()
     return 0
 

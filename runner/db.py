@@ -94,7 +94,8 @@ class Database:
     def all(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run the named query in its own transaction and return every row."""
         with self.transaction() as conn:
-            return conn.execute(QUERIES[name], params or {}).fetchall()
+            cur = conn.execute(QUERIES[name], params or {})
+            return cur.fetchall() if cur.description is not None else []
 
     def one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Run the named query in its own transaction and return the first row, if any."""

@@ -42,18 +42,29 @@ class ConsoleSender:
         self._lock = threading.Lock()
 
     def send(self, row: dict[str, Any]) -> Outcome:
-        header = f"--- message for {row['thread_id']} from job {row['job_name']} (run {row['job_id']}) ---"
+        what = "failure notice" if row.get("kind") == "failure" else "message"
+        header = f"--- {what} for {row['thread_id']} from job {row['job_name']} (run {row['job_id']}) ---"
+        files = row.get("attachments") or []
+        listing = "".join(f"\n[attachment: {name}, {size} bytes]" for name, size in files)
         with self._lock:
-            print(f"{header}\n{row['text']}\n{'-' * len(header)}", file=self.stream, flush=True)
+            print(f"{header}\n{row['text']}{listing}\n{'-' * len(header)}", file=self.stream, flush=True)
         return Outcome("sent")
+
+
+class NoChannelSender:
+    """For threads with no chat to deliver to while only Telegram is configured: fail them visibly."""
+
+    def send(self, row: dict[str, Any]) -> Outcome:
+        return Outcome("failed", error=f"thread {row['thread_id']} has no Telegram chat to deliver to")
 
 
 class Notifier:
     """The delivery loop over the outbox table."""
 
     def __init__(self, db: Database, sender: Sender, owner: str, *, lease_seconds: int = 60,
-                 poll_interval: float = 30.0, batch: int = 50) -> None:
+                 poll_interval: float = 30.0, batch: int = 50, without_chat: bool = False) -> None:
         self.db, self.sender, self.owner = db, sender, owner
+        self.without_chat = without_chat
         self.lease_seconds, self.poll_interval, self.batch = lease_seconds, poll_interval, batch
         self.stopping = threading.Event()
         self._waker: Any = None
@@ -63,7 +74,7 @@ class Notifier:
         handled = 0
         while True:
             rows = self.db.all("claim_messages", {"limit": self.batch, "owner": self.owner,
-                                                  "lease": self.lease_seconds})
+                                                  "lease": self.lease_seconds, "without_chat": self.without_chat})
             if not rows:
                 return handled
             for row in rows:
@@ -71,6 +82,9 @@ class Notifier:
                 handled += 1
 
     def _deliver(self, row: dict[str, Any]) -> None:
+        if isinstance(self.sender, ConsoleSender):
+            atts = self.db.all("attachments_of", {"outbox_id": row["id"]})
+            row = {**row, "attachments": [(a["filename"], len(a["content"])) for a in atts]}
         try:
             outcome = self.sender.send(row)
         except Exception as exc:  # a sender bug is retried later, never loses the message

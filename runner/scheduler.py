@@ -27,7 +27,7 @@ from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import Recurrence, zone
 from .settings import Settings
-from .threads import jobs_dir, thread_dir_name
+from .threads import chat_id, jobs_dir, thread_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +154,13 @@ class Scheduler:
         """Run one claimed job and record its result (and its message, and its next instance)."""
         s = self.settings
         script = Path(job["script_path"]).name
-        message: artifacts.Message | None = None
+        parts = (thread_dir_name(job["thread_id"]), "jobs")
         try:
             directory = prepare_jobs_dir(s.data_dir, job["thread_id"])
-            with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
-                artifacts.discard_message(dfd, job["name"])  # a stale file is not this run's message
+            with artifacts.open_dir(s.data_dir, *parts) as dfd:
+                # Files present before the run are not this run's: queued already, or from a lost run.
+                artifacts.discard_message(dfd, job["name"])
+                artifacts.remove_attachments(dfd, job["name"])
                 try:
                     st = os.stat(script, dir_fd=dfd, follow_symlinks=False)
                 except FileNotFoundError:
@@ -178,26 +180,31 @@ class Scheduler:
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
             )
             result = sandbox.run(spec, self.dc)
-            with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+            with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 message = artifacts.collect_message(dfd, job["name"], s.message_cap)
+                attached = artifacts.collect_attachments(
+                    dfd, job["name"], file_cap=s.attachment_cap, max_files=s.max_attachments,
+                    total_cap=s.attachments_total_cap)
         except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
             reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
             log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
             self.finish(job, status="failed", error=reason, result=None, message=None)
             return
         error = result.error
-        note = result.note
+        notes = [n for n in (result.note, *attached.problems) if n]
         if message is not None and message.problem:
             error = error or message.problem
             message = None
         status = "completed" if error is None else "failed"
-        self.finish(job, status=status, error=error or note, result=result, message=message)
-        if message is not None:  # queued (committed): now the file may go
-            try:
-                with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+        self.finish(job, status=status, error=error or ("; ".join(notes) or None), result=result,
+                    message=message, attachments=attached.files)
+        try:  # queued (committed): now the files may go
+            with artifacts.open_dir(s.data_dir, *parts) as dfd:
+                if message is not None:
                     artifacts.discard_message(dfd, job["name"])
-            except (OSError, artifacts.UnsafeFile) as exc:
-                log.warning("job %s: could not remove its message file: %s", job["id"], exc)
+                artifacts.remove_attachments(dfd, job["name"])
+        except (OSError, artifacts.UnsafeFile) as exc:
+            log.warning("job %s: could not remove its message files: %s", job["id"], exc)
 
     def _disk_watchdog(self, thread_id: str) -> Any:
         """A check, polled while the job runs, that its jobs/ directory stays within the disk limits."""
@@ -216,15 +223,15 @@ class Scheduler:
         return check
 
     def finish(self, job: dict[str, Any], *, status: str, error: str | None,
-               result: sandbox.RunResult | None, message: artifacts.Message | None) -> bool:
-        """Record the end of a run, queue its message and create its next instance, in one transaction.
+               result: sandbox.RunResult | None, message: artifacts.Message | None,
+               attachments: list[tuple[str, bytes]] | None = None) -> bool:
+        """Record the end of a run, queue its message (and a failure notice) and create its next
+        instance, all in one transaction.
 
         Returns False when this runner no longer holds the lease (the run was recovered elsewhere)."""
-        text = None
-        if message is not None:
-            text = message.text
-            if message.truncated:
-                text += f"\n[message truncated at {self.settings.message_cap // 1024} KiB]"
+        text = message.text if message is not None else ""
+        if message is not None and message.truncated:
+            text += f"\n[message truncated at {self.settings.message_cap // 1024} KiB]"
         output = result.output if result else None
         with self.db.transaction() as conn:
             row = conn.execute(QUERIES["finish_run"], {
@@ -238,15 +245,28 @@ class Scheduler:
             if row is None:
                 log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
                 return False
-            if text is not None and text.strip():
-                conn.execute(QUERIES["queue_message"], {
-                    "job_id": job["id"], "kind": "message", "thread_id": job["thread_id"],
-                    "job_name": job["name"], "text": text.replace("\x00", "\ufffd"),
-                })
+            if text.strip() or attachments:
+                self._queue(conn, job, "message", text, attachments or [])
+            if status == "failed":
+                prev = conn.execute(QUERIES["previous_run_status"],
+                                    {"series_id": row["series_id"], "id": row["id"]}).fetchone()
+                if prev is None or prev["status"] != "failed":  # told once per streak of failures
+                    self._queue(conn, job, "failure", f"Job {job['name']} failed: {error}", [])
             self._schedule_next(conn, row)
         took = f" in {result.duration_ms} ms" if result else ""
         log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")
         return True
+
+    @staticmethod
+    def _queue(conn: Any, job: dict[str, Any], kind: str, text: str, attachments: list[tuple[str, bytes]]) -> None:
+        row = conn.execute(QUERIES["queue_message"], {
+            "job_id": job["id"], "kind": kind, "thread_id": job["thread_id"], "job_name": job["name"],
+            "text": text.replace("\x00", "\ufffd"), "chat_id": chat_id(job["thread_id"]),
+        }).fetchone()
+        if row is not None:
+            for filename, content in attachments:
+                conn.execute(QUERIES["queue_attachment"], {"outbox_id": row["id"], "filename": filename,
+                                                           "content": content})
 
     @staticmethod
     def _schedule_next(conn: Any, row: dict[str, Any]) -> None:

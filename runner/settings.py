@@ -46,6 +46,16 @@ def _list(env: dict[str, str], name: str, default: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, default).split(",") if p.strip())
 
 
+def _user_ids(env: dict[str, str]) -> frozenset[int]:
+    ids = set()
+    for part in _list(env, "TELEGRAM_ALLOWED_USERS", ""):
+        try:
+            ids.add(int(part))
+        except ValueError:
+            raise ConfigError(f"TELEGRAM_ALLOWED_USERS: {part!r} is not a Telegram user id (a number)") from None
+    return frozenset(ids)
+
+
 def _blocked_networks(env: dict[str, str]) -> tuple[str, ...]:
     """RUNNER_EGRESS_BLOCK plus the database's address when it is an IP (the proxy must never reach it)."""
     nets = list(_list(env, "RUNNER_EGRESS_BLOCK", ""))
@@ -92,6 +102,9 @@ class Settings:
     message_cap: int = 64 * 1024
     output_cap: int = 64 * 1024
     script_cap: int = 256 * 1024
+    attachment_cap: int = 10 * 1024 * 1024  # per file (Telegram's photo limit is 10 MB)
+    attachments_total_cap: int = 20 * 1024 * 1024
+    max_attachments: int = 10
     container_runtime: str | None = None
     egress_allow: tuple[str, ...] = ("*",)  # the operator's maximum for --allow-host grants
     egress_image: str = "runner-egress:latest"
@@ -99,6 +112,11 @@ class Settings:
     egress_block: tuple[str, ...] = ()  # networks the proxy refuses besides the private ranges
     egress_hosts: tuple[str, ...] = ()  # "name:ip" pinned for the proxy
     telegram_bot_token: str | None = field(default=None, repr=False)
+    telegram_api_url: str | None = None
+    telegram_allowed_users: frozenset[int] = frozenset()
+    telegram_per_chat_interval: float = 1.0
+    telegram_per_second: float = 30.0
+    telegram_backoff_max: float = 300.0
     log_level: str = "INFO"
 
     @classmethod
@@ -132,6 +150,9 @@ class Settings:
             message_cap=_int(e, "RUNNER_MESSAGE_CAP", 64 * 1024, 16),
             output_cap=_int(e, "RUNNER_OUTPUT_CAP", 64 * 1024, 256),
             script_cap=_int(e, "RUNNER_SCRIPT_CAP", 256 * 1024, 64),
+            attachment_cap=_int(e, "RUNNER_ATTACHMENT_CAP", 10 * 1024 * 1024, 1024),
+            attachments_total_cap=_int(e, "RUNNER_ATTACHMENTS_TOTAL_CAP", 20 * 1024 * 1024, 1024),
+            max_attachments=_int(e, "RUNNER_MAX_ATTACHMENTS", 10, 0),
             container_runtime=e.get("RUNNER_CONTAINER_RUNTIME", "").strip() or None,
             egress_allow=_list(e, "RUNNER_EGRESS_ALLOW", "*"),
             egress_image=e.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest").strip(),
@@ -139,6 +160,11 @@ class Settings:
             egress_block=_blocked_networks(e),
             egress_hosts=_list(e, "RUNNER_EGRESS_HOSTS", ""),
             telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
+            telegram_api_url=e.get("TELEGRAM_API_URL", "").strip() or None,
+            telegram_allowed_users=_user_ids(e),
+            telegram_per_chat_interval=_float(e, "TELEGRAM_PER_CHAT_INTERVAL", 1.0, 0.0),
+            telegram_per_second=_float(e, "TELEGRAM_PER_SECOND", 30.0, 0.1),
+            telegram_backoff_max=_float(e, "TELEGRAM_BACKOFF_MAX", 300.0, 0.1),
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )
         if s.timeout_seconds > s.max_timeout_seconds:

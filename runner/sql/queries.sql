@@ -23,13 +23,13 @@ ON CONFLICT (thread_id) DO UPDATE SET timezone = EXCLUDED.timezone;
 -- name: seconds_until_next_due
 -- By the database's clock, so the runner's and the database's clocks cannot disagree.
 SELECT EXTRACT(EPOCH FROM (min(due_time) - clock_timestamp()))::float8 AS seconds
-FROM scheduled_jobs WHERE status = 'pending';
+FROM scheduled_jobs WHERE status = 'pending' AND NOT paused;
 
 -- name: claim_due
 -- Atomically take up to %(limit)s due jobs; a second runner skips the rows this one has locked.
 WITH due AS (
     SELECT id FROM scheduled_jobs
-    WHERE status = 'pending' AND due_time <= clock_timestamp()
+    WHERE status = 'pending' AND NOT paused AND due_time <= clock_timestamp()
     ORDER BY due_time
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -108,17 +108,103 @@ WHERE id = %(id)s AND status = 'running'
 RETURNING *;
 
 -- name: queue_message
-INSERT INTO outbox (job_id, kind, thread_id, job_name, text)
-VALUES (%(job_id)s, %(kind)s, %(thread_id)s, %(job_name)s, %(text)s)
+-- %(chat_id)s is the thread's Telegram chat (NULL for other channels); a migrated group's new chat wins.
+INSERT INTO outbox (job_id, kind, thread_id, job_name, text, chat_id)
+VALUES (%(job_id)s, %(kind)s, %(thread_id)s, %(job_name)s, %(text)s,
+        COALESCE((SELECT chat_id FROM threads WHERE thread_id = %(thread_id)s), %(chat_id)s))
 ON CONFLICT (job_id, kind) DO NOTHING
 RETURNING id;
 
+-- name: queue_attachment
+INSERT INTO outbox_attachments (outbox_id, filename, content) VALUES (%(outbox_id)s, %(filename)s, %(content)s);
+
+-- name: previous_run_status
+-- The status of the series' run that finished before this one (failure notices are sent once).
+SELECT status FROM scheduled_jobs
+WHERE series_id = %(series_id)s AND id <> %(id)s AND status IN ('completed', 'failed')
+ORDER BY completed_at DESC NULLS LAST, id DESC
+LIMIT 1;
+
+-- name: chats_with_due_messages
+SELECT DISTINCT chat_id FROM outbox
+WHERE chat_id IS NOT NULL AND (
+      (status = 'pending' AND next_attempt_at <= clock_timestamp())
+   OR (status = 'sending' AND lease_expires_at < clock_timestamp()))
+LIMIT %(limit)s;
+
+-- name: claim_chat_head
+-- The oldest undelivered message of one chat, if it is due: messages to a chat go out in order.
+WITH head AS (
+    SELECT id, status, next_attempt_at, lease_expires_at FROM outbox
+    WHERE chat_id = %(chat_id)s AND status IN ('pending', 'sending')
+    ORDER BY id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o
+SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+FROM head
+WHERE o.id = head.id
+  AND ((head.status = 'pending' AND head.next_attempt_at <= clock_timestamp())
+    OR (head.status = 'sending' AND head.lease_expires_at < clock_timestamp()))
+RETURNING o.*;
+
+-- name: part_sent
+-- Recorded right after each part goes out, so a retry resumes after it (and the lease is renewed).
+UPDATE outbox SET parts_sent = %(parts_sent)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+
+-- name: attachments_of
+SELECT id, filename, content, sent FROM outbox_attachments WHERE outbox_id = %(outbox_id)s ORDER BY id;
+
+-- name: attachment_sent
+UPDATE outbox_attachments SET sent = true WHERE id = %(id)s;
+
+-- name: migrate_chat
+-- A group became a supergroup: its thread's messages follow it.
+WITH t AS (
+    INSERT INTO threads (thread_id, chat_id) VALUES (%(thread_id)s, %(new_chat_id)s)
+    ON CONFLICT (thread_id) DO UPDATE SET chat_id = EXCLUDED.chat_id
+)
+UPDATE outbox SET chat_id = %(new_chat_id)s
+WHERE chat_id = %(old_chat_id)s AND status IN ('pending', 'sending');
+
+-- name: outbox_counts
+SELECT status, count(*) AS n FROM outbox GROUP BY status;
+
+-- name: set_paused
+UPDATE scheduled_jobs SET paused = %(paused)s WHERE id = %(id)s AND status = 'pending' RETURNING *;
+
+-- name: run_now
+UPDATE scheduled_jobs SET due_time = clock_timestamp(), paused = false
+WHERE id = %(id)s AND status = 'pending' RETURNING *;
+
+-- name: pending_of_series
+SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1;
+
+-- name: runs_of_series
+SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: copy_as_one_off
+-- Run a finished job again now: a new one-off run of the same script and limits.
+INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, timezone,
+                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
+SELECT user_id, thread_id, name, clock_timestamp(), script_path, timezone,
+       timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts
+FROM scheduled_jobs WHERE id = %(id)s
+RETURNING *;
+
 -- name: claim_messages
 -- Take due messages for delivery, with a lease so a dead notifier's messages are retried.
+-- %(without_chat)s: only messages of threads that have no Telegram chat (the Telegram notifier
+-- takes the others chat by chat, in order).
 WITH due AS (
     SELECT id FROM outbox
-    WHERE (status = 'pending' AND next_attempt_at <= clock_timestamp())
-       OR (status = 'sending' AND lease_expires_at < clock_timestamp())
+    WHERE ((status = 'pending' AND next_attempt_at <= clock_timestamp())
+       OR (status = 'sending' AND lease_expires_at < clock_timestamp()))
+      AND (NOT %(without_chat)s OR chat_id IS NULL)
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -151,7 +151,8 @@ def test_cancel_pending_job_stops_it(jobs: Jobs, settings: Settings, db: Databas
 
 def test_message_is_queued_once_even_if_finish_is_repeated(jobs: Jobs, db: Database) -> None:
     job = jobs.schedule_job(thread_id=THREAD, name="m", script_text="print(1)\n", at="now")
-    params = {"job_id": job["id"], "kind": "message", "thread_id": THREAD, "job_name": "m", "text": "hi"}
+    params = {"job_id": job["id"], "kind": "message", "thread_id": THREAD, "job_name": "m", "text": "hi",
+              "chat_id": "42"}
     with db.transaction() as conn:
         first = conn.execute(QUERIES["queue_message"], params).fetchall()
         second = conn.execute(QUERIES["queue_message"], params).fetchall()

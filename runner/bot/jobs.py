@@ -1,0 +1,165 @@
+"""/jobs, /job, /run, /cancel, /pause, /resume, /logs, and the buttons on a job's card.
+
+Every lookup passes the chat's own thread id, so another chat's job id answers "no such job"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
+
+from ..api import Jobs
+from ..errors import NotFound, RunnerError
+from .util import clip, job_buttons, job_card, thread_of, when
+
+
+def _job_id(command: CommandObject) -> int | None:
+    arg = (command.args or "").strip().lstrip("#")
+    return int(arg) if arg.isdigit() else None
+
+
+async def _need_id(message: Message, command: CommandObject) -> int | None:
+    jid = _job_id(command)
+    if jid is None:
+        await message.answer(f"Give a job id: /{command.command} <id> (see /jobs)")
+    return jid
+
+
+async def list_jobs(message: Message, jobs_service: Jobs) -> None:
+    thread = thread_of(message.chat.id)
+
+    def overview() -> tuple[list[dict[str, Any]], str]:
+        rows = jobs_service.list_jobs(thread_id=thread, limit=500)
+        return rows, jobs_service.thread_timezone(thread)
+
+    rows, tz = await asyncio.to_thread(overview)
+    if not rows:
+        await message.answer("No jobs in this chat yet. Send a .py file with the caption /schedule <when>.")
+        return
+    series: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:  # newest first
+        series.setdefault(r["series_id"], []).append(r)
+    lines = []
+    for runs in series.values():
+        head = next((r for r in runs if r["status"] in ("pending", "running")), runs[0])
+        last = next((r for r in runs if r["status"] in ("completed", "failed", "cancelled")), None)
+        nxt = when(head["due_time"], tz) if head["status"] == "pending" else head["status"]
+        paused = " (paused)" if head.get("paused") else ""
+        lines.append(f"#{head['id']} {head['name']} | next: {nxt}{paused} | {head['recurrence'] or 'once'} | "
+                     f"last: {last['status'] if last else '-'}")
+    await message.answer(clip("\n".join(lines)))
+
+
+async def _act(message: Message, jobs_service: Jobs, jid: int, action: Callable[..., Any], done: str) -> None:
+    thread = thread_of(message.chat.id)
+    try:
+        row = await asyncio.to_thread(action, jid, thread)
+    except NotFound:
+        await message.answer(f"No such job: {jid}")
+        return
+    except RunnerError as exc:
+        await message.answer(str(exc))
+        return
+    await message.answer(done.format(**row))
+
+
+async def show_job(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    jid = await _need_id(message, command)
+    if jid is None:
+        return
+    thread = thread_of(message.chat.id)
+    try:
+        row, runs, tz = await asyncio.to_thread(
+            lambda: (jobs_service.get_job(jid, thread), jobs_service.job_runs(jid, thread),
+                     jobs_service.thread_timezone(thread)))
+    except NotFound:
+        await message.answer(f"No such job: {jid}")
+        return
+    await message.answer(clip(job_card(row, runs, tz)), reply_markup=job_buttons(row))
+
+
+async def run_now(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    if (jid := await _need_id(message, command)) is not None:
+        await _act(message, jobs_service, jid, jobs_service.run_job_now, "Job {name} will run now (run #{id}).")
+
+
+async def cancel(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    if (jid := await _need_id(message, command)) is not None:
+        await _act(message, jobs_service, jid, jobs_service.cancel_job, "Job {name} (#{id}) is {status}.")
+
+
+async def pause(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    if (jid := await _need_id(message, command)) is not None:
+        await _act(message, jobs_service, jid, jobs_service.pause_job, "Job {name} (#{id}) is paused.")
+
+
+async def resume(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    if (jid := await _need_id(message, command)) is not None:
+        await _act(message, jobs_service, jid, jobs_service.resume_job, "Job {name} (#{id}) is resumed.")
+
+
+async def logs(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    jid = await _need_id(message, command)
+    if jid is None:
+        return
+    thread = thread_of(message.chat.id)
+    try:
+        info = await asyncio.to_thread(jobs_service.get_job_logs, jid, thread)
+    except NotFound:
+        await message.answer(f"No such job: {jid}")
+        return
+    head = f"Job {info['name']} (#{info['id']}): {info['status']}"
+    if info["exit_code"] is not None:
+        head += f", exit code {info['exit_code']}"
+    if info["duration_ms"] is not None:
+        head += f", {info['duration_ms']} ms"
+    parts = [head]
+    if info["error_message"]:
+        parts.append(f"reason: {info['error_message']}")
+    parts.append("output:\n" + (info["output_tail"] or "(none)"))
+    await message.answer(clip("\n".join(parts)))
+
+
+_ACTIONS = {"run": ("run_job_now", "will run now"), "pause": ("pause_job", "is paused"),
+            "resume": ("resume_job", "is resumed"), "cancel": ("cancel_job", "is cancelled")}
+
+
+async def button(query: CallbackQuery, jobs_service: Jobs) -> None:
+    try:
+        _, action, raw = (query.data or "").split(":", 2)
+        method, said = _ACTIONS[action]
+        jid = int(raw)
+    except (ValueError, KeyError):
+        await query.answer("Unknown button")
+        return
+    if query.message is None:
+        await query.answer()
+        return
+    thread = thread_of(query.message.chat.id)
+    try:
+        row = await asyncio.to_thread(getattr(jobs_service, method), jid, thread)
+    except NotFound:
+        await query.answer(f"No such job: {jid}", show_alert=True)
+        return
+    except RunnerError as exc:
+        await query.answer(str(exc)[:190], show_alert=True)
+        return
+    await query.answer(f"Job {row['name']} {said}")
+
+
+def build() -> Router:
+    """A fresh router (a router can belong to one Dispatcher only)."""
+    r = Router(name="jobs")
+    r.message.register(list_jobs, Command("jobs"))
+    r.message.register(show_job, Command("job"))
+    r.message.register(run_now, Command("run"))
+    r.message.register(cancel, Command("cancel"))
+    r.message.register(pause, Command("pause"))
+    r.message.register(resume, Command("resume"))
+    r.message.register(logs, Command("logs"))
+    r.callback_query.register(button, F.data.startswith("job:"))
+    return r

@@ -1,0 +1,57 @@
+"""Formatting shared by the routers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from ..schedule import zone
+
+
+def thread_of(chat_id: int) -> str:
+    """The thread id of a Telegram chat."""
+    return f"telegram:{chat_id}"
+
+
+def when(value: datetime | None, tz: str) -> str:
+    """A time in the user's zone, e.g. '2026-11-28 09:00 CET'."""
+    if value is None:
+        return "-"
+    return value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def job_card(row: dict[str, Any], runs: list[dict[str, Any]], tz: str) -> str:
+    """One job in detail."""
+    lines = [
+        f"Job {row['id']}: {row['name']}",
+        f"status: {row['status']}{' (paused)' if row.get('paused') else ''}",
+        f"due: {when(row['due_time'], tz)}",
+        f"repeats: {row['recurrence'] or 'no'}",
+        f"limits: {row['timeout_seconds']} s, {row['memory_mb']} MiB",
+    ]
+    if row.get("allow_hosts"):
+        lines.append("network: " + ", ".join(row["allow_hosts"]))
+    if runs:
+        lines.append("last runs:")
+        for r in runs:
+            what = r["error_message"] or (f"exit {r['exit_code']}" if r["exit_code"] is not None else "")
+            lines.append(f"  #{r['id']} {r['status']} {when(r['completed_at'] or r['due_time'], tz)} {what}".rstrip())
+    return "\n".join(lines)
+
+
+def job_buttons(row: dict[str, Any]) -> InlineKeyboardMarkup:
+    """Run now / pause or resume / cancel, on a job's card."""
+    jid = row["id"]
+    pause = ("Resume", f"job:resume:{jid}") if row.get("paused") else ("Pause", f"job:pause:{jid}")
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text="Run now", callback_data=f"job:run:{jid}"),
+        InlineKeyboardButton(text=pause[0], callback_data=pause[1]),
+        InlineKeyboardButton(text="Cancel", callback_data=f"job:cancel:{jid}"),
+    ]])
+
+
+def clip(text: str, limit: int = 3500) -> str:
+    """Keep a reply within one Telegram message."""
+    return text if len(text) <= limit else "…" + text[-limit:]
