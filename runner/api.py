@@ -20,7 +20,7 @@ from .db import QUERIES, Database, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import parse_recurrence, parse_when, zone
-from .scheduler import prepare_jobs_dir
+from .scheduler import AFTER_SENTINEL, prepare_jobs_dir
 from .settings import Settings
 from .threads import thread_dir_name, validate_thread_id
 
@@ -32,6 +32,7 @@ PUBLIC_COLUMNS = (
     "id", "user_id", "thread_id", "name", "status", "due_time", "script_path", "recurrence",
     "created_at", "started_at", "completed_at", "error_message", "timezone", "cron", "attempts",
     "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "allow_hosts", "paused",
+    "after_job", "grace_seconds", "overlap", "retries", "retry_delay_seconds", "missed_runs", "skipped_note",
     "series_id",
 )
 
@@ -68,12 +69,29 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for col in PUBLIC_COLUMNS:
         v = row.get(col)
-        if isinstance(v, datetime):
+        if col == "due_time" and row.get("after_job") and v is not None and v >= AFTER_SENTINEL:
+            v = None  # waits for another job, not for a time
+        elif isinstance(v, datetime):
             v = v.isoformat()
         elif col == "series_id" and v is not None:
             v = str(v)
         out[col] = v
     return out
+
+
+@dataclass
+class Policy:
+    """Per-job policies; None means the documented default.
+
+    ``grace_seconds``: a run missed while the runner was down still runs if less late than this (3600).
+    ``overlap``: "skip" (default) skips slots that fall due while the previous run is running; "queue"
+    runs the first of them right after it. ``retries``: failed runs are retried this often (0), waiting
+    ``retry_delay_seconds`` (60), doubled each time; a timeout is a failure."""
+
+    grace_seconds: int | None = None
+    overlap: str | None = None
+    retries: int | None = None
+    retry_delay_seconds: int | None = None
 
 
 @dataclass
@@ -133,11 +151,65 @@ class Jobs:
             raise ValidationError(f"process limit {pids} is outside 8..{max(s.pids_limit, 64) * 4}")
         return {"timeout_seconds": timeout, "memory_mb": memory, "cpus": cpus, "pids_limit": pids}
 
+    def _policy(self, policy: Policy) -> dict[str, Any]:
+        grace = self.settings.grace_seconds if policy.grace_seconds is None else policy.grace_seconds
+        overlap = policy.overlap or "skip"
+        retries = 0 if policy.retries is None else policy.retries
+        delay = 60 if policy.retry_delay_seconds is None else policy.retry_delay_seconds
+        if overlap not in ("skip", "queue"):
+            raise ValidationError(f"overlap {overlap!r} is not 'skip' or 'queue'")
+        if not 0 <= grace <= 7 * 86400:
+            raise ValidationError(f"grace period {grace} s is outside 0..604800 s (a week)")
+        if not 0 <= retries <= 10:
+            raise ValidationError(f"retries {retries} is outside 0..10")
+        if not 0 <= delay <= 86400:
+            raise ValidationError(f"retry delay {delay} s is outside 0..86400 s")
+        return {"grace_seconds": grace, "overlap": overlap, "retries": retries, "retry_delay_seconds": delay}
+
+    def update_job(self, job_id: int, thread_id: str | None = None, *, at: str | None = None,
+                   every: str | None = None, tz: str | None = None, limits: Limits | None = None,
+                   allow_hosts: Sequence[str] | None = None, policy: Policy | None = None,
+                   now: datetime | None = None) -> dict[str, Any]:
+        """Change the schedule, zone, limits, grant or policies of a job's pending run, keeping its
+        history (the series stays the same). Only what is given changes; ``every=""`` makes it one-off."""
+        row = self._pending_of(job_id, thread_id)
+        now = now or datetime.now(UTC)
+        tz_name = tz or row["timezone"]
+        tzinfo = zone(tz_name)
+        recurrence, cron = row["recurrence"], row["cron"]
+        if every is not None:
+            rec = parse_recurrence(every) if every else None
+            recurrence, cron = (rec.text, rec.cron) if rec else (None, None)
+        due = row["due_time"]
+        if at:
+            due = parse_when(at, now, tzinfo)
+        elif (every or tz) and cron:
+            from .schedule import Recurrence
+
+            due = Recurrence(text=recurrence or "", cron=cron).next_after(now, tzinfo)
+        old = Limits(row["timeout_seconds"], row["memory_mb"], row["cpus"], row["pids_limit"])
+        new = limits or Limits()
+        lim = self._limits(Limits(*(n if n is not None else o for n, o in zip(
+            (new.timeout_seconds, new.memory_mb, new.cpus, new.pids_limit),
+            (old.timeout_seconds, old.memory_mb, old.cpus, old.pids_limit), strict=True))))
+        p = policy or Policy()
+        pol = self._policy(Policy(
+            grace_seconds=row["grace_seconds"] if p.grace_seconds is None else p.grace_seconds,
+            overlap=p.overlap or row["overlap"], retries=row["retries"] if p.retries is None else p.retries,
+            retry_delay_seconds=row["retry_delay_seconds"] if p.retry_delay_seconds is None else p.retry_delay_seconds))
+        hosts = row["allow_hosts"] if allow_hosts is None else validate_hosts(allow_hosts, self.settings.egress_allow)
+        done = self.db.one("update_pending", {"id": row["id"], "due_time": due, "recurrence": recurrence, "cron": cron,
+                                              "timezone": tz_name, "allow_hosts": hosts, **lim, **pol})
+        if done is None:
+            raise ValidationError(f"job {job_id} started meanwhile; try again when it has finished")
+        return done
+
     def schedule_job(
         self, *, thread_id: str, name: str, script: str | os.PathLike[str] | None = None,
         script_text: str | None = None, at: str | None = None, every: str | None = None,
         tz: str | None = None, limits: Limits | None = None, user_id: str = "",
-        allow_hosts: Sequence[str] = (), now: datetime | None = None,
+        allow_hosts: Sequence[str] = (), after: str | None = None, policy: Policy | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
         """Validate and save a job, copying its script into ``<thread>/jobs/<name>.py``.
 
@@ -153,13 +225,24 @@ class Jobs:
         tz_name = tz or self.thread_timezone(thread_id)
         tzinfo = zone(tz_name)
         rec = parse_recurrence(every) if every else None
-        if at:
+        if after is not None:
+            validate_name(after)
+            if at or every:
+                raise ValidationError("--after starts a job when another completes: give it no --at or --every")
+            if after == name:
+                raise ValidationError("a job cannot run after itself")
+            if self.db.one("job_named", {"thread_id": thread_id, "name": after}) is None:
+                raise ValidationError(f"there is no job named {after!r} in thread {thread_id} to run after: "
+                                      "schedule it first (runner jobs lists them)")
+            due = AFTER_SENTINEL
+        elif at:
             due = parse_when(at, now, tzinfo)
         elif rec:
             due = rec.next_after(now, tzinfo)
         else:
             due = now
         lim = self._limits(limits or Limits())
+        pol = self._policy(policy or Policy())
         hosts = validate_hosts(allow_hosts, self.settings.egress_allow)
         source = self._read_source(script, script_text)
         filename = f"{name}.py"
@@ -170,7 +253,8 @@ class Jobs:
             row = conn.execute(QUERIES["insert_job"], {
                 "user_id": user_id, "thread_id": thread_id, "name": name, "due_time": due,
                 "script_path": f"jobs/{filename}", "recurrence": rec.text if rec else None,
-                "cron": rec.cron if rec else None, "timezone": tz_name, "allow_hosts": hosts, **lim,
+                "cron": rec.cron if rec else None, "timezone": tz_name, "allow_hosts": hosts, "after_job": after,
+                **lim, **pol,
             }).fetchone()
         assert row is not None
         return row

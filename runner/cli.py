@@ -145,20 +145,86 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import Limits, public_row
+    from .api import Limits, Policy, public_row
 
+    text = sys.stdin.read() if args.script == "-" else None
     with _jobs(settings) as jobs:
         row = jobs.schedule_job(
-            thread_id=args.thread, name=args.name, script=args.script, at=args.at, every=args.every,
+            thread_id=args.thread, name=args.name, script=None if text is not None else args.script,
+            script_text=text, at=args.at, every=args.every, after=args.after,
+            policy=Policy(grace_seconds=args.grace, overlap=args.overlap, retries=args.retries,
+                          retry_delay_seconds=args.retry_delay),
             tz=args.tz, user_id=args.user or "",
             limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus, pids_limit=args.pids),
             allow_hosts=args.allow_host or (),
         )
     if args.json:
         _print_json(public_row(row))
+    elif row["after_job"]:
+        print(f"scheduled job {row['id']} ({row['name']}) to run each time {row['after_job']} completes")
     else:
         rec = f", then {row['recurrence']}" if row["recurrence"] else ""
         print(f"scheduled job {row['id']} ({row['name']}) for {_fmt_time(row['due_time'], row['timezone'])}{rec}")
+    return 0
+
+
+def _job_action(method: str, said: str) -> Any:
+    def cmd(args: argparse.Namespace, settings: Settings) -> int:
+        from .api import public_row
+
+        with _jobs(settings) as jobs:
+            row = getattr(jobs, method)(args.job_id, thread_id=args.thread)
+        if args.json:
+            _print_json(public_row(row))
+        else:
+            print(f"job {row['id']} ({row['name']}) {said}")
+        return 0
+    return cmd
+
+
+def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
+    from .api import public_row
+
+    with _jobs(settings) as jobs:
+        row = jobs.get_job(args.job_id, thread_id=args.thread)
+        runs = jobs.job_runs(args.job_id, thread_id=args.thread, limit=args.runs)
+    if args.json:
+        _print_json({"job": public_row(row), "runs": [public_row(r) for r in runs]})
+        return 0
+    for key, value in public_row(row).items():
+        if value not in (None, [], ""):
+            print(f"{key:>20}: {value}")
+    print("runs:")
+    for r in runs:
+        print(f"  {r['id']:>6} {r['status']:<10} {_fmt_time(r['completed_at'] or r['due_time'], r['timezone'])} "
+              f"{r['error_message'] or ''}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
+    from .api import Limits, Policy, public_row
+
+    with _jobs(settings) as jobs:
+        row = jobs.update_job(
+            args.job_id, thread_id=args.thread, at=args.at, every=args.every, tz=args.tz,
+            limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus, pids_limit=args.pids),
+            allow_hosts=args.allow_host, policy=Policy(grace_seconds=args.grace, overlap=args.overlap,
+                                                       retries=args.retries, retry_delay_seconds=args.retry_delay))
+    if args.json:
+        _print_json(public_row(row))
+    else:
+        print(f"job {row['id']} ({row['name']}) updated: next {_fmt_time(row['due_time'], row['timezone'])}"
+              + (f", then {row['recurrence']}" if row["recurrence"] else ""))
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
+    from .agent import SYSTEM_PROMPT, tool_definitions
+
+    if args.prompt:
+        print(SYSTEM_PROMPT)
+    else:
+        _print_json(tool_definitions(args.style))
     return 0
 
 
@@ -264,6 +330,13 @@ def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
 # --- parser -----------------------------------------------------------------------------------------
 
 
+def _policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retries", type=int, help="retry a failed run this often, with backoff (default 0)")
+    p.add_argument("--retry-delay", type=int, help="seconds before the first retry, doubled each time (default 60)")
+    p.add_argument("--grace", type=int, help="run a missed run if less than this many seconds late (default 3600)")
+    p.add_argument("--overlap", choices=["skip", "queue"], help="when a run is still going at the next time")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, without the usage dump
         self.exit(2, f"runner: {message} (see: {self.prog} --help)\n")
@@ -285,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.set_defaults(func=cmd_migrate)
 
     sc = sub.add_parser("schedule", help="save a script into a thread's jobs/ and schedule it")
-    sc.add_argument("script", help="path of the .py file to schedule")
+    sc.add_argument("script", help="path of the .py file to schedule ('-': read it from standard input)")
     sc.add_argument("--thread", required=True, help="thread id, e.g. telegram:42")
     sc.add_argument("--name", required=True, help="job name: [a-z0-9_-]{1,64}")
     sc.add_argument("--at", help="first run: 'now' (default), 'in 5 minutes', 'tomorrow 9am', ISO 8601")
@@ -297,9 +370,47 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--pids", type=int, help="process limit (default 64)")
     sc.add_argument("--allow-host", action="append", metavar="HOST",
                     help="grant HTTP(S) to this host name through the egress proxy (repeat; '*.example.com' allowed)")
+    sc.add_argument("--after", metavar="JOB", help="run each time this job of the thread completes successfully")
     sc.add_argument("--user", help="user id to record with the job")
+    _policy_args(sc)
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_schedule)
+
+    for name, method, said, text in (("run", "run_job_now", "will run now", "run a job now"),
+                                     ("pause", "pause_job", "is paused", "pause a pending job"),
+                                     ("resume", "resume_job", "is resumed", "resume a paused job")):
+        ap = sub.add_parser(name, help=text)
+        ap.add_argument("job_id", type=int)
+        ap.add_argument("--thread", help="refuse unless the job belongs to this thread")
+        ap.add_argument("--json", action="store_true")
+        ap.set_defaults(func=_job_action(method, said))
+
+    gt = sub.add_parser("get", help="one job in detail, with its last runs")
+    gt.add_argument("job_id", type=int)
+    gt.add_argument("--thread")
+    gt.add_argument("--runs", type=int, default=5)
+    gt.add_argument("--json", action="store_true")
+    gt.set_defaults(func=cmd_get)
+
+    ud = sub.add_parser("update", help="change a job's schedule, limits, grant or policies (history is kept)")
+    ud.add_argument("job_id", type=int)
+    ud.add_argument("--thread")
+    ud.add_argument("--at", help="new time of the next run")
+    ud.add_argument("--every", help="new recurrence ('' makes it one-off)")
+    ud.add_argument("--tz")
+    ud.add_argument("--timeout", type=int)
+    ud.add_argument("--memory", type=int)
+    ud.add_argument("--cpus", type=float)
+    ud.add_argument("--pids", type=int)
+    ud.add_argument("--allow-host", action="append", metavar="HOST")
+    _policy_args(ud)
+    ud.add_argument("--json", action="store_true")
+    ud.set_defaults(func=cmd_update)
+
+    tl = sub.add_parser("tools", help="the agent's tool definitions (JSON Schema) or its system prompt text")
+    tl.add_argument("--style", choices=["anthropic", "openai"], default="anthropic")
+    tl.add_argument("--prompt", action="store_true", help="print the system prompt text instead")
+    tl.set_defaults(func=cmd_tools)
 
     jb = sub.add_parser("jobs", help="list jobs (one row per run)")
     jb.add_argument("--thread", help="only this thread")

@@ -25,12 +25,14 @@ from cronsim import CronSim, CronSimError
 
 from .errors import ScheduleError
 
-WHEN_EXAMPLES = "'now', 'in 10 minutes', 'tomorrow 9am', 'next monday 8:30', '2026-12-01T09:00+01:00'"
+WHEN_EXAMPLES = "'now', 'in 10 minutes', 'tomorrow 9am', 'next monday 8:30', 'dec 24 18:00', '2026-12-01T09:00+01:00'"
 EVERY_EXAMPLES = "'hourly', 'daily 9am', 'weekdays 8:30', 'every monday 9am', 'weekly', '0 9 * * 1-5'"
 
 _DAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 _DAY_ALIASES = {d[:3]: i for i, d in enumerate(_DAYS)} | {d: i for i, d in enumerate(_DAYS)}
 _DAY_ALIASES |= {"tue": 2, "tues": 2, "wed": 3, "thu": 4, "thur": 4, "thurs": 4}
+_MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
 _UNITS = {
     "second": 1, "seconds": 1, "sec": 1, "secs": 1, "s": 1,
     "minute": 60, "minutes": 60, "min": 60, "mins": 60, "m": 60,
@@ -137,6 +139,23 @@ def _parse_when(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime:
             candidate = localize(local_today + timedelta(days=ahead + 7), at, tz)
         return candidate
 
+    m = re.fullmatch(r"(?:(?P<mon>[a-z]{3})[a-z]* (?P<day>\d{1,2})|(?P<day2>\d{1,2}) (?P<mon2>[a-z]{3})[a-z]*)"
+                     r"(?:st|nd|rd|th)?,?(?: (?P<year>\d{4}))?(?: at)? " + _TIME_RE, text)
+    if m and (m["mon"] or m["mon2"]) in _MONTHS:
+        if m["m"] is None and m["ampm"] is None:
+            raise ScheduleError(f"{raw!r}: write the time as '9am', '9:30pm' or '21:30'")
+        month, day = _MONTHS[m["mon"] or m["mon2"]], int(m["day"] or m["day2"])
+        at = _time_from_match(m, raw)
+        years = [int(m["year"])] if m["year"] else [local_today.year, local_today.year + 1]
+        for year in years:
+            try:
+                candidate = localize(date(year, month, day), at, tz)
+            except ValueError:
+                raise ScheduleError(f"{raw!r}: there is no day {day} in that month") from None
+            if candidate > now or m["year"]:
+                return candidate
+        raise AssertionError("unreachable")  # pragma: no cover
+
     iso = text.upper().replace(" ", "T", 1) if re.match(r"\d{4}-\d{2}-\d{2}", text) else None
     if iso:
         iso = iso.replace("Z", "+00:00")
@@ -164,6 +183,16 @@ class Recurrence:
         _require_aware(after)
         start = after.astimezone(tz)
         return next(iter(CronSim(self.cron, start))).astimezone(UTC)
+
+    def between(self, start: datetime, end: datetime, tz: ZoneInfo, limit: int = 10_000) -> list[datetime]:
+        """Fire times strictly after ``start`` and at or before ``end`` (at most ``limit``), as aware UTC."""
+        out: list[datetime] = []
+        for t in CronSim(self.cron, start.astimezone(tz)):
+            t = t.astimezone(UTC)
+            if t > end or len(out) >= limit:
+                break
+            out.append(t)
+        return out
 
     def upcoming(self, after: datetime, tz: ZoneInfo, count: int) -> list[datetime]:
         """The next ``count`` fire times after ``after``, in ``tz``."""

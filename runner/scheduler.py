@@ -18,7 +18,7 @@ import stat
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from .threads import chat_id, jobs_dir, thread_dir_name
 log = logging.getLogger(__name__)
 
 FAILURE_TEXT_LIMIT = 500
+# The due time of a job that waits for another (--after): far in the future until that job completes.
+AFTER_SENTINEL = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def sandbox_user() -> tuple[int, int]:
@@ -155,6 +157,8 @@ class Scheduler:
         s = self.settings
         script = Path(job["script_path"]).name
         parts = (thread_dir_name(job["thread_id"]), "jobs")
+        if self._skip_if_missed(job):
+            return
         try:
             directory = prepare_jobs_dir(s.data_dir, job["thread_id"])
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
@@ -206,6 +210,35 @@ class Scheduler:
         except (OSError, artifacts.UnsafeFile) as exc:
             log.warning("job %s: could not remove its message files: %s", job["id"], exc)
 
+    def _skip_if_missed(self, job: dict[str, Any]) -> bool:
+        """The missed-run policy for a recurring run that is late (its runner was down).
+
+        Every slot between its due time and now was missed. If the latest of them is less than the
+        job's grace period ago, the job runs once now (for that slot); otherwise it is skipped and the
+        next run is scheduled. Either way the missed slots are recorded on the row."""
+        if not job.get("cron"):
+            return False
+        now = datetime.now(UTC)
+        if now - job["due_time"] < timedelta(seconds=2):
+            return False
+        rec, tz = Recurrence(text=job["recurrence"], cron=job["cron"]), zone(job["timezone"])
+        slots = rec.between(job["due_time"], now, tz, limit=100_000)
+        latest = slots[-1] if slots else job["due_time"]
+        missed = len(slots)  # slots after the due time; the due time itself is the one this row stands for
+        if now - latest <= timedelta(seconds=job["grace_seconds"]):
+            if missed:
+                self.db.all("note_skipped", {"id": job["id"], "missed_runs": missed, "note": (
+                    f"{missed} run(s) missed while the runner was down; ran once for the latest, "
+                    f"{latest.astimezone(tz).isoformat()}")})
+            return False
+        note = (f"missed {missed + 1} run(s) while the runner was down (from {job['due_time'].astimezone(tz).isoformat()}"
+                f" to {latest.astimezone(tz).isoformat()}); the latest is more than {job['grace_seconds']} s late, "
+                "so it was skipped")
+        self.db.all("note_skipped", {"id": job["id"], "missed_runs": missed + 1, "note": note})
+        log.warning("job %s (%s): %s", job["id"], job["name"], note)
+        self.finish(job, status="cancelled", error=note, result=None, message=None)
+        return True
+
     def _disk_watchdog(self, thread_id: str) -> Any:
         """A check, polled while the job runs, that its jobs/ directory stays within the disk limits."""
         s = self.settings
@@ -233,15 +266,28 @@ class Scheduler:
         if message is not None and message.truncated:
             text += f"\n[message truncated at {self.settings.message_cap // 1024} KiB]"
         output = result.output if result else None
+        params = {
+            "id": job["id"], "owner": self.owner, "status": status,
+            "error_message": error[:FAILURE_TEXT_LIMIT * 4] if error else None,
+            "exit_code": result.exit_code if result else None,
+            "output_tail": output.replace("\x00", "\ufffd") if output else output,
+            "output_truncated": bool(result and result.output_truncated),
+            "duration_ms": result.duration_ms if result else None,
+        }
+        retry = status == "failed" and result is not None and job["attempts"] <= job.get("retries", 0)
         with self.db.transaction() as conn:
-            row = conn.execute(QUERIES["finish_run"], {
-                "id": job["id"], "owner": self.owner, "status": status,
-                "error_message": error[:FAILURE_TEXT_LIMIT * 4] if error else None,
-                "exit_code": result.exit_code if result else None,
-                "output_tail": output.replace("\x00", "\ufffd") if output else output,
-                "output_truncated": bool(result and result.output_truncated),
-                "duration_ms": result.duration_ms if result else None,
-            }).fetchone()
+            if retry:  # retries left: back to pending, later; nothing is told or scheduled yet
+                delay = job["retry_delay_seconds"] * 2 ** (job["attempts"] - 1)
+                due = datetime.now(UTC) + timedelta(seconds=delay)
+                params["error_message"] = (f"attempt {job['attempts']} of {job['retries'] + 1} failed: {error}; "
+                                           f"retrying at {due.isoformat(timespec='seconds')}")
+                row = conn.execute(QUERIES["retry_run"], {**params, "due_time": due}).fetchone()
+                if row is not None:
+                    log.info("job %s (%s) %s", job["id"], job["name"], params["error_message"])
+                    return True
+                log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
+                return False
+            row = conn.execute(QUERIES["finish_run"], params).fetchone()
             if row is None:
                 log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
                 return False
@@ -252,7 +298,11 @@ class Scheduler:
                                     {"series_id": row["series_id"], "id": row["id"]}).fetchone()
                 if prev is None or prev["status"] != "failed":  # told once per streak of failures
                     self._queue(conn, job, "failure", f"Job {job['name']} failed: {error}", [])
+            if status == "completed":
+                conn.execute(QUERIES["trigger_after"], {"thread_id": row["thread_id"], "name": row["name"],
+                                                        "sentinel": AFTER_SENTINEL})
             self._schedule_next(conn, row)
+            conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": self.settings.history_keep})
         took = f" in {result.duration_ms} ms" if result else ""
         log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")
         return True
@@ -270,11 +320,25 @@ class Scheduler:
 
     @staticmethod
     def _schedule_next(conn: Any, row: dict[str, Any]) -> None:
+        """Insert the series' next run (a no-op if it exists). Slots that fell due while this run was
+        running are skipped and recorded (overlap "skip"), or the first of them runs next ("queue")."""
+        if row.get("after_job") and not row.get("cron"):
+            conn.execute(QUERIES["insert_next"], {"id": row["id"], "due_time": AFTER_SENTINEL})
+            return
         if not row.get("cron"):
             return
-        rec = Recurrence(text=row["recurrence"], cron=row["cron"])
-        after = max(row["due_time"], datetime.now(UTC))  # missed slots are skipped, never run as a burst
-        nxt = rec.next_after(after, zone(row["timezone"]))
+        rec, tz = Recurrence(text=row["recurrence"], cron=row["cron"]), zone(row["timezone"])
+        now = datetime.now(UTC)
+        if row.get("overlap") == "queue":
+            nxt = rec.next_after(row["due_time"], tz)  # may be in the past: it runs at once, once
+        else:
+            nxt = rec.next_after(max(row["due_time"], now), tz)
+            began = max(row["due_time"], row.get("started_at") or row["due_time"])
+            skipped = rec.between(began, now, tz, limit=10_000) if row["status"] != "cancelled" else []
+            if skipped:
+                conn.execute(QUERIES["note_skipped"], {"id": row["id"], "missed_runs": row.get("missed_runs") or 0,
+                                                       "note": f"{len(skipped)} later run(s) skipped: this run was "
+                                                               "still running when they fell due"})
         conn.execute(QUERIES["insert_next"], {"id": row["id"], "due_time": nxt})
 
     # --- housekeeping --------------------------------------------------------------------------------

@@ -118,6 +118,8 @@ class Settings:
     telegram_per_second: float = 30.0
     telegram_backoff_max: float = 300.0
     log_level: str = "INFO"
+    history_keep: int = 50  # runs kept per job
+    grace_seconds: int = 3600  # missed-run grace period (default per job)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -166,6 +168,8 @@ class Settings:
             telegram_per_second=_float(e, "TELEGRAM_PER_SECOND", 30.0, 0.1),
             telegram_backoff_max=_float(e, "TELEGRAM_BACKOFF_MAX", 300.0, 0.1),
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            history_keep=_int(e, "RUNNER_HISTORY", 50, 1),
+            grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),
         )
         if s.timeout_seconds > s.max_timeout_seconds:
             raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")

@@ -4,9 +4,11 @@
 -- name: insert_job
 -- Schedule a new job (the first row of its series).
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
-                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
+                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
+                            grace_seconds, overlap, retries, retry_delay_seconds, after_job)
 VALUES (%(user_id)s, %(thread_id)s, %(name)s, %(due_time)s, %(script_path)s, %(recurrence)s, %(cron)s,
-        %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s, %(allow_hosts)s)
+        %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s, %(allow_hosts)s,
+        %(grace_seconds)s, %(overlap)s, %(retries)s, %(retry_delay_seconds)s, %(after_job)s)
 RETURNING *;
 
 -- name: ensure_thread
@@ -72,10 +74,12 @@ RETURNING j.*, expired.lease_owner AS dead_owner;
 -- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.
 -- A series whose head was cancelled meanwhile gets no next instance.
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
-                            series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
+                            series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
+                            grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused)
 SELECT user_id, thread_id, name, %(due_time)s, script_path, recurrence, cron, timezone,
-       series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts
-FROM scheduled_jobs WHERE id = %(id)s AND cron IS NOT NULL
+       series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
+       grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused
+FROM scheduled_jobs WHERE id = %(id)s AND (cron IS NOT NULL OR after_job IS NOT NULL)
 ON CONFLICT (series_id, due_time) DO NOTHING
 RETURNING id;
 
@@ -190,9 +194,9 @@ SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s ORDER BY id DESC LI
 -- name: copy_as_one_off
 -- Run a finished job again now: a new one-off run of the same script and limits.
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, timezone,
-                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts)
+                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds)
 SELECT user_id, thread_id, name, clock_timestamp(), script_path, timezone,
-       timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts
+       timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds
 FROM scheduled_jobs WHERE id = %(id)s
 RETURNING *;
 
@@ -235,3 +239,40 @@ SELECT * FROM outbox WHERE job_id = %(job_id)s ORDER BY id;
 -- name: seconds_until_next_message
 SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp()))::float8 AS seconds
 FROM outbox WHERE status = 'pending';
+
+-- name: retry_run
+-- A failed attempt with retries left goes back to pending, later; its result so far is kept on the row.
+UPDATE scheduled_jobs
+SET status = 'pending', due_time = %(due_time)s, error_message = %(error_message)s, exit_code = %(exit_code)s,
+    output_tail = %(output_tail)s, output_truncated = %(output_truncated)s, duration_ms = %(duration_ms)s,
+    completed_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
+RETURNING *;
+
+-- name: note_skipped
+UPDATE scheduled_jobs SET missed_runs = %(missed_runs)s, skipped_note = %(note)s WHERE id = %(id)s;
+
+-- name: trigger_after
+-- A job completed: start the jobs of its thread that wait for it (due at the far-future sentinel).
+UPDATE scheduled_jobs SET due_time = clock_timestamp()
+WHERE thread_id = %(thread_id)s AND after_job = %(name)s AND status = 'pending' AND due_time >= %(sentinel)s
+RETURNING id;
+
+-- name: prune_history
+-- Keep the newest %(keep)s runs of a series; older finished runs go.
+DELETE FROM scheduled_jobs
+WHERE series_id = %(series_id)s AND status IN ('completed', 'failed', 'cancelled')
+  AND id < (SELECT min(id) FROM (SELECT id FROM scheduled_jobs WHERE series_id = %(series_id)s
+                                 ORDER BY id DESC LIMIT %(keep)s) newest);
+
+-- name: job_named
+SELECT id FROM scheduled_jobs WHERE thread_id = %(thread_id)s AND name = %(name)s LIMIT 1;
+
+-- name: update_pending
+UPDATE scheduled_jobs
+SET due_time = %(due_time)s, recurrence = %(recurrence)s, cron = %(cron)s, timezone = %(timezone)s,
+    timeout_seconds = %(timeout_seconds)s, memory_mb = %(memory_mb)s, cpus = %(cpus)s, pids_limit = %(pids_limit)s,
+    allow_hosts = %(allow_hosts)s, grace_seconds = %(grace_seconds)s, overlap = %(overlap)s,
+    retries = %(retries)s, retry_delay_seconds = %(retry_delay_seconds)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING *;

@@ -34,6 +34,10 @@ NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # a Friday; 11:00 in Berlin
         ("2026-12-01T09:00", BERLIN, datetime(2026, 12, 1, 8, 0, tzinfo=UTC)),
         ("2026-12-01 09:00+01:00", NY, datetime(2026, 12, 1, 8, 0, tzinfo=UTC)),
         ("2026-12-01T09:00Z", BERLIN, datetime(2026, 12, 1, 9, 0, tzinfo=UTC)),
+        ("dec 24 18:00", BERLIN, datetime(2026, 12, 24, 17, 0, tzinfo=UTC)),
+        ("24 december 6pm", NY, datetime(2026, 12, 24, 23, 0, tzinfo=UTC)),
+        ("jan 2 9am", BERLIN, datetime(2027, 1, 2, 8, 0, tzinfo=UTC)),  # already past this year: next year
+        ("mar 28 2:30am", BERLIN, datetime(2027, 3, 28, 1, 0, tzinfo=UTC)),  # 2027's spring gap: 03:00 CEST
     ],
 )
 def test_when(text: str, tz: ZoneInfo, expected: datetime) -> None:
@@ -54,6 +58,8 @@ def test_when(text: str, tz: ZoneInfo, expected: datetime) -> None:
         ("in 5 fortnights", "unknown unit"),
         ("2020-01-01T09:00", "in the past"),
         ("2026-13-01 09:00", "not valid ISO 8601"),
+        ("feb 30 9am", "no day 30 in that month"),
+        ("dec 24", "could not understand"),
     ],
 )
 def test_when_refusals_say_what_to_do(text: str, message: str) -> None:
