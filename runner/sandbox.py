@@ -36,6 +36,7 @@ LABEL_JOB = "io.runner.job-id"
 LABEL_OWNER = "io.runner.owner"
 LABEL_THREAD = "io.runner.thread"
 LABEL_ROLE = "io.runner.role"  # "job" or "egress"
+LABEL_STORE = "io.runner.store"  # the database the run belongs to (runner_meta.store_id)
 WORKDIR = "/work"
 JOBS_MOUNT = "/work/jobs"
 SANDBOX_UID = 10001  # the image's unprivileged "job" user, used when the runner itself is root
@@ -427,16 +428,21 @@ def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, co
     return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
 
 
-def managed_containers(dc: docker.DockerClient | None = None) -> list[Any]:
-    """Every container (running or not) that some runner started."""
-    dc = dc or client()
-    return dc.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+def _filters(store: str | None) -> dict[str, Any]:
+    labels = [f"{LABEL_MANAGED}=true"] + ([f"{LABEL_STORE}={store}"] if store else [])
+    return {"label": labels}
 
 
-def managed_networks(dc: docker.DockerClient | None = None) -> list[Any]:
-    """Every per-run network that some runner made."""
+def managed_containers(dc: docker.DockerClient | None = None, store: str | None = None) -> list[Any]:
+    """Every container (running or not) that some runner started (for the database ``store``, if given)."""
     dc = dc or client()
-    return dc.networks.list(filters={"label": f"{LABEL_MANAGED}=true"})
+    return dc.containers.list(all=True, filters=_filters(store))
+
+
+def managed_networks(dc: docker.DockerClient | None = None, store: str | None = None) -> list[Any]:
+    """Every per-run network that some runner made (for the database ``store``, if given)."""
+    dc = dc or client()
+    return dc.networks.list(filters=_filters(store))
 
 
 def remove_network(network: Any) -> None:

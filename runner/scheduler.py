@@ -74,6 +74,9 @@ class Scheduler:
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="job")
         self.waker: Waker | None = None
+        row = db.one("ensure_store_id")
+        assert row is not None
+        self.store = row["value"]  # labels our containers; other databases' containers are not ours
         self.last_loop = time.monotonic()
         self._next_housekeeping = 0.0
 
@@ -182,6 +185,7 @@ class Scheduler:
                 watchdog=self._disk_watchdog(job["thread_id"]),
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
+                extra_labels={sandbox.LABEL_STORE: self.store},
             )
             result = sandbox.run(spec, self.dc)
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
@@ -372,7 +376,7 @@ class Scheduler:
     def remove_orphans(self) -> int:
         """Remove job containers whose run is not running under a live lease (their runner is gone)."""
         try:
-            containers = sandbox.managed_containers(self.dc)
+            containers = sandbox.managed_containers(self.dc, self.store)
         except Exception as exc:  # docker down: try again at the next housekeeping
             log.warning("could not list job containers: %s", exc)
             return 0
@@ -403,8 +407,8 @@ class Scheduler:
     def remove_orphan_networks(self) -> None:
         """Remove per-run networks whose job containers are all gone (their run ended or was recovered)."""
         try:
-            live = {c.labels.get(sandbox.LABEL_JOB) for c in sandbox.managed_containers(self.dc)}
-            for net in sandbox.managed_networks(self.dc):
+            live = {c.labels.get(sandbox.LABEL_JOB) for c in sandbox.managed_containers(self.dc, self.store)}
+            for net in sandbox.managed_networks(self.dc, self.store):
                 if net.attrs.get("Labels", {}).get(sandbox.LABEL_JOB) not in live:
                     sandbox.remove_network(net)
         except Exception as exc:

@@ -276,3 +276,12 @@ SET due_time = %(due_time)s, recurrence = %(recurrence)s, cron = %(cron)s, timez
     retries = %(retries)s, retry_delay_seconds = %(retry_delay_seconds)s
 WHERE id = %(id)s AND status = 'pending'
 RETURNING *;
+
+-- name: ensure_store_id
+-- Made on first use (not in the migration), so every database, even one copied from a template, has its own.
+WITH made AS (
+    INSERT INTO runner_meta (key, value) VALUES ('store_id', gen_random_uuid()::text)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING value
+)
+SELECT value FROM made UNION ALL SELECT value FROM runner_meta WHERE key = 'store_id' LIMIT 1;

@@ -81,3 +81,42 @@ def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settin
     assert row["error_message"] == "runner stopped during the run"
     series = [r for r in jobs.list_jobs(thread_id=THREAD) if r["series_id"] == job["series_id"]]
     assert sorted(r["status"] for r in series) == ["failed", "pending"], "the recurring job keeps its next run"
+
+
+def test_runners_of_two_databases_leave_each_others_containers_alone(
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, pg_admin_url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from tests.conftest import TEMPLATE, _with_db
+
+    other_name = f"other_{os.getpid()}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(other_name), sql.Identifier(TEMPLATE)))
+    other_db = Database(_with_db(pg_admin_url, other_name))
+    try:
+        other = Jobs(settings.with_(runner_id="other"), other_db)
+        done = other.schedule_job(thread_id=THREAD, name="quick", at="now", script_text="pass\n")
+        Scheduler(settings.with_(runner_id="other"), other_db, docker_client).run(burst=True)
+        assert other.get_job(done["id"])["status"] == "completed"
+        # In our database the same job id is a long run, now running.
+        mine = jobs.schedule_job(thread_id=THREAD, name="long", at="now", limits=Limits(timeout_seconds=60),
+                                 script_text="import time\ntime.sleep(60)\n")
+        assert mine["id"] == done["id"]
+        ours = Scheduler(settings, db, docker_client)
+        t = threading.Thread(target=ours.run, kwargs={"burst": True})
+        t.start()
+        try:
+            wait_for(lambda: [c for c in sandbox.managed_containers(docker_client) if c.status == "running"], 30,
+                     "our job's container")
+            removed = Scheduler(settings.with_(runner_id="other"), other_db, docker_client).remove_orphans()
+            assert removed == 0, "another database's runner must not remove our container"
+            assert jobs.get_job(mine["id"])["status"] == "running"
+        finally:
+            for c in sandbox.managed_containers(docker_client):
+                c.kill()
+            t.join(timeout=60)
+    finally:
+        other_db.close()
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(other_name)))

@@ -320,3 +320,14 @@ def test_runner_up_burst_delivers_through_telegram(api: FakeBotAPI, tjobs: Jobs,
     assert "Messages go to Telegram via http://127.0.0.1:" in r.stdout
     assert api.texts(CHAT) == ["hello via telegram"]
     assert api.token not in r.stdout + r.stderr
+
+
+def test_a_slow_chat_does_not_hold_up_the_others(service: TelegramService, api: FakeBotAPI, db: Database) -> None:
+    api.slow_chats["90"] = 3.0  # every send to chat 90 takes 3 s
+    queue(db, "90", "slow {i}", n=3)
+    queue(db, "91", "fast {i}", n=5)
+    t0 = time.monotonic()
+    api.wait_for(lambda: len(api.texts(91)) == 5, timeout=20)
+    assert time.monotonic() - t0 < 3.0, "chat 91 was not held up by chat 90"
+    assert len(api.texts(90)) <= 1
+    api.wait_for(lambda: len(api.texts(90)) == 3, timeout=30)
