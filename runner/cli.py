@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,9 +36,21 @@ def _runner_command() -> str:
     return rel if not rel.startswith("..") else me
 
 
-def _setup_logging(level: str) -> None:
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JsonFormatter())
     for noisy in ("urllib3", "docker", "psycopg.pool", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -77,6 +90,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.concurrency:
         settings = settings.with_(concurrency=args.concurrency)
+    if args.http:
+        settings = settings.with_(http_addr=args.http)
     dc = sandbox.client()
     if not sandbox.image_present(settings.image, dc):
         if args.no_build:
@@ -114,6 +129,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    http = None
+    if settings.http_addr:
+        from .metrics import HealthServer
+
+        http = HealthServer(settings.http_addr, loop_age=lambda: time.monotonic() - scheduler.last_loop,
+                            max_loop_age=settings.poll_interval + 30, db_query=jobs.db.query)
+        http.start()
+        log.info("health and metrics on http://%s:%s/healthz and /metrics", settings.http_addr.rpartition(":")[0],
+                 http.port)
     try:
         if telegram is not None:
             telegram.start()
@@ -131,6 +155,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if telegram is not None:
             telegram.stop()
+        if http is not None:
+            http.stop()
         jobs.close()
     return 0
 
@@ -352,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--burst", action="store_true", help="run everything due now, deliver messages, exit")
     up.add_argument("--concurrency", type=int, help="jobs at once (default RUNNER_CONCURRENCY or 4)")
     up.add_argument("--no-build", action="store_true", help="fail instead of building a missing job image")
+    up.add_argument("--http", metavar="HOST:PORT", help="serve /healthz and /metrics (default RUNNER_HTTP; off)")
     up.set_defaults(func=cmd_up)
 
     mg = sub.add_parser("migrate", help="apply database migrations")
@@ -460,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        _setup_logging(settings.log_level)
+        _setup_logging(settings.log_level, settings.log_format)
         return int(args.func(args, settings))
     except RunnerError as exc:
         print(f"runner: {exc}", file=sys.stderr)

@@ -102,6 +102,12 @@ class Database:
         rows = self.all(name, params)
         return rows[0] if rows else None
 
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Run a fixed, parameterless statement (health checks and metrics)."""
+        with self.transaction() as conn:
+            cur = conn.execute(sql)  # type: ignore[call-overload]
+            return cur.fetchall() if cur.description is not None else []
+
     def listen(self, *channels: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on ``channels`` (not from the pool)."""
         with translate_errors("listening for notifications"):

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
+from . import metrics
 from .db import OUTBOX_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError
 
@@ -93,9 +94,11 @@ class Notifier:
         params = {"id": row["id"], "owner": self.owner}
         if outcome.kind == "sent":
             self._exec("mark_sent", params)
+            metrics.MESSAGES.labels("sent").inc()
             log.info("message %s for %s (job %s) sent", row["id"], row["thread_id"], row["job_name"])
         elif outcome.kind == "failed":
             self._exec("mark_failed", {**params, "error": outcome.error})
+            metrics.MESSAGES.labels("failed").inc()
             log.warning("message %s for %s failed: %s", row["id"], row["thread_id"], outcome.error)
         else:
             self._exec("retry_later", {**params, "error": outcome.error, "delay": outcome.delay})

@@ -73,6 +73,7 @@ class RunSpec:
     # Polled while the job runs; a returned string kills the job with that reason (disk use of jobs/).
     watchdog: Callable[[], str | None] | None = field(default=None, compare=False)
     watch_interval: float = 0.25
+    on_start: Callable[[datetime], None] | None = field(default=None, compare=False)  # right after start
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
             raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
+        if spec.on_start is not None:
+            spec.on_start(started_at)
         timed_out = False
         watch = _Watch(container, spec)
         watch.start()
@@ -453,6 +456,11 @@ def remove_network(network: Any) -> None:
         pass
     except docker.errors.APIError as exc:
         log.warning("could not remove network %s: %s", network.name, exc)
+
+
+def kill_container(container: Any) -> None:
+    """SIGKILL a container; one that has already stopped is fine."""
+    _kill(container)
 
 
 def remove_container(container: Any) -> None:

@@ -12,17 +12,18 @@ gets its next instance. Containers left by a dead runner are found by label and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, sandbox
+from . import artifacts, metrics, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import Recurrence, zone
@@ -79,6 +80,7 @@ class Scheduler:
         self.store = row["value"]  # labels our containers; other databases' containers are not ours
         self.last_loop = time.monotonic()
         self._next_housekeeping = 0.0
+        self._killed_for_shutdown: set[int] = set()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -107,8 +109,22 @@ class Scheduler:
             self.waker.wake()
 
     def _drain(self) -> None:
-        for fut in list(self.active.values()):
-            fut.result()
+        """Let running jobs finish within the shutdown grace period, then stop them (recording why)."""
+        with self._lock:
+            futures = dict(self.active)
+        if not futures:
+            return
+        grace = self.settings.shutdown_grace
+        log.info("waiting up to %g s for %d running job(s) to finish", grace, len(futures))
+        _done, late = wait(list(futures.values()), timeout=grace)
+        if late:
+            ids = {jid for jid, f in futures.items() if f in late}
+            self._killed_for_shutdown |= ids
+            for c in sandbox.managed_containers(self.dc, self.store):
+                if c.labels.get(sandbox.LABEL_OWNER) == self.owner and c.labels.get(sandbox.LABEL_JOB) in {str(i) for i in ids}:
+                    log.warning("stopping job %s: the grace period is over", c.labels.get(sandbox.LABEL_JOB))
+                    sandbox.kill_container(c)  # its run then reads the logs and removes it as usual
+        wait(list(futures.values()))
 
     def _due_now(self) -> bool:
         row = self.db.one("seconds_until_next_due")
@@ -135,6 +151,7 @@ class Scheduler:
         if free <= 0 or self.stopping.is_set():
             return 0
         rows = self.db.all("claim_due", {"limit": free, "owner": self.owner, "lease": self.settings.lease_seconds})
+        metrics.RUNS_STARTED.inc(len(rows))
         for job in rows:
             log.info("claimed job %s (%s, thread %s, due %s)", job["id"], job["name"], job["thread_id"],
                      job["due_time"].isoformat())
@@ -185,9 +202,18 @@ class Scheduler:
                 watchdog=self._disk_watchdog(job["thread_id"]),
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
-                extra_labels={sandbox.LABEL_STORE: self.store},
+                extra_labels={sandbox.LABEL_STORE: self.store}, on_start=lambda at: self._started(job, at),
             )
-            result = sandbox.run(spec, self.dc)
+            metrics.CONTAINERS.inc()
+            try:
+                result = sandbox.run(spec, self.dc)
+            finally:
+                metrics.CONTAINERS.dec()
+            metrics.DURATION.observe(result.duration_ms / 1000)
+            if job["id"] in self._killed_for_shutdown:
+                result = dataclasses.replace(result, error=(
+                    f"stopped: the runner shut down and the job did not finish within the "
+                    f"{s.shutdown_grace:g} s grace period"))
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 message = artifacts.collect_message(dfd, job["name"], s.message_cap)
                 attached = artifacts.collect_attachments(
@@ -213,6 +239,11 @@ class Scheduler:
                 artifacts.remove_attachments(dfd, job["name"])
         except (OSError, artifacts.UnsafeFile) as exc:
             log.warning("job %s: could not remove its message files: %s", job["id"], exc)
+
+    def _started(self, job: dict[str, Any], at: datetime) -> None:
+        late = (at - job["due_time"]).total_seconds()
+        metrics.LATENESS.observe(max(0.0, late))
+        log.info("job %s (%s) started, %.0f ms after its due time", job["id"], job["name"], late * 1000)
 
     def _skip_if_missed(self, job: dict[str, Any]) -> bool:
         """The missed-run policy for a recurring run that is late (its runner was down).
@@ -307,6 +338,7 @@ class Scheduler:
                                                         "sentinel": AFTER_SENTINEL})
             self._schedule_next(conn, row)
             conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": self.settings.history_keep})
+        metrics.RUNS_FINISHED.labels(status).inc()
         took = f" in {result.duration_ms} ms" if result else ""
         log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")
         return True
@@ -318,6 +350,7 @@ class Scheduler:
             "text": text.replace("\x00", "\ufffd"), "chat_id": chat_id(job["thread_id"]),
         }).fetchone()
         if row is not None:
+            metrics.MESSAGES.labels("queued").inc()
             for filename, content in attachments:
                 conn.execute(QUERIES["queue_attachment"], {"outbox_id": row["id"], "filename": filename,
                                                            "content": content})

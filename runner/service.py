@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from . import metrics
 from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
 from .settings import Settings
@@ -62,7 +63,8 @@ class TelegramService:
         s = self.settings
         token = s.telegram_bot_token or ""
         bot = make_bot(token, s.telegram_api_url)
-        self.delivery = TelegramDelivery(self.jobs.db, bot, s.runner_id, token, delivery_config(s))
+        self.delivery = TelegramDelivery(self.jobs.db, bot, s.runner_id, token, delivery_config(s),
+                                         on_event=metrics.on_message_event)
         self._dp = build_dispatcher(self.jobs, s.telegram_allowed_users, upload_cap=s.script_cap)
         tasks = [asyncio.create_task(self.delivery.run(), name="delivery")]
         if self.polling:

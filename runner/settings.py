@@ -119,6 +119,9 @@ class Settings:
     telegram_backoff_max: float = 300.0
     log_level: str = "INFO"
     history_keep: int = 50  # runs kept per job
+    shutdown_grace: float = 20.0  # seconds running jobs get to finish on SIGTERM
+    http_addr: str | None = None  # host:port of /healthz and /metrics
+    log_format: str = "text"
     grace_seconds: int = 3600  # missed-run grace period (default per job)
 
     @classmethod
@@ -169,6 +172,9 @@ class Settings:
             telegram_backoff_max=_float(e, "TELEGRAM_BACKOFF_MAX", 300.0, 0.1),
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             history_keep=_int(e, "RUNNER_HISTORY", 50, 1),
+            shutdown_grace=_float(e, "RUNNER_SHUTDOWN_GRACE", 20.0, 0.0),
+            http_addr=e.get("RUNNER_HTTP", "").strip() or None,
+            log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),
         )
         if s.timeout_seconds > s.max_timeout_seconds:
