@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install host-deps gvisor image images run test test-unit lint clean
+.PHONY: help install host-deps gvisor image images run test test-unit lint clean bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,3 +57,9 @@ lint: install ## ruff
 
 clean: ## remove the venv and local data (not the images)
 	rm -rf $(VENV) data .pytest_cache
+
+bench: images ## the full benchmark (slow); results appended to BENCHMARKS.md
+	$(BIN)/python -m bench.run
+
+bench-quick: images ## a reduced benchmark run (about two minutes); results appended to BENCHMARKS.md
+	$(BIN)/python -m bench.run --quick

@@ -65,6 +65,8 @@ def prepare_jobs_dir(data_dir: Path, thread_id: str) -> Path:
 class Scheduler:
     """Claims due jobs and runs them, up to ``settings.concurrency`` at once."""
 
+    wake_after_job = True  # a finished job frees a slot: look for due work at once
+
     def __init__(self, settings: Settings, db: Database, docker_client: Any = None) -> None:
         self.settings = settings
         self.db = db
@@ -136,7 +138,7 @@ class Scheduler:
             return min(until_housekeeping, self.settings.poll_interval)  # a finishing job wakes us
         row = self.db.one("seconds_until_next_due")
         secs = row["seconds"] if row else None
-        wait = self.settings.poll_interval if secs is None else max(0.0, secs)
+        wait = self.settings.poll_interval if secs is None else max(0.0, secs - self.settings.prepare_seconds)
         if burst:
             wait = min(wait, 0.5)
         return min(wait, until_housekeeping, self.settings.poll_interval)
@@ -150,7 +152,8 @@ class Scheduler:
         free = self._free_slots()
         if free <= 0 or self.stopping.is_set():
             return 0
-        rows = self.db.all("claim_due", {"limit": free, "owner": self.owner, "lease": self.settings.lease_seconds})
+        rows = self.db.all("claim_due", {"limit": free, "owner": self.owner, "lease": self.settings.lease_seconds,
+                                         "lead": self.settings.prepare_seconds})
         metrics.RUNS_STARTED.inc(len(rows))
         for job in rows:
             log.info("claimed job %s (%s, thread %s, due %s)", job["id"], job["name"], job["thread_id"],
@@ -167,7 +170,7 @@ class Scheduler:
         finally:
             with self._lock:
                 self.active.pop(job["id"], None)
-            if self.waker:
+            if self.waker and self.wake_after_job:
                 self.waker.wake()
 
     # --- one run -------------------------------------------------------------------------------------
@@ -203,6 +206,7 @@ class Scheduler:
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
                 extra_labels={sandbox.LABEL_STORE: self.store}, on_start=lambda at: self._started(job, at),
+                start_at=job["due_time"],
             )
             metrics.CONTAINERS.inc()
             try:
@@ -308,6 +312,7 @@ class Scheduler:
             "output_tail": output.replace("\x00", "\ufffd") if output else output,
             "output_truncated": bool(result and result.output_truncated),
             "duration_ms": result.duration_ms if result else None,
+            "started_at": result.started_at if result else None,
         }
         retry = status == "failed" and result is not None and job["attempts"] <= job.get("retries", 0)
         with self.db.transaction() as conn:

@@ -120,6 +120,7 @@ class Settings:
     log_level: str = "INFO"
     history_keep: int = 50  # runs kept per job
     shutdown_grace: float = 20.0  # seconds running jobs get to finish on SIGTERM
+    prepare_seconds: float = 1.0  # claim and create a job's container this long before it is due
     http_addr: str | None = None  # host:port of /healthz and /metrics
     log_format: str = "text"
     grace_seconds: int = 3600  # missed-run grace period (default per job)
@@ -173,6 +174,7 @@ class Settings:
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             history_keep=_int(e, "RUNNER_HISTORY", 50, 1),
             shutdown_grace=_float(e, "RUNNER_SHUTDOWN_GRACE", 20.0, 0.0),
+            prepare_seconds=_float(e, "RUNNER_PREPARE_SECONDS", 1.0, 0.0),
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),

@@ -28,10 +28,12 @@ SELECT EXTRACT(EPOCH FROM (min(due_time) - clock_timestamp()))::float8 AS second
 FROM scheduled_jobs WHERE status = 'pending' AND NOT paused;
 
 -- name: claim_due
--- Atomically take up to %(limit)s due jobs; a second runner skips the rows this one has locked.
+-- Atomically take up to %(limit)s jobs due within %(lead)s seconds (their containers are created
+-- ahead and started at the due time); a second runner skips the rows this one has locked.
 WITH due AS (
     SELECT id FROM scheduled_jobs
-    WHERE status = 'pending' AND NOT paused AND due_time <= clock_timestamp()
+    WHERE status = 'pending' AND NOT paused
+      AND due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
     ORDER BY due_time
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -52,6 +54,7 @@ RETURNING id;
 -- Only the lease holder can finish a run; a runner that lost its lease finishes nothing.
 UPDATE scheduled_jobs
 SET status = %(status)s, completed_at = clock_timestamp(), error_message = %(error_message)s,
+    started_at = COALESCE(%(started_at)s, started_at),  -- when the container started, not the claim
     exit_code = %(exit_code)s, output_tail = %(output_tail)s, output_truncated = %(output_truncated)s,
     duration_ms = %(duration_ms)s, lease_owner = NULL, lease_expires_at = NULL
 WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
@@ -244,6 +247,7 @@ FROM outbox WHERE status = 'pending';
 -- A failed attempt with retries left goes back to pending, later; its result so far is kept on the row.
 UPDATE scheduled_jobs
 SET status = 'pending', due_time = %(due_time)s, error_message = %(error_message)s, exit_code = %(exit_code)s,
+    started_at = COALESCE(%(started_at)s, started_at),
     output_tail = %(output_tail)s, output_truncated = %(output_truncated)s, duration_ms = %(duration_ms)s,
     completed_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
 WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s

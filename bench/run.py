@@ -1,0 +1,358 @@
+"""The runner's benchmark: each figure beside its baseline, measured in the same run.
+
+    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery] [--out BENCHMARKS.md]
+
+Starts its own Postgres (the testcontainers image the tests use) and uses the real Docker engine.
+Results are appended to BENCHMARKS.md with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+import docker  # noqa: E402
+import psycopg  # noqa: E402
+
+from runner import sandbox  # noqa: E402
+from runner.api import Jobs  # noqa: E402
+from runner.db import Database, migrate  # noqa: E402
+from runner.scheduler import Scheduler  # noqa: E402
+from runner.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD = "bench:1"
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))] if s else float("nan")
+
+
+class Env:
+    """A Postgres container, a data directory and settings for one benchmark run."""
+
+    def __init__(self) -> None:
+        from testcontainers.community.postgres import PostgresContainer
+
+        self.pg = PostgresContainer("runner-postgres:15", username="bench", password="bench", dbname="bench",
+                                    driver=None)
+        self.pg.with_command("-c fsync=off -c synchronous_commit=off -c max_connections=200")
+        self.tmp = tempfile.TemporaryDirectory(prefix="runner-bench-")
+        self.dc = docker.from_env()
+
+    def __enter__(self) -> Env:
+        self.pg.start()
+        self.url = self.pg.get_connection_url()
+        migrate(self.url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for c in sandbox.managed_containers(self.dc):
+            sandbox.remove_container(c)
+        self.pg.stop()
+        self.tmp.cleanup()
+
+    def settings(self, **changes: Any) -> Settings:
+        base = Settings.from_env({"DATABASE_URL": self.url, "RUNNER_DATA_DIR": str(Path(self.tmp.name) / "files"),
+                                  "RUNNER_ID": f"bench-{uuid.uuid4().hex[:6]}", "RUNNER_LOG_LEVEL": "WARNING"})
+        return base.with_(**changes)
+
+    def reset(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("TRUNCATE scheduled_jobs, outbox, threads CASCADE")
+
+
+class TimedScheduler(Scheduler):
+    """Records each run's container start against its due time."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.starts: list[tuple[datetime, datetime]] = []
+
+    def _started(self, job: dict[str, Any], at: datetime) -> None:
+        self.starts.append((job["due_time"], at))
+
+
+def bare_docker_run(image: str, n: int, concurrency: int, limits: list[str]) -> list[float]:
+    """n × `docker run --rm` with the same image and limits; returns each run's seconds."""
+    times: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(n))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "run", "--rm", *limits, image, "python3", "-c", "pass"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with lock:
+                times.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+LIMITS = ["--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+          "--memory", "256m", "--memory-swap", "256m", "--cpus", "1", "--pids-limit", "64", "--init",
+          "--user", "10001:10001", "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=16m"]
+
+
+def schedule_trivial(env: Env, s: Settings, n: int, due: Callable[[int], datetime] | None = None) -> None:
+    db = Database(env.url, max_size=2)
+    try:
+        jobs = Jobs(s, db)
+        jobs.schedule_job(thread_id=THREAD, name="noop", script_text="pass\n", at="in 1 hour")
+        with db.transaction() as conn:
+            base = conn.execute("SELECT * FROM scheduled_jobs WHERE name = 'noop'").fetchone()
+            conn.execute("DELETE FROM scheduled_jobs")
+            now = datetime.now(UTC)
+            with conn.cursor().copy("COPY scheduled_jobs (thread_id, name, due_time, script_path, timezone) "
+                                    "FROM STDIN") as cp:
+                for i in range(n):
+                    cp.write_row((THREAD, "noop", due(i) if due else now, base["script_path"], "UTC"))
+    finally:
+        db.close()
+
+
+def bench_lateness(env: Env, quick: bool) -> dict[str, Any]:
+    n, window, base_poll = (20, 20.0, 10.0) if quick else (200, 120.0, 60.0)
+    out: dict[str, Any] = {"jobs": n, "window_s": window}
+    for label, poll in (("runner", None), (f"{base_poll:g} s poll (the seed's design)", base_poll)):
+        env.reset()
+        start = datetime.now(UTC) + timedelta(seconds=5)
+        s = env.settings(concurrency=16)
+        schedule_trivial(env, s, n, lambda i, start=start: start + timedelta(seconds=window * i / n))
+        db = Database(env.url, max_size=20)
+        sched = TimedScheduler(s.with_(poll_interval=poll or s.poll_interval), db, env.dc)
+        if poll:  # the seed's design: wake every poll seconds, whatever is due
+            sched._sleep_seconds = lambda burst, p=poll: p  # type: ignore[method-assign]
+            sched.wake_after_job = False
+        t = threading.Thread(target=sched.run)
+        t.start()
+        deadline = time.monotonic() + window + (poll or 0) + 60
+        while len(sched.starts) < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+        sched.stop()
+        t.join()
+        db.close()
+        late = [(s_ - d).total_seconds() for d, s_ in sched.starts]
+        recorded = env_started_minus_due(env) if not poll else []
+        out[label] = {"p50": pct(late, 50), "p99": pct(late, 99), "max": max(late) if late else float("nan"),
+                      "min": min(late) if late else float("nan"), "runs": len(late)}
+        if recorded:
+            out[label]["recorded_started_minus_due_p99"] = pct(recorded, 99)
+    return out
+
+
+def env_started_minus_due(env: Env) -> list[float]:
+    """started_at − due_time as recorded in the table (the container's start, not the claim)."""
+    with psycopg.connect(env.url) as conn:
+        rows = conn.execute("SELECT EXTRACT(EPOCH FROM started_at - due_time)::float8 FROM scheduled_jobs "
+                            "WHERE status = 'completed'").fetchall()
+    return [r[0] for r in rows]
+
+
+def bench_overhead(env: Env, quick: bool) -> dict[str, Any]:
+    n = 15 if quick else 100
+    env.reset()
+    s = env.settings(concurrency=1)
+    schedule_trivial(env, s, n)
+    db = Database(env.url, max_size=4)
+    sched = Scheduler(s, db, env.dc)
+    durations: list[float] = []
+    orig = sched.run_job
+
+    def timed(job: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        orig(job)
+        durations.append(time.perf_counter() - t0)
+
+    sched.run_job = timed  # type: ignore[method-assign]
+    sched.run(burst=True)
+    db.close()
+    bare = bare_docker_run(s.image, n, 1, LIMITS)
+    return {"runs": n, "runner_median_s": statistics.median(durations), "bare_median_s": statistics.median(bare),
+            "ratio": statistics.median(durations) / statistics.median(bare)}
+
+
+def bench_throughput(env: Env, quick: bool) -> dict[str, Any]:
+    n = 30 if quick else 500
+    out: dict[str, Any] = {"jobs": n}
+    for conc in ((1, 4) if quick else (1, 2, 4, 8)):
+        env.reset()
+        s = env.settings(concurrency=conc)
+        schedule_trivial(env, s, n)
+        db = Database(env.url, max_size=conc + 4)
+        t0 = time.perf_counter()
+        Scheduler(s, db, env.dc).run(burst=True)
+        ours = n / (time.perf_counter() - t0)
+        db.close()
+        t0 = time.perf_counter()
+        bare_docker_run(s.image, n, conc, LIMITS)
+        bare = n / (time.perf_counter() - t0)
+        out[f"c{conc}"] = {"runner_jobs_per_s": ours, "bare_jobs_per_s": bare, "ratio": ours / bare}
+    return out
+
+
+def bench_scale(env: Env, quick: bool) -> dict[str, Any]:
+    sizes = (10_000, 100_000) if quick else (10_000, 1_000_000)
+    out: dict[str, Any] = {}
+    for size in sizes:
+        env.reset()
+        with psycopg.connect(env.url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO scheduled_jobs (thread_id, name, due_time, script_path) "
+                "SELECT 'bench:1', 'j' || g, now() + (g %% 525600) * interval '1 minute', 'jobs/j.py' "
+                "FROM generate_series(1, %s) g", (size - 10_000,))
+            conn.execute(
+                "INSERT INTO scheduled_jobs (thread_id, name, due_time, script_path) "
+                "SELECT 'bench:1', 'd' || g, now() - interval '1 second', 'jobs/j.py' FROM generate_series(1, 10000) g")
+            conn.execute("ANALYZE scheduled_jobs")
+            from runner.db import QUERIES
+
+            params = {"limit": 16, "owner": "bench", "lease": 60, "lead": 1.0}
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + QUERIES["claim_due"], params).fetchall())
+            times = []
+            for _ in range(50 if quick else 200):
+                t0 = time.perf_counter()
+                with conn.transaction():
+                    conn.execute(QUERIES["claim_due"], params).fetchall()
+                times.append(time.perf_counter() - t0)
+        out[str(size)] = {"claim_p50_ms": pct(times, 50) * 1000, "claim_p99_ms": pct(times, 99) * 1000,
+                          "uses_index": "scheduled_jobs_pending_due" in plan}
+    out["idle"] = idle_usage(env, 5 if quick else 30)
+    return out
+
+
+def idle_usage(env: Env, seconds: float) -> dict[str, float]:
+    """CPU and memory of an idle `runner up` process (nothing due) over ``seconds``."""
+    env.reset()
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": env.url, "RUNNER_LOG_LEVEL": "WARNING",
+                                 "RUNNER_DATA_DIR": str(Path(env.tmp.name) / "files")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)
+
+    def cpu() -> float:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu(), time.monotonic()
+    with open(f"/proc/{proc.pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    proc.terminate()
+    proc.wait(30)
+    return {"cpu_percent_of_a_core": 100 * (c1 - c0) / (t1 - t0), "rss_mib": rss}
+
+
+def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from runner.telegram import DeliveryConfig, TelegramDelivery, make_bot
+    from tests.fakebotapi import FakeBotAPI
+
+    chats, per_chat = (10, 5) if quick else (50, 20)
+    env.reset()
+    api = FakeBotAPI().start()
+    db = Database(env.url, max_size=8)
+    try:
+        with db.transaction() as conn:
+            for c in range(chats):
+                for i in range(per_chat):
+                    conn.execute("INSERT INTO outbox (job_id, thread_id, job_name, text, chat_id) "
+                                 "VALUES (NULL, %s, 'b', %s, %s)", (f"telegram:{c + 1}", f"m{i}", str(c + 1)))
+        cfg = DeliveryConfig(per_chat_interval=1.0, global_per_second=30.0)
+
+        async def go() -> float:
+            bot = make_bot(api.token, api.url)
+            d = TelegramDelivery(db, bot, "bench", api.token, cfg)
+            t0 = time.perf_counter()
+            await d.drain(timeout=600)
+            took = time.perf_counter() - t0
+            await bot.session.close()
+            return took
+
+        took = asyncio.run(go())
+        total = chats * per_chat
+        bound = max(total / cfg.global_per_second, (per_chat - 1) * cfg.per_chat_interval)
+        return {"messages": total, "chats": chats, "seconds": took, "lower_bound_s": bound, "ratio": took / bound,
+                "delivered": len(api.sent)}
+    finally:
+        db.close()
+        api.stop()
+
+
+SECTIONS = {"lateness": bench_lateness, "overhead": bench_overhead, "throughput": bench_throughput,
+            "scale": bench_scale, "delivery": bench_delivery}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="reduced sizes (under about two minutes)")
+    ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    results: dict[str, Any] = {}
+    with Env() as env:
+        for name in args.only.split(","):
+            t0 = time.perf_counter()
+            results[name] = SECTIONS[name](env, args.quick)
+            print(f"{name}: {results[name]}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    write_report(Path(args.out), results, args.quick)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def write_report(path: Path, results: dict[str, Any], quick: bool) -> None:
+    """Append one dated section to BENCHMARKS.md."""
+    head = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'bench-quick' if quick else 'full bench'}\n\n"
+            f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"Docker {docker.from_env().version().get('Version')}, kernel {platform.release()}.\n\n")
+    lines = [head]
+    for name, res in results.items():
+        lines.append(f"### {name}\n\n")
+        for key, value in res.items():
+            lines.append(f"- {key}: {_fmt(value)}\n")
+        lines.append("\n")
+    if not path.exists():
+        path.write_text("# Benchmarks\n\nWritten by `make bench` / `make bench-quick` (bench/run.py). "
+                        "Each figure is measured beside its baseline in the same run.\n")
+    with path.open("a") as f:
+        f.writelines(lines)
+
+
+if __name__ == "__main__":
+    main()
