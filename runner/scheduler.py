@@ -83,6 +83,7 @@ class Scheduler:
         self.last_loop = time.monotonic()
         self._next_housekeeping = 0.0
         self._killed_for_shutdown: set[int] = set()
+        self._local = threading.local()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class Scheduler:
             )
             metrics.CONTAINERS.inc()
             try:
-                result = sandbox.run(spec, self.dc)
+                result = sandbox.run(spec, self._docker())
             finally:
                 metrics.CONTAINERS.dec()
             metrics.DURATION.observe(result.duration_ms / 1000)
@@ -243,6 +244,14 @@ class Scheduler:
                 artifacts.remove_attachments(dfd, job["name"])
         except (OSError, artifacts.UnsafeFile) as exc:
             log.warning("job %s: could not remove its message files: %s", job["id"], exc)
+
+    def _docker(self) -> Any:
+        """A Docker client of this worker thread's own. docker-py keys its connection pools by URL and
+        closes the least recently used one; shared by many threads, it closed pools still in use."""
+        dc = getattr(self._local, "dc", None)
+        if dc is None:
+            dc = self._local.dc = sandbox.client()
+        return dc
 
     def _started(self, job: dict[str, Any], at: datetime) -> None:
         late = (at - job["due_time"]).total_seconds()
