@@ -463,7 +463,8 @@ def _filters(store: str | None) -> dict[str, Any]:
 def managed_containers(dc: docker.DockerClient | None = None, store: str | None = None) -> list[Any]:
     """Every container (running or not) that some runner started (for the database ``store``, if given)."""
     dc = dc or client()
-    return dc.containers.list(all=True, filters=_filters(store))
+    # ignore_removed: a container removed while the list is being read is simply not in it
+    return dc.containers.list(all=True, filters=_filters(store), ignore_removed=True)
 
 
 def managed_networks(dc: docker.DockerClient | None = None, store: str | None = None) -> list[Any]:
