@@ -336,18 +336,17 @@ class Jobs:
 
     def pause_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
         """Pause a pending job: it keeps its place but is not run until resumed."""
-        row = self._pending_of(job_id, thread_id)
-        done = self.db.one("set_paused", {"id": row["id"], "paused": True})
-        if done is None:
-            raise ValidationError(f"job {job_id} is not pending any more; nothing to pause")
-        return done
+        return self._set_paused(job_id, thread_id, True)
 
     def resume_job(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
         """Resume a paused job (if its time has passed meanwhile, it runs now)."""
+        return self._set_paused(job_id, thread_id, False)
+
+    def _set_paused(self, job_id: int, thread_id: str | None, paused: bool) -> dict[str, Any]:
         row = self._pending_of(job_id, thread_id)
-        done = self.db.one("set_paused", {"id": row["id"], "paused": False})
+        done = self.db.one("set_paused", {"id": row["id"], "paused": paused})
         if done is None:
-            raise ValidationError(f"job {job_id} is not pending any more; nothing to resume")
+            raise ValidationError(f"job {job_id} is not pending any more; nothing to {'pause' if paused else 'resume'}")
         return done
 
     def run_job_now(self, job_id: int, thread_id: str | None = None) -> dict[str, Any]:
