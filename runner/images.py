@@ -112,10 +112,3 @@ def build_postgres(tag: str = POSTGRES_IMAGE) -> str:
 def build_egress(tag: str = "runner-egress:latest") -> str:
     """Build the egress proxy image (squid from Debian's packages)."""
     return build(PROJECT_ROOT / "docker" / "egress", tag, bootstrap_debian_base())
-
-
-def ensure(tag: str, builder: str = "sandbox") -> str:
-    """Build an image only if it is missing."""
-    if image_exists(tag):
-        return tag
-    return build_sandbox(tag) if builder == "sandbox" else build_postgres(tag)

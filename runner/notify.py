@@ -83,9 +83,6 @@ class Notifier:
                 handled += 1
 
     def _deliver(self, row: dict[str, Any]) -> None:
-        if isinstance(self.sender, ConsoleSender):
-            atts = self.db.all("attachments_of", {"outbox_id": row["id"]})
-            row = {**row, "attachments": [(a["filename"], len(a["content"])) for a in atts]}
         try:
             outcome = self.sender.send(row)
         except Exception as exc:  # a sender bug is retried later, never loses the message

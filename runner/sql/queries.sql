@@ -178,9 +178,6 @@ WITH t AS (
 UPDATE outbox SET chat_id = %(new_chat_id)s
 WHERE chat_id = %(old_chat_id)s AND status IN ('pending', 'sending');
 
--- name: outbox_counts
-SELECT status, count(*) AS n FROM outbox GROUP BY status;
-
 -- name: set_paused
 UPDATE scheduled_jobs SET paused = %(paused)s WHERE id = %(id)s AND status = 'pending' RETURNING *;
 
@@ -220,7 +217,8 @@ UPDATE outbox o
 SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
 FROM due WHERE o.id = due.id
-RETURNING o.*;
+RETURNING o.*, (SELECT coalesce(json_agg(json_build_array(a.filename, length(a.content)) ORDER BY a.id), '[]')
+                FROM outbox_attachments a WHERE a.outbox_id = o.id) AS attachments;
 
 -- name: mark_sent
 UPDATE outbox SET status = 'sent', sent_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
