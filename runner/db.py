@@ -123,15 +123,21 @@ class Waker:
     def __init__(self, db: Database, channel: str) -> None:
         self.db, self.channel = db, channel
         self._r, self._w = os.pipe()
+        self._lock = threading.Lock()
+        self._closed = False
         os.set_blocking(self._w, False)
         self.conn = db.listen(channel)
 
     def wake(self) -> None:
-        """Interrupt a :meth:`sleep` now (thread-safe)."""
-        try:
-            os.write(self._w, b"x")
-        except BlockingIOError:
-            pass  # already woken
+        """Interrupt a :meth:`sleep` now (thread-safe; a no-op once closed, so a late stop() cannot
+        write to a closed, or reused, descriptor)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._w, b"x")
+            except BlockingIOError:
+                pass  # already woken
 
     def sleep(self, seconds: float) -> None:
         """Block up to ``seconds``; return early on a notification or a wake-up."""
@@ -159,9 +165,13 @@ class Waker:
 
     def close(self) -> None:
         """Close the LISTEN connection and the wake-up pipe."""
-        self.conn.close()
-        os.close(self._r)
-        os.close(self._w)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.conn.close()
+            os.close(self._r)
+            os.close(self._w)
 
 
 # --- migrations -------------------------------------------------------------------------------------
