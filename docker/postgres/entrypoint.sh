@@ -23,4 +23,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     runuser -u postgres -- pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
-exec runuser -u postgres -- postgres -D "$PGDATA" -c listen_addresses='*' "$@"
+# setpriv execs postgres itself (runuser would stay as its parent and hold back the stop signal).
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses='*' "$@"
