@@ -97,8 +97,60 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
 
     yield _safe("data directory", data_dir)
 
+    yield _safe("Telegram bot", lambda: _bot(settings))
+
     if hardening and dc is not None:
         yield from _hardening(settings, dc)
+        yield _safe("egress proxy", lambda: _egress(settings, dc))
+
+
+def _bot(settings: Settings) -> Check:
+    """getMe with the configured token (and TELEGRAM_API_URL): is the token valid, is the API reachable."""
+    if not settings.telegram_bot_token:
+        return Check("Telegram bot", True, "TELEGRAM_BOT_TOKEN is not set: messages print to the console")
+    import asyncio
+
+    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+
+    from .telegram import make_bot, redact
+
+    token = settings.telegram_bot_token
+    where = settings.telegram_api_url or "api.telegram.org"
+
+    async def get_me() -> Check:
+        bot = make_bot(token, settings.telegram_api_url, timeout=10)
+        try:
+            me = await bot.get_me()
+        except TelegramUnauthorizedError:
+            return Check("Telegram bot", False, f"{where} refused TELEGRAM_BOT_TOKEN (Unauthorized): "
+                                                "copy the token again from @BotFather")
+        except TelegramNetworkError as exc:
+            return Check("Telegram bot", False, f"could not reach {where}: {redact(str(exc), token)}")
+        except TelegramAPIError as exc:
+            return Check("Telegram bot", False, f"getMe failed at {where}: {redact(str(exc), token)}")
+        finally:
+            await bot.session.close()
+        users = len(settings.telegram_allowed_users)
+        if not users:
+            return Check("Telegram bot", False, f"token works (@{me.username}) but TELEGRAM_ALLOWED_USERS is "
+                                                "empty: the bot answers nobody; add your Telegram user id")
+        return Check("Telegram bot", True, f"@{me.username} (id {me.id}) via {where}, {users} allowed user(s)")
+
+    return asyncio.run(get_me())
+
+
+def _egress(settings: Settings, dc: object) -> Check:
+    """Start the proxy a job granted network would get, and remove it again."""
+    if not settings.egress_allow:
+        return Check("egress proxy", True, "RUNNER_EGRESS_ALLOW is empty: no job may be granted network")
+    uid, gid = sandbox_user()
+    spec = sandbox.RunSpec(
+        job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py",
+        jobs_dir=settings.data_dir, image=settings.image, user=f"{uid}:{gid}", allow_hosts=("example.com",),
+        egress_image=settings.egress_image, egress_network=settings.egress_network,
+        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts,
+    )
+    return Check("egress proxy", True, sandbox.egress_selfcheck(spec, dc))  # type: ignore[arg-type]
 
 
 def _hardening(settings: Settings, dc: object) -> Iterator[Check]:

@@ -353,6 +353,18 @@ class _Egress:
             remove_network(self.network)
 
 
+def egress_selfcheck(spec: RunSpec, dc: docker.DockerClient | None = None) -> str:
+    """Start the egress proxy a granted run would get (its network and squid), wait until squid accepts
+    connections, and remove both. Sends no traffic anywhere. Raises on failure; returns a summary."""
+    proxy = _Egress(dc or client(), spec)
+    try:
+        t0 = time.monotonic()
+        proxy.start()
+        return f"{spec.egress_image} on network {spec.egress_network!r} ready in {time.monotonic() - t0:.1f} s"
+    finally:
+        proxy.remove()
+
+
 def _kill(container: Any) -> None:
     try:
         container.kill()

@@ -53,14 +53,17 @@ class FakeBotAPI:
         self._runner: web.AppRunner | None = None
         self._lock = threading.RLock()
         self.port = 0
+        self.host = "127.0.0.1"
 
     # --- lifecycle (a thread with its own loop, so sync tests can drive it) ---------------------------
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
-    def start(self) -> FakeBotAPI:
+    def start(self, host: str = "127.0.0.1") -> FakeBotAPI:
+        """Serve on ``host`` (a Docker bridge's gateway address lets containers reach it) and a free port."""
+        self.host = host
         ready = threading.Event()
 
         def main() -> None:
@@ -83,7 +86,7 @@ class FakeBotAPI:
         app.router.add_get("/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(app, access_log=None)  # its log lines are not the runner's
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

@@ -74,7 +74,8 @@ def test_doctor_reports_every_protection_ok(settings: Settings) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     checks = json.loads(r.stdout)
     names = {c["check"] for c in checks}
-    for expected in ("Docker engine", "job image", "database", "data directory", "job container: non-root user",
+    for expected in ("Docker engine", "job image", "database", "data directory", "Telegram bot", "egress proxy",
+                     "job container: non-root user",
                      "job container: no network", "job container: seccomp filter",
                      "job container: all capabilities dropped", "job container: read-only root filesystem"):
         assert expected in names
@@ -89,3 +90,34 @@ def test_doctor_fails_with_what_to_do(settings: Settings) -> None:
                             "RUNNER_DATA_DIR": str(settings.data_dir), "RUNNER_IMAGE": env_settings.image})
     assert r.returncode == 1
     assert "FAIL  job image: runner-no-such:1 is missing: run make image" in r.stdout
+
+
+def _doctor(settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner.cli", "doctor", "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "DATABASE_URL": settings.database_url or "",
+                               "RUNNER_DATA_DIR": str(settings.data_dir), **env})
+
+
+def test_doctor_checks_the_bot_token_with_get_me(settings: Settings) -> None:
+    from ..fakebotapi import FakeBotAPI
+
+    api = FakeBotAPI().start()
+    try:
+        good = _doctor(settings, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS="42")
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert f"OK    Telegram bot: @runner_bot (id 42) via {api.url}, 1 allowed user(s)" in good.stdout
+        wrong = "123456:WRONG-token-abcdefghijklmnopqrstuvwxyz"
+        bad = _doctor(settings, TELEGRAM_BOT_TOKEN=wrong, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS="42")
+        assert bad.returncode == 1
+        assert "FAIL  Telegram bot: " in bad.stdout and "copy the token again from @BotFather" in bad.stdout
+        assert "WRONG-token" not in bad.stdout + bad.stderr  # the token never reaches the output
+        nobody = _doctor(settings, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url)
+        assert "FAIL  Telegram bot: token works (@runner_bot) but TELEGRAM_ALLOWED_USERS is empty" in nobody.stdout
+        assert api.calls.count("getMe") == 2  # the fake records calls with the right token only
+    finally:
+        api.stop()
+    # Unreachable API: a clear line, not a traceback (the fake is stopped; nothing listens there now).
+    down = _doctor(settings, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS="42")
+    assert f"FAIL  Telegram bot: could not reach {api.url}" in down.stdout, down.stdout
+    assert "Traceback" not in down.stdout + down.stderr
