@@ -337,6 +337,31 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    """Ask a running ``runner up`` for /healthz (compose's health check): exit 0 only on 200."""
+    import urllib.error
+    import urllib.request
+
+    addr = args.url or settings.http_addr
+    if not addr:
+        raise RunnerError("no address to ask: set RUNNER_HTTP (as runner up had it) or pass --url HOST:PORT")
+    host, _, port = addr.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            body = resp.read(4096).decode("utf-8", "replace")
+            code = resp.status
+    except urllib.error.HTTPError as exc:
+        body, code = exc.read(4096).decode("utf-8", "replace"), exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"unhealthy: {url} did not answer ({getattr(exc, 'reason', exc)})")
+        return 1
+    print(("healthy: " if code == 200 else f"unhealthy (HTTP {code}): ") + body.strip())
+    return 0 if code == 200 else 1
+
+
 def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
     from . import images
 
@@ -469,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--quick", action="store_true", help="skip the sample job container")
     dr.add_argument("--json", action="store_true")
     dr.set_defaults(func=cmd_doctor)
+
+    hl = sub.add_parser("health", help="ask a running runner's /healthz; exit 0 if healthy (compose health check)")
+    hl.add_argument("--url", metavar="HOST:PORT", help="where runner up serves HTTP (default RUNNER_HTTP)")
+    hl.add_argument("--timeout", type=float, default=5.0)
+    hl.set_defaults(func=cmd_health)
 
     im = sub.add_parser("image", help="job image tools")
     imsub = im.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
