@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install host-deps gvisor image images run test test-unit lint clean bench bench-quick
+.PHONY: help install host-deps gvisor image images wheels compose-prep run test test-unit lint clean bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,10 +43,20 @@ images: install host-deps ## build the job, egress proxy and test Postgres image
 	@docker image inspect $(EGRESS_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --egress
 	@docker image inspect $(PG_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --postgres
 
+WHEELS := docker/runner/wheels
+
+wheels: install ## fill docker/runner/wheels (the runner image then builds without reaching PyPI)
+	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the wheelhouse must be made by Python 3.11, the Python of the Debian base image")'
+	$(BIN)/pip wheel -q --wheel-dir $(WHEELS) . 'setuptools>=68' wheel
+	@rm -rf $(WHEELS)/runner-*.whl build
+	@echo "wheelhouse: $$(ls $(WHEELS)/*.whl | wc -l) wheels in $(WHEELS)"
+
+compose-prep: images wheels ## what compose.offline.yaml needs: local bases, images and the wheelhouse
+
 run: install host-deps ## start the service on embedded defaults (Ctrl-C stops it)
 	$(BIN)/runner up
 
-test: images ## run the whole suite: unit, integration and security tests
+test: images wheels ## run the whole suite: unit, integration and security tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## only the fast tests (no Docker, no database)
@@ -57,6 +67,7 @@ lint: install ## ruff
 
 clean: ## remove the venv and local data (not the images)
 	rm -rf $(VENV) data .pytest_cache
+	find $(WHEELS) -name '*.whl' -delete
 
 bench: images ## the full benchmark (slow); results appended to BENCHMARKS.md
 	$(BIN)/python -m bench.run

@@ -1,0 +1,215 @@
+"""The self-hosted stack, for real: compose.yaml with compose.offline.yaml on this engine.
+
+One walk through an operator's life: bring the stack up, see it healthy, run ``runner doctor`` inside
+it, schedule a job through the CLI inside the runner container, see it run and its message reach a
+(fake) Telegram Bot API, bring the stack down and up and find everything still there, then back up,
+destroy the volumes, restore, and find the job and its files again with no message sent twice.
+
+Slow (it builds the runner's image when the code changed): about a minute when cached.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from ..fakebotapi import FakeBotAPI
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = 42
+
+SCRIPT = """\
+import json, pathlib
+jobs = pathlib.Path("jobs")
+runs = json.loads((jobs / "hello_output.json").read_text())["runs"] if (jobs / "hello_output.json").exists() else 0
+(jobs / "hello_output.json").write_text(json.dumps({"runs": runs + 1}))
+(jobs / "hello_message.txt").write_text(f"hello from compose, run {runs + 1}")
+print("wrote the message")
+"""
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return ["docker", "compose"]
+    pytest.fail("neither docker-compose nor the docker compose plugin is installed: install one to test compose.yaml")
+
+
+def _bridge_gateway(dc: docker.DockerClient) -> str:
+    """The default bridge's gateway: what host-gateway (host.docker.internal) means inside containers."""
+    cfg = dc.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    return cfg.get("Gateway") or str(next(ipaddress.ip_network(cfg["Subnet"]).hosts()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    cmd: list[str]
+    env: dict[str, str]
+    data: Path
+    http_port: int
+    dc: docker.DockerClient
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*self.cmd, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                           timeout=timeout, check=False)
+        if check and r.returncode != 0:
+            raise AssertionError(f"compose {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def script(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["bash", str(ROOT / "scripts" / name), *args], cwd=ROOT, env=self.env,
+                           capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == 0, f"{name} failed:\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def container(self, service: str) -> str:
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        assert cid, f"no {service} container"
+        return cid
+
+    def runner(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The runner CLI inside the runner's container (what an operator types)."""
+        return subprocess.run(["docker", "exec", "-i", self.container("runner"), "runner", *args], input=stdin,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        status = "?"
+        while time.monotonic() < deadline:
+            cid = self.compose("ps", "-q", "runner").stdout.strip()
+            if cid:
+                state = self.dc.api.inspect_container(cid)["State"]
+                status = (state.get("Health") or {}).get("Status", state.get("Status"))
+                if status == "healthy":
+                    return
+            time.sleep(1)
+        logs = self.compose("logs", "--tail", "40", "runner", check=False).stdout
+        raise AssertionError(f"the runner is not healthy after {timeout} s ({status}):\n{logs}")
+
+    def jobs(self) -> list[dict[str, object]]:
+        r = self.runner("jobs", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def managed_containers(self) -> list[str]:
+        return [c.name for c in self.dc.containers.list(all=True, filters={"label": "io.runner.managed"})]
+
+
+@pytest.fixture(scope="module")
+def api(docker_client: docker.DockerClient) -> Iterator[FakeBotAPI]:
+    fake = FakeBotAPI().start(host=_bridge_gateway(docker_client))
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client: docker.DockerClient, api: FakeBotAPI, tmp_path_factory: pytest.TempPathFactory,
+          ) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("compose")
+    env_file = tmp / "runner.env"
+    env_file.write_text(f"TELEGRAM_BOT_TOKEN={api.token}\nTELEGRAM_ALLOWED_USERS={CHAT}\n"
+                        f"TELEGRAM_API_URL=http://host.docker.internal:{api.port}\nRUNNER_SHUTDOWN_GRACE=10\n")
+    override = tmp / "compose.test.yaml"
+    # The fake Bot API listens on the host's bridge address; a faster health check only saves waiting.
+    override.write_text('services:\n  runner:\n    extra_hosts:\n      - "host.docker.internal:host-gateway"\n'
+                        '    healthcheck:\n      interval: 2s\n')
+    project = f"runnertest{uuid.uuid4().hex[:8]}"
+    s = Stack(
+        cmd=_compose_command(),
+        env={**os.environ, "COMPOSE_PROJECT_NAME": project, "RUNNER_ENV_FILE": str(env_file),
+             "COMPOSE_FILE": os.pathsep.join([str(ROOT / "compose.yaml"), str(ROOT / "compose.offline.yaml"),
+                                              str(override)]),
+             "RUNNER_DATA_PATH": str(tmp / "files"), "RUNNER_HTTP_PORT": str(_free_port())},
+        data=tmp / "files", http_port=0, dc=docker_client,
+    )
+    s.http_port = int(s.env["RUNNER_HTTP_PORT"])
+    try:
+        s.compose("build", "runner", timeout=900)
+        yield s
+    finally:
+        s.compose("down", "-v", "--remove-orphans", "--timeout", "30", check=False)
+
+
+def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack: Stack, api: FakeBotAPI) -> None:
+    # Up, healthy (compose's health check is `runner health` against /healthz).
+    stack.compose("up", "-d")
+    stack.wait_healthy()
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/healthz", timeout=5).read())
+    assert health["status"] == "ok" and health["database"] == "ok", health
+
+    # The operator's checklist passes inside the container, bot token and egress proxy included.
+    r = stack.runner("doctor")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for line in ("OK    database: reachable (DATABASE_URL)", "OK    Telegram bot: @runner_bot",
+                 "OK    egress proxy: runner-egress:latest", "OK    job container: only the thread's jobs/ mounted"):
+        assert line in r.stdout, r.stdout
+
+    # Schedule through the CLI inside the runner container; the job runs and its message is delivered.
+    r = stack.runner("schedule", "-", "--thread", f"telegram:{CHAT}", "--name", "hello", "--at", "now", stdin=SCRIPT)
+    assert r.returncode == 0, r.stderr
+    api.wait_for(lambda: "hello from compose, run 1" in api.texts(CHAT), timeout=60)
+    deadline = time.monotonic() + 30
+    while stack.jobs()[0]["status"] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    job = stack.jobs()[0]
+    assert job["status"] == "completed", job
+    jobs_dir = stack.data / f"telegram_{CHAT}" / "jobs"
+    assert (jobs_dir / "hello.py").is_file() and json.loads((jobs_dir / "hello_output.json").read_text()) == {"runs": 1}
+    assert not (jobs_dir / "hello_message.txt").exists()  # delivered, then deleted
+
+    # The logs say what happened, one line per event.
+    logs = stack.compose("logs", "--no-color", "runner").stdout
+    for event in ("claimed job 1 (hello, thread telegram:42", "job 1 (hello) started", "job 1 (hello) completed in",
+                  f"(job hello) sent to chat {CHAT}"):
+        assert sum(event in line for line in logs.splitlines()) == 1, (event, logs[-3000:])
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/metrics", timeout=5).read().decode()
+    assert 'runner_runs_finished_total{status="completed"} 1.0' in metrics
+
+    # Down (no -v) and up again: the job, its history and its files are still there; nothing is resent.
+    stack.compose("down", "--timeout", "30")
+    assert stack.managed_containers() == []
+    stack.compose("up", "-d")
+    stack.wait_healthy()
+    assert [(j["id"], j["name"], j["status"]) for j in stack.jobs()] == [(1, "hello", "completed")]
+    assert (jobs_dir / "hello_output.json").is_file()
+
+    # Back up, lose everything (volumes and files), restore: the same job and files, still one message.
+    backup = stack.data.parent / "backup"
+    out = stack.script("backup.sh", str(backup)).stdout
+    assert "backed up the database" in out
+    stack.wait_healthy()  # backup.sh stopped the runner for the copy and started it again
+    stack.compose("down", "-v", "--timeout", "30")
+    shutil.rmtree(stack.data)
+    stack.script("restore.sh", "-y", str(backup))
+    stack.wait_healthy()
+    assert [(j["id"], j["name"], j["status"]) for j in stack.jobs()] == [(1, "hello", "completed")]
+    assert json.loads((jobs_dir / "hello_output.json").read_text()) == {"runs": 1}
+    assert (jobs_dir.stat().st_uid, oct(jobs_dir.stat().st_mode & 0o777)) == (10001, "0o700")
+
+    # The restored store still works: run the job again and its second message arrives, once.
+    r = stack.runner("run", "1")
+    assert r.returncode == 0, r.stderr
+    api.wait_for(lambda: "hello from compose, run 2" in api.texts(CHAT), timeout=60)
+    time.sleep(2)
+    assert api.texts(CHAT).count("hello from compose, run 1") == 1
+    assert api.texts(CHAT).count("hello from compose, run 2") == 1
