@@ -212,6 +212,15 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
         raise SandboxError("refusing to create an unsafe job container: " + ", ".join(problems))
 
 
+def refuse_unsafe_proxy(network: str) -> None:
+    """The egress proxy is made with no mounts, no capabilities and no privilege (see ``_Egress``); its
+    outer network is the operator's setting, and it is refused if it is the host's or another
+    container's network namespace."""
+    if network == "host" or network.startswith("container:") or network == "none":
+        raise SandboxError(f"refusing to start an egress proxy on network {network!r}: "
+                           "set RUNNER_EGRESS_NETWORK to a bridge network such as 'bridge'")
+
+
 def _last_line(text: str) -> str:
     for line in reversed(text.splitlines()):
         if line.strip():
@@ -317,6 +326,7 @@ class _Egress:
 
     def start(self) -> str:
         spec, labels = self.spec, _labels(self.spec, "egress")
+        refuse_unsafe_proxy(spec.egress_network)
         try:
             self.network = self.dc.networks.create(self.name, driver="bridge", internal=True, labels=labels)
             self.proxy = self.dc.containers.create(

@@ -60,6 +60,20 @@ def test_unsafe_configs_are_refused(change: dict, problem: str) -> None:
         refuse_unsafe(cfg, SPEC.jobs_dir)
 
 
+@pytest.mark.parametrize("network", ["host", "container:abc", "none"])
+def test_the_egress_proxy_never_joins_another_namespace(network: str) -> None:
+    from runner.errors import ConfigError
+    from runner.sandbox import refuse_unsafe_proxy
+    from runner.settings import Settings
+
+    with pytest.raises(SandboxError, match=f"network {network!r}"):
+        refuse_unsafe_proxy(network)
+    if network != "none":
+        with pytest.raises(ConfigError, match="RUNNER_EGRESS_NETWORK"):
+            Settings.from_env({"RUNNER_EGRESS_NETWORK": network})
+    refuse_unsafe_proxy("bridge")  # the default passes
+
+
 def test_squid_config_allows_only_the_grant() -> None:
     conf = egress.squid_config(["api.example.com", "*.example.org"], ["203.0.113.0/24"])
     assert "acl granted_names dstdomain api.example.com" in conf
