@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,14 @@ from .db import Database, embedded_url, migration_files
 from .errors import RunnerError
 from .scheduler import sandbox_user
 from .settings import Settings
+
+MIN_ENGINE = (20, 10)  # the oldest Docker Engine the test suite runs on
+
+
+def engine_too_old(version: str) -> bool:
+    """True if a Docker Engine version string ("20.10.24+dfsg1", "27.3.1") is below MIN_ENGINE."""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return m is not None and (int(m[1]), int(m[2])) < MIN_ENGINE
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,11 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
         dc = sandbox.client()
         version = dc.version()
         dc_holder["dc"] = dc
-        return Check("Docker engine", True, f"{version.get('Version')} (API {version.get('ApiVersion')})")
+        text = f"{version.get('Version')} (API {version.get('ApiVersion')})"
+        if engine_too_old(str(version.get("Version", ""))):
+            return Check("Docker engine", False, f"{text} is older than {'.'.join(map(str, MIN_ENGINE))}, the oldest "
+                                                 "the runner is tested on: upgrade Docker Engine")
+        return Check("Docker engine", True, text)
 
     yield _safe("Docker engine", engine)
     dc = dc_holder.get("dc")

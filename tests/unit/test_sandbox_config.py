@@ -93,3 +93,10 @@ def test_squid_config_allows_only_the_grant() -> None:
 ])
 def test_operator_maximum(host: str, pattern: str, ok: bool) -> None:
     assert egress.covered(host, pattern) is ok
+
+
+def test_doctor_knows_which_engines_are_too_old() -> None:
+    from runner.doctor import engine_too_old
+
+    assert engine_too_old("19.03.15") and engine_too_old("20.9.0")
+    assert not engine_too_old("20.10.24+dfsg1") and not engine_too_old("27.3.1") and not engine_too_old("")
