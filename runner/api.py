@@ -19,10 +19,9 @@ from . import artifacts
 from .db import QUERIES, Database, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
-from .schedule import parse_recurrence, parse_when, zone
-from .scheduler import AFTER_SENTINEL, prepare_jobs_dir
+from .schedule import AFTER_SENTINEL, parse_recurrence, parse_when, zone
 from .settings import Settings
-from .threads import thread_dir_name, validate_thread_id
+from .threads import prepare_jobs_dir, thread_dir_name, validate_thread_id
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")

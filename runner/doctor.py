@@ -12,8 +12,8 @@ from pathlib import Path
 from . import sandbox
 from .db import Database, embedded_url, migration_files
 from .errors import RunnerError
-from .scheduler import sandbox_user
 from .settings import Settings
+from .threads import sandbox_user
 
 MIN_ENGINE = (20, 10)  # the oldest Docker Engine the test suite runs on
 

@@ -39,7 +39,6 @@ LABEL_ROLE = "io.runner.role"  # "job" or "egress"
 LABEL_STORE = "io.runner.store"  # the database the run belongs to (runner_meta.store_id)
 WORKDIR = "/work"
 JOBS_MOUNT = "/work/jobs"
-SANDBOX_UID = 10001  # the image's unprivileged "job" user, used when the runner itself is root
 
 
 @dataclass(frozen=True)

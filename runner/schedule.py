@@ -25,6 +25,9 @@ from cronsim import CronSim, CronSimError
 
 from .errors import ScheduleError
 
+# The due time of a job that waits for another (--after): far in the future until that job completes.
+AFTER_SENTINEL = datetime(9999, 1, 1, tzinfo=UTC)
+
 WHEN_EXAMPLES = "'now', 'in 10 minutes', 'tomorrow 9am', 'next monday 8:30', 'dec 24 18:00', '2026-12-01T09:00+01:00'"
 EVERY_EXAMPLES = "'hourly', 'daily 9am', 'weekdays 8:30', 'every monday 9am', 'weekly', '0 9 * * 1-5'"
 

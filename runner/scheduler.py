@@ -26,40 +26,13 @@ from typing import Any
 from . import artifacts, metrics, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
-from .schedule import Recurrence, zone
+from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
-from .threads import chat_id, jobs_dir, thread_dir_name
+from .threads import chat_id, prepare_jobs_dir, sandbox_user, thread_dir_name
 
 log = logging.getLogger(__name__)
 
 FAILURE_TEXT_LIMIT = 500
-# The due time of a job that waits for another (--after): far in the future until that job completes.
-AFTER_SENTINEL = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def sandbox_user() -> tuple[int, int]:
-    """The uid:gid job containers run as: the runner's own, or the image's "job" user when root."""
-    uid, gid = os.geteuid(), os.getegid()
-    return (sandbox.SANDBOX_UID, sandbox.SANDBOX_UID) if uid == 0 else (uid, gid)
-
-
-def prepare_jobs_dir(data_dir: Path, thread_id: str) -> Path:
-    """Create ``<data>/<thread>/jobs`` (refusing links on the way) and make it the job user's."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = jobs_dir(data_dir, thread_id)
-    for p in (path.parent, path):
-        try:
-            p.mkdir(mode=0o700 if p == path else 0o755)
-        except FileExistsError:
-            pass
-        st = os.lstat(p)
-        if not stat.S_ISDIR(st.st_mode):
-            raise RunnerError(f"{p} is not a plain directory; remove it and schedule again")
-    uid, gid = sandbox_user()
-    st = os.lstat(path)
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(path, uid, gid, follow_symlinks=False)
-    return path
 
 
 class Scheduler:

@@ -17,10 +17,14 @@ rewrite is where collisions come from.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
-from .errors import ValidationError
+from .errors import RunnerError, ValidationError
+
+SANDBOX_UID = 10001  # the job image's unprivileged "job" user, used when the runner itself is root
 
 _THREAD_RE = re.compile(r"(?P<channel>[a-z][a-z0-9]{0,31}):(?P<id>[a-z0-9-]{1,128})")
 _DIR_RE = re.compile(r"(?P<channel>[a-z][a-z0-9]{0,31})_(?P<id>[a-z0-9-]{1,128})")
@@ -62,3 +66,28 @@ def chat_id(thread_id: str) -> str | None:
     """The Telegram chat id of a ``telegram:<chat>`` thread, else None."""
     channel, _, ident = validate_thread_id(thread_id).partition(":")
     return ident if channel == "telegram" else None
+
+
+def sandbox_user() -> tuple[int, int]:
+    """The uid:gid job containers run as: the runner's own, or the image's "job" user when root."""
+    uid, gid = os.geteuid(), os.getegid()
+    return (SANDBOX_UID, SANDBOX_UID) if uid == 0 else (uid, gid)
+
+
+def prepare_jobs_dir(data_dir: Path, thread_id: str) -> Path:
+    """Create ``<data>/<thread>/jobs`` (refusing links on the way) and make it the job user's."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = jobs_dir(data_dir, thread_id)
+    for p in (path.parent, path):
+        try:
+            p.mkdir(mode=0o700 if p == path else 0o755)
+        except FileExistsError:
+            pass
+        st = os.lstat(p)
+        if not stat.S_ISDIR(st.st_mode):
+            raise RunnerError(f"{p} is not a plain directory; remove it and schedule again")
+    uid, gid = sandbox_user()
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid, follow_symlinks=False)
+    return path

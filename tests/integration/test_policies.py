@@ -9,7 +9,8 @@ import docker
 
 from runner.api import Jobs, Limits, Policy
 from runner.db import Database
-from runner.scheduler import AFTER_SENTINEL, Scheduler
+from runner.schedule import AFTER_SENTINEL
+from runner.scheduler import Scheduler
 from runner.settings import Settings
 
 from .helpers import run_burst
