@@ -422,16 +422,21 @@ class _Watch:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.spec.watch_interval):
+        interval = self.spec.watch_interval
+        while not self._stop.wait(interval):
             hits = _pids_limit_hits(self.container.id)
             if hits:
                 self.pids_hit = True
             if self.spec.watchdog is None:
                 continue
+            t0 = time.monotonic()
             try:
                 reason = self.spec.watchdog()
             except Exception as exc:  # never let the watch die silently: stop the job instead
                 reason = f"could not check the job's disk use: {exc}"
+            # A directory with thousands of files takes a while to walk: keep the walk under a tenth
+            # of the time (per running job), however many files a job makes.
+            interval = max(self.spec.watch_interval, 10 * (time.monotonic() - t0))
             if reason:
                 self.reason = reason
                 _kill(self.container)
