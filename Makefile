@@ -25,11 +25,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install runner with its test tools
 
-host-deps: ## install mmdebstrap (needed only where no registry is reachable) if root and missing
+host-deps: ## install mmdebstrap (for offline images) and a compose tool, if root and missing
 	@if ! command -v mmdebstrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing mmdebstrap (to bootstrap a Debian base image offline)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null) \
 			|| echo "could not install mmdebstrap; images need a registry then"; \
+	fi
+	@if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 \
+			&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing docker-compose (the compose test needs a compose tool)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
+			|| echo "could not install docker-compose; the compose test will fail and say so"; \
 	fi
 
 gvisor: ## install gVisor (runsc) from Debian and register it with Docker (root; optional)
