@@ -115,6 +115,30 @@ class Stack:
         return [c.name for c in self.dc.containers.list(all=True, filters={"label": "io.runner.managed"})]
 
 
+def _offline_build_ready() -> None:
+    """compose.offline.yaml builds the runner's image from the wheelhouse and the local Debian base."""
+    if not list((ROOT / "docker" / "runner" / "wheels").glob("*.whl")):
+        pytest.fail("docker/runner/wheels is empty: run make wheels first (make test does)")
+    if subprocess.run(["docker", "image", "inspect", "runner-debian:bookworm"], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.fail("the local base runner-debian:bookworm is missing: run make images first (make test does)")
+
+
+def test_compose_files_are_valid_alone_and_with_the_override(tmp_path: Path) -> None:
+    env = {**os.environ, "RUNNER_ENV_FILE": str(tmp_path / "empty.env")}
+    (tmp_path / "empty.env").write_text("")
+    for files in (["compose.yaml"], ["compose.yaml", "compose.offline.yaml"]):
+        args = [a for f in files for a in ("-f", str(ROOT / f))]
+        r = subprocess.run([*_compose_command(), *args, "config"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert r.returncode == 0, (files, r.stderr)
+        assert "runner-sandbox:latest" in r.stdout and "service_healthy" in r.stdout
+    # The runner never gets the host's network, privilege, or more than the socket and the data path.
+    text = (ROOT / "compose.yaml").read_text()
+    for forbidden in ("privileged", "network_mode: host", "pid: host"):
+        assert forbidden not in text
+
+
 @pytest.fixture(scope="module")
 def api(docker_client: docker.DockerClient) -> Iterator[FakeBotAPI]:
     fake = FakeBotAPI().start(host=_bridge_gateway(docker_client))
@@ -125,6 +149,7 @@ def api(docker_client: docker.DockerClient) -> Iterator[FakeBotAPI]:
 @pytest.fixture(scope="module")
 def stack(docker_client: docker.DockerClient, api: FakeBotAPI, tmp_path_factory: pytest.TempPathFactory,
           ) -> Iterator[Stack]:
+    _offline_build_ready()
     tmp = tmp_path_factory.mktemp("compose")
     env_file = tmp / "runner.env"
     env_file.write_text(f"TELEGRAM_BOT_TOKEN={api.token}\nTELEGRAM_ALLOWED_USERS={CHAT}\n"
