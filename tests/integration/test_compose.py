@@ -210,13 +210,31 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/metrics", timeout=5).read().decode()
     assert 'runner_runs_finished_total{status="completed"} 1.0' in metrics
 
-    # Down (no -v) and up again: the job, its history and its files are still there; nothing is resent.
+    # A job still running when the stack goes down gets RUNNER_SHUTDOWN_GRACE (10 s here, inside
+    # compose's 30 s), is then stopped with the reason recorded, and leaves no container behind.
+    r = stack.runner("schedule", "-", "--thread", f"telegram:{CHAT}", "--name", "sleeper", "--at", "now",
+                     "--timeout", "300", stdin="import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while not any(j["name"] == "sleeper" and j["status"] == "running" for j in stack.jobs()):
+        assert time.monotonic() < deadline, stack.jobs()
+        time.sleep(0.5)
+    t0 = time.monotonic()
     stack.compose("down", "--timeout", "30")
+    took = time.monotonic() - t0
+    assert 9 < took < 29, took  # the grace period, not compose's kill timeout
     assert stack.managed_containers() == []
+
+    # Up again: the jobs, their history and files are still there; nothing is resent.
     stack.compose("up", "-d")
     stack.wait_healthy()
-    assert [(j["id"], j["name"], j["status"]) for j in stack.jobs()] == [(1, "hello", "completed")]
+    jobs = {j["name"]: j for j in stack.jobs()}
+    assert jobs["hello"]["status"] == "completed"
+    assert jobs["sleeper"]["status"] == "failed"
+    assert "the runner shut down and the job did not finish within the 10 s grace period" in str(
+        jobs["sleeper"]["error_message"])
     assert (jobs_dir / "hello_output.json").is_file()
+    expected = sorted((j["id"], j["name"], j["status"]) for j in stack.jobs())
 
     # Back up, lose everything (volumes and files), restore: the same job and files, still one message.
     backup = stack.data.parent / "backup"
@@ -227,7 +245,7 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     shutil.rmtree(stack.data)
     stack.script("restore.sh", "-y", str(backup))
     stack.wait_healthy()
-    assert [(j["id"], j["name"], j["status"]) for j in stack.jobs()] == [(1, "hello", "completed")]
+    assert sorted((j["id"], j["name"], j["status"]) for j in stack.jobs()) == expected
     assert json.loads((jobs_dir / "hello_output.json").read_text()) == {"runs": 1}
     assert (jobs_dir.stat().st_uid, oct(jobs_dir.stat().st_mode & 0o777)) == (10001, "0o700")
 
