@@ -181,7 +181,12 @@ def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
         )
         rows = sandbox.hardening_report(spec, dc)  # type: ignore[arg-type]
     except Exception as exc:
-        yield Check("job container hardening", False, f"could not run a sample container: {exc}")
+        hint = ""
+        if "bind source path does not exist" in str(exc):
+            hint = (f" (the Docker engine does not see {settings.data_dir} on its host: when the runner runs in "
+                    "a container, mount the data directory at the same path on both sides, as compose.yaml "
+                    "does with RUNNER_DATA_PATH)")
+        yield Check("job container hardening", False, f"could not run a sample container: {exc}{hint}")
         return
     for name, ok, detail in rows:
         yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
