@@ -119,6 +119,16 @@ def squid_config(hosts: Sequence[str], extra_blocked: Sequence[str] = ()) -> str
     return "\n".join(lines) + "\n"
 
 
+def unusable_outer_network(network: str) -> str | None:
+    """Why the proxy must not leave through ``network``, or None: never the host's or another
+    container's network namespace (and "none" reaches nothing)."""
+    if network == "host" or network.startswith("container:"):
+        return f"network {network!r} would put the egress proxy in another namespace's network"
+    if network == "none":
+        return f"network {network!r} reaches nothing"
+    return None
+
+
 def proxy_environment() -> dict[str, str]:
     """The variables that send a job's HTTP(S) through the proxy (urllib, requests and curl read them)."""
     url = f"http://{PROXY_ALIAS}:{PROXY_PORT}"

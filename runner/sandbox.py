@@ -213,10 +213,10 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
 
 def refuse_unsafe_proxy(network: str) -> None:
     """The egress proxy is made with no mounts, no capabilities and no privilege (see ``_Egress``); its
-    outer network is the operator's setting, and it is refused if it is the host's or another
-    container's network namespace."""
-    if network == "host" or network.startswith("container:") or network == "none":
-        raise SandboxError(f"refusing to start an egress proxy on network {network!r}: "
+    outer network is the operator's setting, refused here whatever the settings let through."""
+    problem = egress.unusable_outer_network(network)
+    if problem:
+        raise SandboxError(f"refusing to start an egress proxy: {problem}; "
                            "set RUNNER_EGRESS_NETWORK to a bridge network such as 'bridge'")
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .egress import unusable_outer_network
 from .errors import ConfigError
 from .schedule import zone
 
@@ -179,9 +180,9 @@ class Settings:
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),
         )
-        if s.egress_network == "host" or s.egress_network.startswith("container:"):
-            raise ConfigError(f"RUNNER_EGRESS_NETWORK={s.egress_network!r} would put the egress proxy in another "
-                              "namespace's network: use a bridge network such as 'bridge'")
+        problem = unusable_outer_network(s.egress_network)
+        if problem:
+            raise ConfigError(f"RUNNER_EGRESS_NETWORK: {problem}: use a bridge network such as 'bridge'")
         if s.timeout_seconds > s.max_timeout_seconds:
             raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")
         if s.memory_mb > s.max_memory_mb:
