@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/compose-lib.sh
 
 dest=${1:-backups/$(date -u +%Y%m%dT%H%M%SZ)}
-data=$(setting RUNNER_DATA_PATH /var/lib/runner/files)
+data=$(data_path)
 pg=$(container_of postgres)
 [ -n "$pg" ] || { echo "the postgres service is not running: start it with 'docker compose up -d postgres'" >&2; exit 1; }
 [ -d "$data" ] || { echo "$data does not exist: set RUNNER_DATA_PATH as in .env" >&2; exit 1; }

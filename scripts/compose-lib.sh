@@ -30,3 +30,12 @@ wait_for_postgres() {
     echo "Postgres did not become ready in 60 s: see 'docker compose logs postgres'" >&2
     return 1
 }
+
+data_path() {  # RUNNER_DATA_PATH, refused unless it is an absolute path below /
+    local data
+    data=$(setting RUNNER_DATA_PATH /var/lib/runner/files)
+    case "$data" in
+        /?*) printf '%s' "${data%/}" ;;
+        *) echo "RUNNER_DATA_PATH=$data: give an absolute directory such as /var/lib/runner/files" >&2; return 1 ;;
+    esac
+}

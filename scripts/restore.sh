@@ -15,7 +15,7 @@ src=${1:?usage: scripts/restore.sh [-y] BACKUP_DIR}
 for f in runner.dump files.tar.gz; do
     [ -f "$src/$f" ] || { echo "$src/$f is missing: give a directory made by scripts/backup.sh" >&2; exit 1; }
 done
-data=$(setting RUNNER_DATA_PATH /var/lib/runner/files)
+data=$(data_path)
 if [ "$yes" != yes ]; then
     read -r -p "replace the runner database and everything in $data with $src? [y/N] " answer
     [ "$answer" = y ] || [ "$answer" = Y ] || { echo "nothing changed"; exit 1; }
