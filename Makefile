@@ -52,10 +52,7 @@ images: install host-deps ## build the job, egress proxy and test Postgres image
 WHEELS := docker/runner/wheels
 
 wheels: install ## fill docker/runner/wheels (the runner image then builds without reaching PyPI)
-	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the wheelhouse must be made by Python 3.11, the Python of the Debian base image")'
-	$(BIN)/pip wheel -q --wheel-dir $(WHEELS) . 'setuptools>=68' wheel
-	@rm -rf $(WHEELS)/runner-*.whl build
-	@echo "wheelhouse: $$(ls $(WHEELS)/*.whl | wc -l) wheels in $(WHEELS)"
+	$(BIN)/runner image wheels
 
 compose-prep: images wheels ## what compose.offline.yaml needs: local bases, images and the wheelhouse
 

@@ -362,6 +362,14 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if code == 200 else 1
 
 
+def cmd_image_wheels(args: argparse.Namespace, settings: Settings) -> int:
+    from . import images
+
+    count = images.fill_wheelhouse()
+    print(f"wheelhouse: {count} wheels in {images.WHEELHOUSE} (Python {images.BASE_PYTHON}, the offline base's)")
+    return 0
+
+
 def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
     from . import images
 
@@ -509,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--postgres", action="store_true", help="build the Debian-packaged Postgres image instead")
     ib.add_argument("--egress", action="store_true", help="build the egress proxy image (squid) instead")
     ib.set_defaults(func=cmd_image_build)
+    iw = imsub.add_parser("wheels", help="download the runner image's wheels into docker/runner/wheels "
+                                         "(for builds that cannot reach PyPI)")
+    iw.set_defaults(func=cmd_image_wheels)
     return p
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 from .errors import RunnerError
@@ -112,3 +115,29 @@ def build_postgres(tag: str = POSTGRES_IMAGE) -> str:
 def build_egress(tag: str = "runner-egress:latest") -> str:
     """Build the egress proxy image (squid from Debian's packages)."""
     return build(PROJECT_ROOT / "docker" / "egress", tag, bootstrap_debian_base())
+
+
+WHEELHOUSE = PROJECT_ROOT / "docker" / "runner" / "wheels"
+BASE_PYTHON = "3.11"  # the python3 of Debian bookworm, the offline base of the runner's image
+BASE_GLIBC = 36  # bookworm's glibc 2.36: manylinux wheels up to manylinux_2_36 run there
+
+
+def fill_wheelhouse(dest: Path = WHEELHOUSE) -> int:
+    """Download wheels of the runner's dependencies (and of setuptools, to build it) for the offline
+    base's Python and this machine's architecture into ``dest``, whatever Python runs this. The
+    runner's Dockerfile installs from them alone when they are there. Returns the number of wheels."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    arch = platform.machine()
+    platforms = [f"manylinux_2_{v}_{arch}" for v in range(BASE_GLIBC, 4, -1)]
+    platforms += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    abi = "cp" + BASE_PYTHON.replace(".", "")
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--dest", str(dest),
+           "--only-binary=:all:", "--python-version", BASE_PYTHON, "--implementation", "cp",
+           "--abi", abi, "--abi", "abi3", "--abi", "none", *[a for p in platforms for a in ("--platform", p)],
+           *project["dependencies"], "setuptools>=68", "wheel"]
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["pip download failed"])[-1]
+        raise RunnerError(f"could not download the runner's wheels: {last} (is PyPI or a mirror reachable?)")
+    return len(list(dest.glob("*.whl")))
