@@ -20,7 +20,8 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	@echo "installing runner and its test tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/pip install -e '.[test]' > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
 
 install: $(STAMP) ## create .venv and install runner with its test tools
