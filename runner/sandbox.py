@@ -514,14 +514,17 @@ def kill_container(container: Any) -> None:
     _kill(container)
 
 
-def remove_container(container: Any) -> None:
-    """Kill and remove a container; a container already gone is fine, a failure is logged."""
+def remove_container(container: Any) -> bool:
+    """Kill and remove a container. True if this call removed it; a container already gone is fine
+    (False), a failure is logged (False)."""
     try:
         container.remove(force=True, v=True)
+        return True
     except docker.errors.NotFound:
-        pass
+        return False
     except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
         log.warning("could not remove container %s: %s", container.name, exc)
+        return False
 
 
 def image_present(image: str, dc: docker.DockerClient | None = None) -> bool:

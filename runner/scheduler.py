@@ -419,9 +419,10 @@ class Scheduler:
             if alive:
                 continue
             for c in cs:
-                log.warning("removing orphaned container %s of job %s", c.short_id, job_id)
-                sandbox.remove_container(c)
-                removed += 1
+                # A run that ended since the listing has removed its own container: say nothing then.
+                if sandbox.remove_container(c):
+                    log.warning("removed orphaned container %s of job %s", c.short_id, job_id)
+                    removed += 1
         return removed
 
     def remove_orphan_networks(self) -> None:
