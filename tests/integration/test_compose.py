@@ -159,15 +159,15 @@ def stack(docker_client: docker.DockerClient, api: FakeBotAPI, tmp_path_factory:
     override.write_text('services:\n  runner:\n    extra_hosts:\n      - "host.docker.internal:host-gateway"\n'
                         '    healthcheck:\n      interval: 2s\n')
     project = f"runnertest{uuid.uuid4().hex[:8]}"
+    port = _free_port()
     s = Stack(
         cmd=_compose_command(),
         env={**os.environ, "COMPOSE_PROJECT_NAME": project, "RUNNER_ENV_FILE": str(env_file),
              "COMPOSE_FILE": os.pathsep.join([str(ROOT / "compose.yaml"), str(ROOT / "compose.offline.yaml"),
                                               str(override)]),
-             "RUNNER_DATA_PATH": str(tmp / "files"), "RUNNER_HTTP_PORT": str(_free_port())},
-        data=tmp / "files", http_port=0, dc=docker_client,
+             "RUNNER_DATA_PATH": str(tmp / "files"), "RUNNER_HTTP_PORT": str(port)},
+        data=tmp / "files", http_port=port, dc=docker_client,
     )
-    s.http_port = int(s.env["RUNNER_HTTP_PORT"])
     try:
         s.compose("build", "runner", timeout=900)
         yield s
