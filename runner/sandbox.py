@@ -109,6 +109,38 @@ class _Ewma:
 
 
 START_LATENCY = _Ewma(0.1)
+# Added to the start latency when a container is started ahead of its due time, for Python's own
+# start-up: the launcher below then waits out the rest, so the script begins at the due time.
+LAUNCH_MARGIN = 0.1
+
+# Runs a job's script the way `python3 jobs/x.py` would (__main__, sys.argv, sys.path[0], exit code,
+# traceback), but never before the due time given as argv[1] (seconds since the epoch; 0: at once).
+# The container is started a little early so the engine's start-up is over by then. It imports
+# nothing beyond what Python starts with, and prints tracebacks with the interpreter's own C hook:
+# a fork bomb's 64 copies must not each pay for runpy or the traceback module.
+LAUNCHER = """\
+import os, sys, time
+due, script = float(sys.argv[1]), sys.argv[2]
+while (left := due - time.time()) > 0:
+    time.sleep(min(left, 1.0))
+sys.argv = sys.argv[2:]
+sys.path[0] = os.path.dirname(os.path.abspath(script))
+main = type(sys)("__main__")
+main.__file__ = script
+sys.modules["__main__"] = main
+with open(script, "rb") as f:
+    code = compile(f.read(), script, "exec")
+try:
+    exec(code, main.__dict__)
+except (SystemExit, KeyboardInterrupt):
+    raise
+except BaseException as exc:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    sys.__excepthook__(type(exc), exc.with_traceback(tb), tb)
+    sys.exit(1)
+"""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -150,7 +182,8 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
     max_file = spec.max_file_mb * 1024 * 1024
     cfg: dict[str, Any] = {
         "image": spec.image,
-        "command": ["python3", "-u", f"jobs/{spec.script}"],
+        "command": ["python3", "-u", "-c", LAUNCHER,
+                    f"{spec.start_at.timestamp():.6f}" if spec.start_at is not None else "0", f"jobs/{spec.script}"],
         "working_dir": WORKDIR,
         "user": spec.user,
         "environment": env,  # nothing from the host: no database URL, token or host proxy settings
@@ -260,7 +293,8 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         if spec.start_at is not None:
             # Created ahead of time; starting takes the engine a while (mounts, namespaces, runc), so
             # the start is sent that much before the due time for the job's process to begin on time.
-            ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - 0.9 * START_LATENCY.value
+            # The launcher inside waits for the due time itself, so starting early is never too early.
+            ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - START_LATENCY.value - LAUNCH_MARGIN
             if ahead > 0:
                 time.sleep(ahead)
         t_start = time.monotonic()
@@ -271,20 +305,24 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         START_LATENCY.observe(t0 - t_start)
+        pre_wait = 0.0  # the launcher's wait for the due time: not part of the script's time limit
+        if spec.start_at is not None and spec.start_at > started_at:
+            pre_wait = (spec.start_at - started_at).total_seconds()
+            started_at = spec.start_at  # when the script begins
         if spec.on_start is not None:
             spec.on_start(started_at)
         timed_out = False
         watch = _Watch(container, spec)
         watch.start()
         try:
-            status = container.wait(timeout=spec.timeout_seconds)
+            status = container.wait(timeout=spec.timeout_seconds + pre_wait)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
             _kill(container)
             status = container.wait(timeout=30)
         finally:
             watch.stop()
-        duration_ms = int((time.monotonic() - t0) * 1000)
+        duration_ms = max(0, int((time.monotonic() - t0 - pre_wait) * 1000))
         exit_code = status.get("StatusCode")
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))

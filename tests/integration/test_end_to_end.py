@@ -166,3 +166,31 @@ def test_bad_thread_ids_are_refused_before_anything_is_saved(jobs: Jobs, bad: st
     with pytest.raises(ValidationError, match="thread id"):
         jobs.schedule_job(thread_id=bad, name="x", script_text="print(1)\n")
     assert jobs.list_jobs() == []
+
+
+def test_scripts_begin_at_their_due_time_never_before(jobs: Jobs, settings: Settings, db: Database,
+                                                      docker_client: docker.DockerClient) -> None:
+    """Containers are started ahead of time (the engine is slow to start them); the launcher inside
+    holds the script until the due time, so a job due at midnight never sees the day before."""
+    import threading
+
+    from .helpers import wait_for
+
+    script = "import time\nprint(repr(time.time()))\n"
+    base = datetime.now(UTC) + timedelta(seconds=3)
+    ids = [jobs.schedule_job(thread_id=THREAD, name=f"clock{i}", script_text=script,
+                             at=(base + timedelta(seconds=0.7 * i)).isoformat())["id"] for i in range(5)]
+    sched = Scheduler(settings, db, docker_client)
+    t = threading.Thread(target=sched.run)
+    t.start()
+    try:
+        wait_for(lambda: all(_row(jobs, i)["status"] == "completed" for i in ids), 40, "the five runs")
+    finally:
+        sched.stop()
+        t.join(timeout=60)
+    for i in ids:
+        row = _row(jobs, i)
+        late = float(row["output_tail"].split()[0]) - row["due_time"].timestamp()
+        assert 0 <= late < 0.5, (i, late)
+        assert row["started_at"] >= row["due_time"]  # recorded as the script's start, not the container's
+        assert row["duration_ms"] < 5000

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from docker.types import Mount
 
-from runner import egress
+from runner import egress, sandbox
 from runner.errors import SandboxError
 from runner.sandbox import RunSpec, container_config, refuse_unsafe
 
@@ -21,7 +21,8 @@ def test_default_config_is_locked_down() -> None:
     assert cfg["security_opt"] == ["no-new-privileges:true"] and cfg["init"] is True
     assert cfg["mem_limit"] == cfg["memswap_limit"] == "256m"
     assert cfg["pids_limit"] == 64 and cfg["nano_cpus"] == 1_000_000_000
-    assert cfg["working_dir"] == "/work" and cfg["command"] == ["python3", "-u", "jobs/a.py"]
+    assert cfg["working_dir"] == "/work"
+    assert cfg["command"] == ["python3", "-u", "-c", sandbox.LAUNCHER, "0", "jobs/a.py"]
     assert [(m["Source"], m["Target"]) for m in cfg["mounts"]] == [("/d/telegram_1/jobs", "/work/jobs")]
     assert "HTTP_PROXY" not in cfg["environment"]
     refuse_unsafe(cfg, SPEC.jobs_dir)
