@@ -156,30 +156,30 @@ def _egress(settings: Settings, dc: object) -> Check:
     """Start the proxy a job granted network would get, and remove it again."""
     if not settings.egress_allow:
         return Check("egress proxy", True, "RUNNER_EGRESS_ALLOW is empty: no job may be granted network")
-    uid, gid = sandbox_user()
-    spec = sandbox.RunSpec(
-        job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py",
-        jobs_dir=settings.data_dir, image=settings.image, user=f"{uid}:{gid}", allow_hosts=("example.com",),
-        egress_image=settings.egress_image, egress_network=settings.egress_network,
-        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts,
-    )
+    spec = _sample_spec(settings, settings.data_dir, allow_hosts=("example.com",))
     return Check("egress proxy", True, sandbox.egress_selfcheck(spec, dc))  # type: ignore[arg-type]
+
+
+def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox.RunSpec:
+    """The run a job of this runner would get, for doctor's sample containers."""
+    uid, gid = sandbox_user()
+    return sandbox.RunSpec(
+        job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py", jobs_dir=jobs_dir,
+        image=settings.image, user=f"{uid}:{gid}", timeout_seconds=30, memory_mb=settings.memory_mb,
+        cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
+        max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
+        egress_image=settings.egress_image, egress_network=settings.egress_network,
+        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts, **extra,  # type: ignore[arg-type]
+    )
 
 
 def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
     sample = settings.data_dir / ".doctor" / "jobs"
     try:
         sample.mkdir(parents=True, exist_ok=True)
-        uid, gid = sandbox_user()
         if os.geteuid() == 0:
-            os.chown(sample, uid, gid)
-        spec = sandbox.RunSpec(
-            job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py", jobs_dir=Path(sample),
-            image=settings.image, user=f"{uid}:{gid}", timeout_seconds=30, memory_mb=settings.memory_mb,
-            cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
-            max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
-        )
-        rows = sandbox.hardening_report(spec, dc)  # type: ignore[arg-type]
+            os.chown(sample, *sandbox_user())
+        rows = sandbox.hardening_report(_sample_spec(settings, sample), dc)  # type: ignore[arg-type]
     except Exception as exc:
         hint = ""
         if "bind source path does not exist" in str(exc):

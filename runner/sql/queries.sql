@@ -54,7 +54,7 @@ RETURNING id;
 -- Only the lease holder can finish a run; a runner that lost its lease finishes nothing.
 UPDATE scheduled_jobs
 SET status = %(status)s, completed_at = clock_timestamp(), error_message = %(error_message)s,
-    started_at = COALESCE(%(started_at)s, started_at),  -- when the container started, not the claim
+    started_at = COALESCE(%(started_at)s, started_at),  -- when the script began, not the claim
     exit_code = %(exit_code)s, output_tail = %(output_tail)s, output_truncated = %(output_truncated)s,
     duration_ms = %(duration_ms)s, lease_owner = NULL, lease_expires_at = NULL
 WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
