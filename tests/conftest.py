@@ -23,7 +23,7 @@ from psycopg import sql
 
 from runner import sandbox
 from runner.api import Jobs
-from runner.db import Database, migrate
+from runner.db import QUERIES, Database, migrate
 from runner.settings import Settings
 
 PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
@@ -64,13 +64,23 @@ def _with_db(url: str, dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
+STORE_KEY = pytest.StashKey[str]()
+
+
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> Iterator[str]:
+def pg_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A clean, migrated database for one test (copied from the template), dropped afterwards."""
     name = f"t_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
-    yield _with_db(pg_admin_url, name)
+    url = _with_db(pg_admin_url, name)
+    # The database's identity labels every container a runner starts for it: the leftover check
+    # below looks only at this test's containers, so tests running beside it on the engine are left alone.
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(QUERIES["ensure_store_id"]).fetchone()
+        assert row is not None
+        request.node.stash[STORE_KEY] = row[0]
+    yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -102,11 +112,18 @@ def jobs(settings: Settings, db: Database) -> Jobs:
 
 @pytest.fixture(autouse=True)
 def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every integration test must leave no job container behind."""
+    """Every test with a database must leave no container of that database behind."""
     yield
-    if "docker_client" not in request.fixturenames and "settings" not in request.fixturenames:
+    store = request.node.stash.get(STORE_KEY, None)
+    if store is None:
         return
-    left = sandbox.managed_containers(docker.from_env())
+    left = sandbox.managed_containers(docker.from_env(), store)
     for c in left:
         c.remove(force=True)
     assert not left, f"job containers left behind: {[c.name for c in left]}"
+
+
+@pytest.fixture
+def store_id(pg_url: str, request: pytest.FixtureRequest) -> str:
+    """The test database's identity: the label on every container a runner starts for it."""
+    return request.node.stash[STORE_KEY]

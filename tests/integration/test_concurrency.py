@@ -47,7 +47,7 @@ def test_two_runners_run_each_of_50_due_jobs_exactly_once(jobs: Jobs, settings: 
 
 
 def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settings: Settings, db: Database,
-                                                              docker_client: docker.DockerClient) -> None:
+                                                              docker_client: docker.DockerClient, store_id: str) -> None:
     job = jobs.schedule_job(thread_id=THREAD, name="long", at="now", every="hourly",
                             limits=Limits(timeout_seconds=120),
                             script_text="import time\nprint('working', flush=True)\ntime.sleep(120)\n")
@@ -57,7 +57,7 @@ def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settin
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
     try:
         def running_container() -> list:
-            return [c for c in sandbox.managed_containers(docker_client)
+            return [c for c in sandbox.managed_containers(docker_client, store_id)
                     if c.labels.get(sandbox.LABEL_JOB) == str(job["id"]) and c.status == "running"]
 
         wait_for(running_container, 60, "the doomed runner's job container to run")
@@ -72,7 +72,7 @@ def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settin
     t.start()
     try:
         wait_for(lambda: jobs.get_job(job["id"])["status"] == "failed", 30, "lease recovery")
-        wait_for(lambda: not [c for c in sandbox.managed_containers(docker_client)
+        wait_for(lambda: not [c for c in sandbox.managed_containers(docker_client, store_id)
                               if c.labels.get(sandbox.LABEL_JOB) == str(job["id"])], 30, "the orphan to be removed")
     finally:
         survivor.stop()
@@ -84,7 +84,7 @@ def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settin
 
 
 def test_runners_of_two_databases_leave_each_others_containers_alone(
-        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, pg_admin_url: str) -> None:
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, store_id: str, pg_admin_url: str) -> None:
     import psycopg
     from psycopg import sql
 
@@ -107,13 +107,13 @@ def test_runners_of_two_databases_leave_each_others_containers_alone(
         t = threading.Thread(target=ours.run, kwargs={"burst": True})
         t.start()
         try:
-            wait_for(lambda: [c for c in sandbox.managed_containers(docker_client) if c.status == "running"], 30,
+            wait_for(lambda: [c for c in sandbox.managed_containers(docker_client, store_id) if c.status == "running"], 30,
                      "our job's container")
             removed = Scheduler(settings.with_(runner_id="other"), other_db, docker_client).remove_orphans()
             assert removed == 0, "another database's runner must not remove our container"
             assert jobs.get_job(mine["id"])["status"] == "running"
         finally:
-            for c in sandbox.managed_containers(docker_client):
+            for c in sandbox.managed_containers(docker_client, store_id):
                 c.kill()
             t.join(timeout=60)
     finally:

@@ -35,13 +35,13 @@ def _runner(settings: Settings, *args: str, **env: str) -> subprocess.Popen[str]
 
 
 def test_sigterm_lets_running_jobs_finish_within_the_grace_period(jobs: Jobs, settings: Settings,
-                                                                 docker_client: docker.DockerClient) -> None:
+                                                                 docker_client: docker.DockerClient, store_id: str) -> None:
     quick = jobs.schedule_job(thread_id=THREAD, name="quick", at="now", script_text="import time\ntime.sleep(3)\n")
     long = jobs.schedule_job(thread_id=THREAD, name="long", at="now", limits=Limits(timeout_seconds=120),
                              script_text="import time\ntime.sleep(120)\n")
     proc = _runner(settings, RUNNER_SHUTDOWN_GRACE="6")
     try:
-        wait_for(lambda: len([c for c in sandbox.managed_containers(docker_client) if c.status == "running"]) == 2,
+        wait_for(lambda: len([c for c in sandbox.managed_containers(docker_client, store_id) if c.status == "running"]) == 2,
                  60, "both jobs running")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -55,7 +55,7 @@ def test_sigterm_lets_running_jobs_finish_within_the_grace_period(jobs: Jobs, se
     row = jobs.get_job(long["id"])
     assert row["status"] == "failed"
     assert row["error_message"] == "stopped: the runner shut down and the job did not finish within the 6 s grace period"
-    assert not sandbox.managed_containers(docker_client), "no container is left behind"
+    assert not sandbox.managed_containers(docker_client, store_id), "no container is left behind"
 
 
 def _free_port() -> int:
