@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+from . import artifacts, pinning
 from .db import QUERIES, Database, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
@@ -253,10 +253,58 @@ class Jobs:
                 "user_id": user_id, "thread_id": thread_id, "name": name, "due_time": due,
                 "script_path": f"jobs/{filename}", "recurrence": rec.text if rec else None,
                 "cron": rec.cron if rec else None, "timezone": tz_name, "allow_hosts": hosts, "after_job": after,
-                **lim, **pol,
+                "script_sha256": pinning.digest(source), **lim, **pol,
             }).fetchone()
         assert row is not None
         return row
+
+    def approve_script(self, job_id: int, thread_id: str | None = None, *,
+                       script: str | os.PathLike[str] | None = None, script_text: str | None = None,
+                       sha256: str | None = None) -> dict[str, Any]:
+        """Approve the script a job runs (it runs no other: see :mod:`runner.pinning`).
+
+        With ``script`` (a path) or ``script_text``, that new version is checked, saved as
+        ``jobs/<name>.py`` and approved. With neither, the file now in ``jobs/<name>.py`` is approved
+        (read without following links); ``sha256`` (all of it or its first 8+ digits, as a refusal
+        shows it) then makes sure it is the version you looked at. The same checks as scheduling apply.
+        Returns ``{"job": row, "sha256": hex, "script_path": ...}``."""
+        row = self.get_job(job_id, thread_id)
+        filename = Path(row["script_path"]).name
+        given = script is not None or script_text is not None
+        source = self._read_source(script, script_text) if given else self._read_current(row["thread_id"], filename)
+        check_script(source, filename, self.settings.script_cap)
+        found = pinning.digest(source)
+        if not given and not pinning.matches(found, sha256):
+            raise ValidationError(f"{row['script_path']} is not the version given: its sha256 is "
+                                  f"{found[:pinning.SHORT]}, not {sha256}; look at it again before approving it")
+        with self.db.transaction() as conn:
+            rows = conn.execute(QUERIES["lock_series"], {"series_id": row["series_id"]}).fetchall()
+            if any(r["status"] == "running" for r in rows):
+                raise ValidationError(f"job {job_id} is running right now; approve its script when it has finished")
+            conn.execute(QUERIES["approve_series"], {"series_id": row["series_id"], "script_sha256": found})
+            if given:
+                self._write_script(row["thread_id"], filename, source)
+        return {"job": self.get_job(row["id"]), "sha256": found, "script_path": row["script_path"]}
+
+    def read_job_script(self, job_id: int, thread_id: str | None = None) -> tuple[str, str]:
+        """The text now in a job's ``jobs/<name>.py`` (read without following links; invalid UTF-8
+        replaced) and its sha256, so a person can look at it before approving it."""
+        row = self.get_job(job_id, thread_id)
+        source = self._read_current(row["thread_id"], Path(row["script_path"]).name)
+        return source.decode("utf-8", errors="replace"), pinning.digest(source)
+
+    def _read_current(self, thread_id: str, filename: str) -> bytes:
+        """A job's script as it is now in the thread's jobs/ (written by anyone: read as hostile)."""
+        try:
+            with artifacts.open_dir(self.settings.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
+                got = artifacts.read_capped(dfd, filename, self.settings.script_cap)
+        except (artifacts.UnsafeFile, FileNotFoundError) as exc:
+            raise ValidationError(f"jobs/{filename} cannot be read safely ({exc}); give the script: --script FILE") from None
+        if got is None:
+            raise ValidationError(f"jobs/{filename} does not exist; give the script: --script FILE")
+        if got.truncated:
+            raise ValidationError(f"jobs/{filename} is {got.size} bytes; the limit is {self.settings.script_cap} bytes")
+        return got.data
 
     def _read_source(self, script: str | os.PathLike[str] | None, script_text: str | None) -> bytes:
         if (script is None) == (script_text is None):

@@ -227,15 +227,35 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_SCHEDULE_OPTIONS = ("at", "every", "tz", "timeout", "memory", "cpus", "pids", "allow_host", "grace", "overlap",
+                     "retries", "retry_delay")
+
+
+def _approve(jobs: Any, args: argparse.Namespace) -> dict[str, Any]:
+    text = sys.stdin.read() if args.script == "-" else None
+    done = jobs.approve_script(args.job_id, thread_id=args.thread, sha256=args.approve or None,
+                               script=args.script if args.script not in (None, "-") else None, script_text=text)
+    if not args.json:
+        print(f"approved {done['script_path']} (sha256 {done['sha256']}) for job {done['job']['id']} "
+              f"({done['job']['name']}): its runs run this version")
+    return done["job"]  # type: ignore[no-any-return]
+
+
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     from .api import Limits, Policy, public_row
 
+    approving = args.approve is not None or args.script is not None
     with _jobs(settings) as jobs:
-        row = jobs.update_job(
-            args.job_id, thread_id=args.thread, at=args.at, every=args.every, tz=args.tz,
-            limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus, pids_limit=args.pids),
-            allow_hosts=args.allow_host, policy=Policy(grace_seconds=args.grace, overlap=args.overlap,
-                                                       retries=args.retries, retry_delay_seconds=args.retry_delay))
+        row = _approve(jobs, args) if approving else None
+        if row is None or any(getattr(args, k) is not None for k in _SCHEDULE_OPTIONS):
+            row = jobs.update_job(
+                args.job_id, thread_id=args.thread, at=args.at, every=args.every, tz=args.tz,
+                limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus,
+                              pids_limit=args.pids),
+                allow_hosts=args.allow_host, policy=Policy(grace_seconds=args.grace, overlap=args.overlap,
+                                                           retries=args.retries, retry_delay_seconds=args.retry_delay))
+        elif not args.json:
+            return 0
     if args.json:
         _print_json(public_row(row))
     else:
@@ -463,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     ud.add_argument("--cpus", type=float)
     ud.add_argument("--pids", type=int)
     ud.add_argument("--allow-host", action="append", metavar="HOST")
+    ud.add_argument("--script", metavar="FILE",
+                    help="a new version of the script ('-': standard input): checked, saved as jobs/<name>.py, approved")
+    ud.add_argument("--approve", nargs="?", const="", metavar="SHA256",
+                    help="approve the script now in jobs/<name>.py (a job runs only its approved script); give the "
+                         "sha256 a refusal showed to approve exactly that version")
     _policy_args(ud)
     ud.add_argument("--json", action="store_true")
     ud.set_defaults(func=cmd_update)

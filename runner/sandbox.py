@@ -74,6 +74,7 @@ class RunSpec:
     watch_interval: float = 0.25
     on_start: Callable[[datetime], None] | None = field(default=None, compare=False)  # right after start
     start_at: datetime | None = None  # create the container now, start it at this time (the due time)
+    source: str = field(default="", repr=False)  # the checked script itself; the container runs this
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,27 @@ START_LATENCY = _Ewma(0.1)
 # start-up: the launcher below then waits out the rest, so the script begins at the due time.
 LAUNCH_MARGIN = 0.1
 
-# Runs a job's script the way `python3 jobs/x.py` would (__main__, sys.argv, sys.path[0], exit code,
-# traceback), but never before the due time given as argv[1] (seconds since the epoch; 0: at once).
+# Runs a job's script the way `python3 jobs/x.py` would (__main__, sys.argv, exit code, traceback),
+# but never before the due time given as argv[1] (seconds since the epoch; 0: at once). The script's
+# source is argv[3:] (chunks, each under the kernel's 128 KiB limit per argument): the bytes the runner
+# read and checked against the approved sha256 (runner/pinning.py). It never reads jobs/x.py, which
+# any job of the thread can rewrite, and it puts neither jobs/ nor the working directory on sys.path,
+# so a file another job writes there (jobs/json.py) cannot shadow a module the script imports.
 # The container is started a little early so the engine's start-up is over by then. It imports
 # nothing beyond what Python starts with, and prints tracebacks with the interpreter's own C hook:
 # a fork bomb's 64 copies must not each pay for runpy or the traceback module.
 LAUNCHER = """\
 import os, sys, time
 due, script = float(sys.argv[1]), sys.argv[2]
+code = compile("".join(sys.argv[3:]), script, "exec")
 while (left := due - time.time()) > 0:
     time.sleep(min(left, 1.0))
-sys.argv = sys.argv[2:]
-sys.path[0] = os.path.dirname(os.path.abspath(script))
+sys.argv = [script]
+if sys.path and sys.path[0] in ("", os.getcwd()):
+    del sys.path[0]
 main = type(sys)("__main__")
 main.__file__ = script
 sys.modules["__main__"] = main
-with open(script, "rb") as f:
-    code = compile(f.read(), script, "exec")
 try:
     exec(code, main.__dict__)
 except (SystemExit, KeyboardInterrupt):
@@ -141,6 +146,14 @@ except BaseException as exc:
     sys.__excepthook__(type(exc), exc.with_traceback(tb), tb)
     sys.exit(1)
 """
+
+
+SOURCE_CHUNK = 16 * 1024  # characters: at most 64 KiB of UTF-8, well under 128 KiB per argument
+
+
+def source_arguments(source: str) -> list[str]:
+    """The script's source as launcher arguments (a single argument may not exceed 128 KiB)."""
+    return [source[i:i + SOURCE_CHUNK] for i in range(0, len(source), SOURCE_CHUNK)]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -183,7 +196,8 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "image": spec.image,
         "command": ["python3", "-u", "-c", LAUNCHER,
-                    f"{spec.start_at.timestamp():.6f}" if spec.start_at is not None else "0", f"jobs/{spec.script}"],
+                    f"{spec.start_at.timestamp():.6f}" if spec.start_at is not None else "0", f"jobs/{spec.script}",
+                    *source_arguments(spec.source)],
         "working_dir": WORKDIR,
         "user": spec.user,
         "environment": env,  # nothing from the host: no database URL, token or host proxy settings

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import stat
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -23,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, metrics, sandbox
+from . import artifacts, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
@@ -162,13 +160,7 @@ class Scheduler:
                 # Files present before the run are not this run's: queued already, or from a lost run.
                 artifacts.discard_message(dfd, job["name"])
                 artifacts.remove_attachments(dfd, job["name"])
-                try:
-                    st = os.stat(script, dir_fd=dfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    raise RunnerError(f"script jobs/{script} not found in thread {job['thread_id']}: "
-                                      "write it there and schedule again") from None
-                if not stat.S_ISREG(st.st_mode):
-                    raise RunnerError(f"jobs/{script} is not a regular file")
+                source = self._approved_source(job, dfd, script)
             uid, gid = sandbox_user()
             spec = sandbox.RunSpec(
                 job_id=job["id"], owner=self.owner, thread_id=job["thread_id"], script=script,
@@ -180,7 +172,7 @@ class Scheduler:
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
                 extra_labels={sandbox.LABEL_STORE: self.store}, on_start=lambda at: self._started(job, at),
-                start_at=job["due_time"],
+                start_at=job["due_time"], source=source,
             )
             metrics.CONTAINERS.inc()
             try:
@@ -217,6 +209,19 @@ class Scheduler:
                 artifacts.remove_attachments(dfd, job["name"])
         except (OSError, artifacts.UnsafeFile) as exc:
             log.warning("job %s: could not remove its message files: %s", job["id"], exc)
+
+    def _approved_source(self, job: dict[str, Any], dfd: int, script: str) -> str:
+        """The script's bytes, if they are the ones approved for this job (pinned on first run for a row
+        from before pinning); the container is given these, never the file. RunnerError otherwise."""
+        source = pinning.read_script(dfd, script, self.settings.script_cap, job["thread_id"])
+        refused = pinning.check(job, source)
+        if refused:
+            raise RunnerError(refused)
+        if job.get("script_sha256") is None:
+            self.db.all("pin_first_run", {"series_id": job["series_id"], "script_sha256": pinning.digest(source)})
+            log.info("job %s (%s): pinned its script on first run (sha256 %s)", job["id"], job["name"],
+                     pinning.digest(source)[:pinning.SHORT])
+        return pinning.as_text(source, script)
 
     def _docker(self) -> Any:
         """A Docker client of this worker thread's own. docker-py keys its connection pools by URL and
@@ -325,6 +330,7 @@ class Scheduler:
                                                         "sentinel": AFTER_SENTINEL})
             self._schedule_next(conn, row)
             conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": self.settings.history_keep})
+            conn.execute(QUERIES["prune_outbox"])  # the delivered messages of the runs just pruned
         metrics.RUNS_FINISHED.labels(status).inc()
         took = f" in {result.duration_ms} ms" if result else ""
         log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")

@@ -5,10 +5,10 @@
 -- Schedule a new job (the first row of its series).
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
                             timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
-                            grace_seconds, overlap, retries, retry_delay_seconds, after_job)
+                            grace_seconds, overlap, retries, retry_delay_seconds, after_job, script_sha256)
 VALUES (%(user_id)s, %(thread_id)s, %(name)s, %(due_time)s, %(script_path)s, %(recurrence)s, %(cron)s,
         %(timezone)s, %(timeout_seconds)s, %(memory_mb)s, %(cpus)s, %(pids_limit)s, %(allow_hosts)s,
-        %(grace_seconds)s, %(overlap)s, %(retries)s, %(retry_delay_seconds)s, %(after_job)s)
+        %(grace_seconds)s, %(overlap)s, %(retries)s, %(retry_delay_seconds)s, %(after_job)s, %(script_sha256)s)
 RETURNING *;
 
 -- name: ensure_thread
@@ -78,10 +78,10 @@ RETURNING j.*, expired.lease_owner AS dead_owner;
 -- A series whose head was cancelled meanwhile gets no next instance.
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, recurrence, cron, timezone,
                             series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
-                            grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused)
+                            grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused, script_sha256)
 SELECT user_id, thread_id, name, %(due_time)s, script_path, recurrence, cron, timezone,
        series_id, timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts,
-       grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused
+       grace_seconds, overlap, retries, retry_delay_seconds, after_job, paused, script_sha256
 FROM scheduled_jobs WHERE id = %(id)s AND (cron IS NOT NULL OR after_job IS NOT NULL)
 ON CONFLICT (series_id, due_time) DO NOTHING
 RETURNING id;
@@ -167,7 +167,8 @@ WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
 SELECT id, filename, content, sent FROM outbox_attachments WHERE outbox_id = %(outbox_id)s ORDER BY id;
 
 -- name: attachment_sent
-UPDATE outbox_attachments SET sent = true WHERE id = %(id)s;
+-- Sent: its bytes are not needed again (a retry resumes after the attachments that are gone).
+DELETE FROM outbox_attachments WHERE id = %(id)s;
 
 -- name: migrate_chat
 -- A group became a supergroup: its thread's messages follow it.
@@ -194,9 +195,10 @@ SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s ORDER BY id DESC LI
 -- name: copy_as_one_off
 -- Run a finished job again now: a new one-off run of the same script and limits.
 INSERT INTO scheduled_jobs (user_id, thread_id, name, due_time, script_path, timezone,
-                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds)
+                            timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds,
+                            script_sha256)
 SELECT user_id, thread_id, name, clock_timestamp(), script_path, timezone,
-       timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds
+       timeout_seconds, memory_mb, cpus, pids_limit, allow_hosts, retries, retry_delay_seconds, script_sha256
 FROM scheduled_jobs WHERE id = %(id)s
 RETURNING *;
 
@@ -221,13 +223,23 @@ RETURNING o.*, (SELECT coalesce(json_agg(json_build_array(a.filename, length(a.c
                 FROM outbox_attachments a WHERE a.outbox_id = o.id) AS attachments;
 
 -- name: mark_sent
-UPDATE outbox SET status = 'sent', sent_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
-    last_error = NULL
-WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+-- Delivered: its attachments' bytes go (the row, and its text, stay while its run is in the history).
+WITH done AS (
+    UPDATE outbox SET status = 'sent', sent_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+        last_error = NULL
+    WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+    RETURNING id
+)
+DELETE FROM outbox_attachments a USING done WHERE a.outbox_id = done.id;
 
 -- name: mark_failed
-UPDATE outbox SET status = 'failed', last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+-- Failed for good: never retried, so its attachments' bytes go too.
+WITH done AS (
+    UPDATE outbox SET status = 'failed', last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+    RETURNING id
+)
+DELETE FROM outbox_attachments a USING done WHERE a.outbox_id = done.id;
 
 -- name: retry_later
 UPDATE outbox SET status = 'pending', last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
@@ -287,3 +299,24 @@ WITH made AS (
     RETURNING value
 )
 SELECT value FROM made UNION ALL SELECT value FROM runner_meta WHERE key = 'store_id' LIMIT 1;
+
+-- === Script pinning and outbox pruning (migration 007) ==========================================
+
+-- name: pin_first_run
+-- A series from before pinning is pinned to the script its first run finds.
+UPDATE scheduled_jobs SET script_sha256 = %(script_sha256)s
+WHERE series_id = %(series_id)s AND script_sha256 IS NULL;
+
+-- name: lock_series
+-- Approving a script: the series' rows, locked so that none is claimed meanwhile (claims skip them).
+SELECT id, status FROM scheduled_jobs WHERE series_id = %(series_id)s ORDER BY id FOR UPDATE;
+
+-- name: approve_series
+-- The approved script of every row of the series (the pending run and the rows later runs copy).
+UPDATE scheduled_jobs SET script_sha256 = %(script_sha256)s
+WHERE series_id = %(series_id)s AND status <> 'running';
+
+-- name: prune_outbox
+-- Delivered or failed messages whose run has been pruned from the history (its job_id was set NULL):
+-- nothing shows them any more. Undelivered ones stay until they are delivered.
+DELETE FROM outbox WHERE job_id IS NULL AND status IN ('sent', 'failed');
