@@ -42,6 +42,10 @@ How a job runs:
   to those names works, through a proxy (urllib picks it up by itself).
 - A failing run (exception, non-zero exit, timeout) is reported to the user once with its reason;
   get_job_logs shows the output and the reason.
+- A job runs only the script it was scheduled (or last updated) with. If jobs/<name>.py is changed
+  afterwards (by another job, say), its runs are refused. To change a job's script, give the new source
+  to update_job(job_id, script=...); approve_script="<sha256>" approves the file as it is now.
+- Only the standard library and the job's own script are importable: files in jobs/ are data, not modules.
 
 When: "now", "in 10 minutes", "tomorrow 9am", "next monday 8:30", "dec 24 18:00", ISO 8601.
 Recurrence: "hourly", "daily 9am", "weekdays 8:30", "weekends 10am", "every monday 9am",
@@ -147,8 +151,8 @@ class AgentTools:
 
     def update_job(self, job_id: int, when: str = "", recurrence: str | None = None, tz: str = "",
                    timeout_seconds: int = 0, memory_mb: int = 0, allow_hosts: list[str] | None = None,
-                   retries: int | None = None) -> dict[str, Any]:
-        """Change a job's schedule, limits or network grant, keeping its history.
+                   retries: int | None = None, script: str = "", approve_script: str = "") -> dict[str, Any]:
+        """Change a job's schedule, limits, network grant or script, keeping its history.
 
         Args:
             job_id: the job's id.
@@ -159,11 +163,29 @@ class AgentTools:
             memory_mb: a new memory limit; 0 to keep it.
             allow_hosts: a new list of host names; omit to keep it.
             retries: a new number of retries; omit to keep it.
+            script: a new version of the job's Python source; it replaces jobs/<name>.py and is approved.
+                Empty to keep the script.
+            approve_script: a job runs only the script approved for it; when jobs/<name>.py was changed
+                (by a job), runs are refused with its sha256. Give that sha256 (its first 12 digits are
+                enough) to approve the file as it is now. Empty to leave the approval as it is.
         """
-        return self._call(lambda: {"job": public_row(self.jobs.update_job(
-            job_id, self.thread_id, at=when or None, every=recurrence, tz=tz or None,
-            limits=Limits(timeout_seconds=timeout_seconds or None, memory_mb=memory_mb or None),
-            allow_hosts=allow_hosts, policy=Policy(retries=retries)))})
+        changes = (when, recurrence is not None, tz, timeout_seconds, memory_mb, allow_hosts is not None,
+                   retries is not None)
+
+        def update() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if script or approve_script:
+                done = self.jobs.approve_script(job_id, self.thread_id, script_text=script or None,
+                                                sha256=approve_script or None)
+                out = {"job": public_row(done["job"]), "approved_sha256": done["sha256"]}
+            if not out or any(changes):
+                out["job"] = public_row(self.jobs.update_job(
+                    job_id, self.thread_id, at=when or None, every=recurrence, tz=tz or None,
+                    limits=Limits(timeout_seconds=timeout_seconds or None, memory_mb=memory_mb or None),
+                    allow_hosts=allow_hosts, policy=Policy(retries=retries)))
+            return out
+
+        return self._call(update)
 
 
 TOOL_NAMES = ("schedule_job", "list_jobs", "get_job", "get_job_logs", "run_job_now", "pause_job", "resume_job",

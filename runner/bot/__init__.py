@@ -22,6 +22,8 @@ COMMANDS = [
     BotCommand(command="resume", description="resume a job: /resume <id>"),
     BotCommand(command="cancel", description="cancel a job: /cancel <id>"),
     BotCommand(command="schedule", description="caption of a .py file: /schedule <when>"),
+    BotCommand(command="update", description="caption of a .py file: /update <id> (a job's new script)"),
+    BotCommand(command="approve", description="approve a job's changed script: /approve <id>"),
     BotCommand(command="tz", description="set this chat's time zone: /tz Europe/Berlin"),
     BotCommand(command="help", description="what this bot does"),
 ]

@@ -23,6 +23,8 @@ Commands:
 /logs <id> - the last run's exit status, reason and output
 /pause <id>, /resume <id>, /cancel <id>
 /schedule <when> - as the caption of a .py file (or a reply to one): save it and schedule it, e.g. /schedule daily 9am
+/update <id> - as the caption of a .py file (or a reply to one): the job's new script
+/approve <id> - a job runs only the script it was scheduled with; if jobs/<name>.py changed, see it and approve it
 /tz <Area/City> - this chat's time zone (now {tz})"""
 
 

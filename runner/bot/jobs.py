@@ -1,4 +1,4 @@
-"""/jobs, /job, /run, /cancel, /pause, /resume, /logs, and the buttons on a job's card.
+"""/jobs, /job, /run, /cancel, /pause, /resume, /logs, /approve, and the buttons on a job's card.
 
 Every lookup passes the chat's own thread id, so another chat's job id answers "no such job"."""
 
@@ -124,6 +124,32 @@ async def logs(message: Message, command: CommandObject, jobs_service: Jobs) -> 
     await message.answer(clip("\n".join(parts)))
 
 
+async def approve(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
+    """/approve <id> shows the job's script as it is now and its sha256; /approve <id> <sha256> approves
+    exactly that version (a job runs only its approved script: runner/pinning.py)."""
+    args = (command.args or "").split()
+    if not args or not args[0].lstrip("#").isdigit():
+        await message.answer("Give a job id: /approve <id> (see /jobs)")
+        return
+    jid, thread = int(args[0].lstrip("#")), thread_of(message.chat.id)
+    try:
+        if len(args) == 1:
+            text, sha = await asyncio.to_thread(jobs_service.read_job_script, jid, thread)
+            await message.answer(clip(text, 3000) or "(empty)")
+            await message.answer(f"That is job #{jid}'s script now (sha256 {sha[:12]}). To run this version, "
+                                 f"send /approve {jid} {sha[:12]}")
+            return
+        done = await asyncio.to_thread(lambda: jobs_service.approve_script(jid, thread, sha256=args[1]))
+    except NotFound:
+        await message.answer(f"No such job: {jid}")
+        return
+    except RunnerError as exc:
+        await message.answer(str(exc))
+        return
+    await message.answer(f"Approved {done['script_path']} (sha256 {done['sha256'][:12]}) for job "
+                         f"{done['job']['name']} (#{jid}): its runs run this version.")
+
+
 _ACTIONS = {"run": ("run_job_now", "will run now"), "pause": ("pause_job", "is paused"),
             "resume": ("resume_job", "is resumed"), "cancel": ("cancel_job", "is cancelled")}
 
@@ -161,5 +187,6 @@ def build() -> Router:
     r.message.register(pause, Command("pause"))
     r.message.register(resume, Command("resume"))
     r.message.register(logs, Command("logs"))
+    r.message.register(approve, Command("approve"))
     r.callback_query.register(button, F.data.startswith("job:"))
     return r

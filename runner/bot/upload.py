@@ -1,4 +1,4 @@
-"""/schedule <when>: as the caption of an uploaded .py file, or as a reply to one."""
+"""/schedule <when> and /update <id>: as the caption of an uploaded .py file, or as a reply to one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from ..api import Jobs
-from ..errors import RunnerError, ScheduleError
+from ..errors import NotFound, RunnerError, ScheduleError
 from ..schedule import parse_recurrence
 from .util import thread_of, when
 
 USAGE = ("Send a .py file with the caption /schedule <when> (or reply to one with it), e.g. "
          "/schedule daily 9am, /schedule tomorrow 8:30, /schedule in 10 minutes, /schedule now")
+UPDATE_USAGE = "Send a .py file with the caption /update <job id> (or reply to one with it): the job's new script"
 
 
 def split_when(text: str) -> tuple[str | None, str | None]:
@@ -28,29 +29,37 @@ def split_when(text: str) -> tuple[str | None, str | None]:
         return text, None
 
 
-async def schedule(message: Message, command: CommandObject, bot: Bot, jobs_service: Jobs, upload_cap: int) -> None:
+async def _script(message: Message, command: CommandObject, bot: Bot, upload_cap: int,
+                  usage: str) -> tuple[str, str] | None:
+    """The uploaded file's name and text, or None after telling the user what is wrong."""
     doc = message.document or (message.reply_to_message.document if message.reply_to_message else None)
     if doc is None or not (command.args or "").strip():
-        await message.answer(USAGE)
-        return
+        await message.answer(usage)
+        return None
     filename = doc.file_name or "job.py"
     if not filename.endswith(".py"):
         await message.answer(f"{filename} is not a .py file: a job is a Python script.")
-        return
+        return None
     if doc.file_size and doc.file_size > upload_cap:
         await message.answer(f"{filename} is larger than {upload_cap} bytes; make it smaller.")
-        return
-    name = re.sub(r"[^a-z0-9_-]", "_", filename[:-3].lower())[:64] or "job"
+        return None
     buf = io.BytesIO()
     await bot.download(doc, destination=buf)
-    source = buf.getvalue()[: upload_cap + 1]
-    at, every = split_when(command.args.strip())
-    thread = thread_of(message.chat.id)
     try:
-        text = source.decode("utf-8")
+        return filename, buf.getvalue()[: upload_cap + 1].decode("utf-8")
     except UnicodeDecodeError:
         await message.answer(f"{filename} is not UTF-8 text; save it as UTF-8.")
+        return None
+
+
+async def schedule(message: Message, command: CommandObject, bot: Bot, jobs_service: Jobs, upload_cap: int) -> None:
+    got = await _script(message, command, bot, upload_cap, USAGE)
+    if got is None:
         return
+    filename, text = got
+    name = re.sub(r"[^a-z0-9_-]", "_", filename[:-3].lower())[:64] or "job"
+    at, every = split_when((command.args or "").strip())
+    thread = thread_of(message.chat.id)
     try:
         row = await asyncio.to_thread(lambda: jobs_service.schedule_job(
             thread_id=thread, name=name, script_text=text, at=at, every=every,
@@ -63,8 +72,31 @@ async def schedule(message: Message, command: CommandObject, bot: Bot, jobs_serv
     await message.answer(f"Scheduled job {row['name']} (#{row['id']}) for {when(row['due_time'], row['timezone'] or tz)}{repeat}.")
 
 
+async def update(message: Message, command: CommandObject, bot: Bot, jobs_service: Jobs, upload_cap: int) -> None:
+    """A job's new script: checked like /schedule's, saved as its jobs/<name>.py and approved."""
+    arg = (command.args or "").strip().lstrip("#")
+    if arg and not arg.isdigit():
+        await message.answer(UPDATE_USAGE)
+        return
+    got = await _script(message, command, bot, upload_cap, UPDATE_USAGE)
+    if got is None:
+        return
+    thread = thread_of(message.chat.id)
+    try:
+        done = await asyncio.to_thread(lambda: jobs_service.approve_script(int(arg), thread, script_text=got[1]))
+    except NotFound:
+        await message.answer(f"No such job: {arg}")
+        return
+    except RunnerError as exc:
+        await message.answer(f"Not updated: {exc}")
+        return
+    await message.answer(f"Job {done['job']['name']} (#{arg}) now runs the new {done['script_path']} "
+                         f"(sha256 {done['sha256'][:12]}).")
+
+
 def build() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     r = Router(name="upload")
     r.message.register(schedule, Command("schedule"))
+    r.message.register(update, Command("update"))
     return r

@@ -187,3 +187,67 @@ def test_a_module_another_job_writes_in_jobs_does_not_shadow_an_import(
     assert row["status"] == "completed", row["error_message"]
     assert "bank [1]" in row["output_tail"]
     assert not (d / "pwned").exists(), "a module another job planted in jobs/ was imported"
+
+
+def test_reapproval_in_telegram_and_by_the_agent(settings: Settings, db: Database,
+                                                 docker_client: docker.DockerClient) -> None:
+    """The chat is told why bank was refused, sees the script, approves exactly that version
+    (/approve), or sends a new one (/update); the agent can do the same with update_job."""
+    from runner.agent import AgentTools
+    from runner.scheduler import Scheduler
+    from runner.service import TelegramService
+
+    from ..fakebotapi import FakeBotAPI
+
+    api = FakeBotAPI().start()
+    user, chat = 1001, 909
+    tg = settings.with_(telegram_bot_token=api.token, telegram_api_url=api.url,
+                        telegram_allowed_users=frozenset({user}), telegram_per_chat_interval=0.05,
+                        telegram_per_second=1000.0, poll_interval=1.0)
+    tjobs = Jobs(tg, db)
+    svc = TelegramService(tg, tjobs)
+    svc.start()
+    try:
+        bank = _bank(tjobs)
+        d = jobs_dir(settings.data_dir, THREAD)
+        (d / "bank.py").write_text(HOSTILE)
+        tjobs.run_job_now(bank["id"])
+        Scheduler(tg, db, docker_client).run(burst=True)
+        api.wait_for(lambda: any(t.startswith("Job bank failed: jobs/bank.py changed") for t in api.texts(chat)))
+        assert not (d / "pwned").exists()
+        new = hashlib.sha256(HOSTILE.encode()).hexdigest()
+
+        api.command(chat, user, f"/approve {bank['id']}")
+        api.wait_for(lambda: any(f"send /approve {bank['id']} {new[:12]}" in t for t in api.texts(chat)))
+        assert any(HOSTILE.strip() in t for t in api.texts(chat))  # the user sees what they would approve
+        api.command(chat, user, f"/approve {bank['id']} 0123456789ab")
+        api.wait_for(lambda: any("is not the version given" in t for t in api.texts(chat)))
+        api.command(chat, user, f"/approve {bank['id']} {new[:12]}")
+        api.wait_for(lambda: any(t.startswith("Approved jobs/bank.py (sha256 " + new[:12]) for t in api.texts(chat)))
+        assert tjobs.get_job(bank["id"])["script_sha256"] == new
+
+        api.upload(chat, user, f"/update {bank['id']}", "bank.py", b"print('bank v4 ran')\n")
+        api.wait_for(lambda: any("now runs the new jobs/bank.py" in t for t in api.texts(chat)))
+        assert (d / "bank.py").read_bytes() == b"print('bank v4 ran')\n"
+        assert tjobs.get_job(bank["id"])["script_sha256"] == hashlib.sha256(b"print('bank v4 ran')\n").hexdigest()
+        api.command(chat, user, "/approve 999999")
+        api.wait_for(lambda: "No such job: 999999" in api.texts(chat))
+    finally:
+        svc.stop()
+        api.stop()
+
+    tools = AgentTools(tjobs, THREAD)
+    (d / "bank.py").write_text("print('bank v5 ran')\n")
+    five = hashlib.sha256(b"print('bank v5 ran')\n").hexdigest()
+    wrong = tools.update_job(bank["id"], approve_script="deadbeefdead")
+    assert wrong["ok"] is False and five[:12] in wrong["error"]
+    done = tools.update_job(bank["id"], approve_script=five[:12])
+    assert done["ok"] and done["approved_sha256"] == five
+    done = tools.update_job(bank["id"], script="print('bank v6 ran')\n", timeout_seconds=12)
+    assert done["ok"] and done["job"]["timeout_seconds"] == 12
+    assert (d / "bank.py").read_text() == "print('bank v6 ran')\n"
+    bad = tools.update_job(bank["id"], script="if x\n")
+    assert bad["ok"] is False and "syntax error" in bad["error"]
+    pending = tjobs.db.one("pending_of_series", {"series_id": bank["series_id"]})
+    row, _ = _run_now(tjobs, settings, db, docker_client, pending["id"])
+    assert row["status"] == "completed" and "bank v6 ran" in row["output_tail"], row["error_message"]
