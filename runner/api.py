@@ -32,7 +32,7 @@ PUBLIC_COLUMNS = (
     "created_at", "started_at", "completed_at", "error_message", "timezone", "cron", "attempts",
     "exit_code", "duration_ms", "timeout_seconds", "memory_mb", "cpus", "pids_limit", "allow_hosts", "paused",
     "after_job", "grace_seconds", "overlap", "retries", "retry_delay_seconds", "missed_runs", "skipped_note",
-    "series_id",
+    "series_id", "script_sha256",
 )
 
 
