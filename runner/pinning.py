@@ -27,15 +27,17 @@ def digest(source: bytes) -> str:
     return hashlib.sha256(source).hexdigest()
 
 
-def read_script(dir_fd: int, filename: str, cap: int, thread_id: str) -> bytes:
-    """The script ``filename`` of a thread's jobs/ directory, read without following links or
+def read_script(dir_fd: int, filename: str, cap: int, job: dict[str, Any]) -> bytes:
+    """The job's script ``filename`` in its thread's jobs/ directory, read without following links or
     blocking, at most ``cap`` bytes; a RunnerError that says what to do otherwise."""
+    again = f"give the script again: runner update {job['id']} --script FILE"
     try:
         got = artifacts.read_capped(dir_fd, filename, cap)
     except artifacts.UnsafeFile as exc:
-        raise RunnerError(f"script refused: {exc}; schedule the job again") from None
+        raise RunnerError(f"script refused: {exc}; {again}") from None
     if got is None:
-        raise RunnerError(f"script jobs/{filename} not found in thread {thread_id}: write it there and schedule again")
+        raise RunnerError(f"script jobs/{filename} not found in thread {job['thread_id']}: write it there and schedule "
+                          f"again, or {again}")
     if got.truncated:
         raise RunnerError(f"jobs/{filename} is larger than {cap} bytes now; it was not run")
     return got.data

@@ -213,7 +213,7 @@ class Scheduler:
     def _approved_source(self, job: dict[str, Any], dfd: int, script: str) -> str:
         """The script's bytes, if they are the ones approved for this job (pinned on first run for a row
         from before pinning); the container is given these, never the file. RunnerError otherwise."""
-        source = pinning.read_script(dfd, script, self.settings.script_cap, job["thread_id"])
+        source = pinning.read_script(dfd, script, self.settings.script_cap, job)
         refused = pinning.check(job, source)
         if refused:
             raise RunnerError(refused)

@@ -251,3 +251,38 @@ def test_reapproval_in_telegram_and_by_the_agent(settings: Settings, db: Databas
     pending = tjobs.db.one("pending_of_series", {"series_id": bank["series_id"]})
     row, _ = _run_now(tjobs, settings, db, docker_client, pending["id"])
     assert row["status"] == "completed" and "bank v6 ran" in row["output_tail"], row["error_message"]
+
+
+def test_a_row_from_before_pinning_is_pinned_on_its_first_run(jobs: Jobs, settings: Settings, db: Database,
+                                                               docker_client: docker.DockerClient) -> None:
+    bank = _bank(jobs)
+    with db.transaction() as conn:  # as migration 007 leaves an existing series
+        conn.execute("UPDATE scheduled_jobs SET script_sha256 = NULL WHERE series_id = %s", (bank["series_id"],))
+    row, _ = _run_now(jobs, settings, db, docker_client, bank["id"])
+    assert row["status"] == "completed" and "bank v1 ran" in row["output_tail"], row["error_message"]
+    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    assert nxt is not None and nxt["script_sha256"] == hashlib.sha256(BANK.encode()).hexdigest()
+    d = jobs_dir(settings.data_dir, THREAD)
+    (d / "bank.py").write_text(HOSTILE)
+    again, _ = _run_now(jobs, settings, db, docker_client, nxt["id"])
+    assert again["status"] == "failed" and "changed since it was scheduled" in again["error_message"]
+    assert not (d / "pwned").exists()
+
+
+def test_a_script_that_is_a_link_or_fifo_is_refused_without_blocking(
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
+    bank = _bank(jobs)
+    d = jobs_dir(settings.data_dir, THREAD)
+    (d / "bank.py").unlink()
+    os.mkfifo(d / "bank.py")  # the runner's own read must not hang on it
+    row, _ = _run_now(jobs, settings, db, docker_client, bank["id"])
+    assert row["status"] == "failed" and row["error_message"] == (
+        f"script refused: bank.py is not a regular file; give the script again: runner update {bank['id']} --script FILE")
+    (d / "bank.py").unlink()
+    (d / "bank.py").symlink_to("/etc/passwd")
+    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    assert nxt is not None
+    row, _ = _run_now(jobs, settings, db, docker_client, nxt["id"])
+    assert row["status"] == "failed" and "bank.py is a symbolic link; it was not followed" in row["error_message"]
+    r = _cli(settings, "update", str(bank["id"]), "--approve")
+    assert r.returncode == 1 and "cannot be read safely" in r.stderr and "root:" not in r.stderr + r.stdout
