@@ -210,7 +210,21 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
     }
     if spec.runtime:
         cfg["runtime"] = spec.runtime
+    if is_gvisor(spec.runtime):
+        # gVisor's kernel counts the job's processes itself (RLIMIT_NPROC is per sandbox there, not per
+        # host user); the host's pids cgroup holds the sandbox's own threads, which a busy job multiplies:
+        # at the job's limit the sandbox itself would die ("exit code 2") instead of the job's fork failing.
+        cfg["pids_limit"] = spec.pids_limit + GVISOR_THREAD_HEADROOM
+        cfg["ulimits"].append(Ulimit(name="nproc", soft=spec.pids_limit, hard=spec.pids_limit))
     return cfg
+
+
+GVISOR_THREAD_HEADROOM = 1024
+
+
+def is_gvisor(runtime: str | None) -> bool:
+    """True for gVisor's runtime (registered as "runsc", or under a name that says so)."""
+    return bool(runtime) and ("runsc" in runtime or "gvisor" in runtime)
 
 
 ALLOWED_ENV = frozenset({"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
