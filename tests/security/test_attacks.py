@@ -47,7 +47,11 @@ def attack(jobs: Jobs, settings: Settings, db: Database, docker_client: docker.D
 def test_fork_bomb(attack) -> None:
     row, _ = attack("import os\nwhile True:\n    os.fork()\n", limits=Limits(timeout_seconds=10))
     assert row["status"] == "failed"
-    assert "process limit 64 reached" in row["error_message"]
+    # The limit is named only when the pids cgroup said so while the job ran (the cgroup goes with the
+    # container, and the watch reads it every 0.25 s); a bomb that dies faster is reported in its own
+    # words, never as a limit guessed from its "[Errno 11]" (tests/security/test_reasons.py).
+    error = row["error_message"]
+    assert error == "process limit 64 reached" or error.startswith("exit code 1"), error
 
 
 def test_fork_bomb_that_swallows_errors_is_stopped_by_the_timeout(attack) -> None:
@@ -99,7 +103,8 @@ def test_disk_fill_in_jobs_dir(attack, settings: Settings) -> None:
 def test_disk_fill_in_tmp(attack) -> None:
     row, _ = attack("with open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n")
     assert row["status"] == "failed"
-    assert row["error_message"].startswith("disk limit 16 MiB of /tmp exceeded")
+    # No kernel fact about a container's tmpfs outlives it: the job's own ENOSPC is quoted.
+    assert row["error_message"] == "exit code 1: OSError: [Errno 28] No space left on device"
 
 
 def test_millions_of_small_files(attack, settings: Settings) -> None:
@@ -112,13 +117,14 @@ def test_millions_of_small_files(attack, settings: Settings) -> None:
 
 def test_small_files_in_tmp_hit_the_inode_limit(attack) -> None:
     row, _ = attack("i = 0\nwhile True:\n    open(f'/tmp/{i}', 'w').close()\n    i += 1\n")
-    assert row["status"] == "failed" and "of /tmp exceeded" in row["error_message"]
+    assert row["status"] == "failed"
+    assert row["error_message"].startswith("exit code 1: OSError: [Errno 28] No space left on device")
 
 
 def test_largest_file(attack, settings: Settings) -> None:
     row, _ = attack("with open('/tmp/big', 'wb') as f:\n    f.write(b'x' * (8 * 1024 * 1024))\n",
                     s=settings.with_(max_file_mb=4))
-    assert row["status"] == "failed" and row["error_message"].startswith("file size limit 4 MiB exceeded")
+    assert row["status"] == "failed" and row["error_message"] == "exit code 1: OSError: [Errno 27] File too large"
 
 
 def test_output_flood_is_truncated(attack) -> None:
@@ -254,7 +260,8 @@ def test_no_docker_socket(attack) -> None:
 
 def test_too_many_open_files(attack) -> None:
     row, _ = attack("fs = []\nwhile True:\n    fs.append(open('/dev/null'))\n")
-    assert row["status"] == "failed" and row["error_message"].startswith("open files limit 256 reached")
+    assert row["status"] == "failed"
+    assert row["error_message"] == "exit code 1: OSError: [Errno 24] Too many open files: '/dev/null'"
 
 
 def test_script_cannot_touch_other_threads_files_by_replacing_its_own_jobs_dir(attack, settings: Settings) -> None:
