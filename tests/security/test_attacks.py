@@ -52,10 +52,14 @@ GVISOR_BOMB_REASONS = ("killed: memory limit 256 MiB exceeded", "process limit 6
 def test_fork_bomb(attack, runtime: str) -> None:
     row, _ = attack("import os\nwhile True:\n    os.fork()\n", limits=Limits(timeout_seconds=10))
     assert row["status"] == "failed"
+    error = row["error_message"]
     if runtime == "runsc":
-        assert row["error_message"].startswith(GVISOR_BOMB_REASONS), row["error_message"]
+        assert error.startswith(GVISOR_BOMB_REASONS), error
     else:
-        assert "process limit 64 reached" in row["error_message"]
+        # The limit is named only when the pids cgroup said so while the job ran (the cgroup goes with the
+        # container); a bomb that dies faster is reported in its own words, never as a limit guessed from
+        # its "[Errno 11]" (tests/security/test_reasons.py).
+        assert error == "process limit 64 reached" or error.startswith("exit code 1"), error
 
 
 def test_fork_bomb_that_swallows_errors_is_stopped_by_the_timeout(attack, runtime: str) -> None:
@@ -108,7 +112,8 @@ def test_disk_fill_in_jobs_dir(attack, settings: Settings) -> None:
 def test_disk_fill_in_tmp(attack) -> None:
     row, _ = attack("with open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n")
     assert row["status"] == "failed"
-    assert row["error_message"].startswith("disk limit 16 MiB of /tmp exceeded")
+    # No kernel fact about a container's tmpfs outlives it: the job's own ENOSPC is quoted.
+    assert row["error_message"] == "exit code 1: OSError: [Errno 28] No space left on device"
 
 
 def test_millions_of_small_files(attack, settings: Settings) -> None:
@@ -128,13 +133,13 @@ def test_small_files_in_tmp_hit_the_inode_limit(attack, runtime: str) -> None:
         # (or the memory limit) ends the job.
         assert row["error_message"].startswith(("timed out after 5 s", "killed: memory limit")), row["error_message"]
     else:
-        assert "of /tmp exceeded" in row["error_message"]
+        assert row["error_message"].startswith("exit code 1: OSError: [Errno 28] No space left on device")
 
 
 def test_largest_file(attack, settings: Settings) -> None:
     row, _ = attack("with open('/tmp/big', 'wb') as f:\n    f.write(b'x' * (8 * 1024 * 1024))\n",
                     s=settings.with_(max_file_mb=4))
-    assert row["status"] == "failed" and row["error_message"].startswith("file size limit 4 MiB exceeded")
+    assert row["status"] == "failed" and row["error_message"] == "exit code 1: OSError: [Errno 27] File too large"
 
 
 def test_output_flood_is_truncated(attack) -> None:
@@ -275,7 +280,8 @@ def test_no_docker_socket(attack) -> None:
 
 def test_too_many_open_files(attack) -> None:
     row, _ = attack("fs = []\nwhile True:\n    fs.append(open('/dev/null'))\n")
-    assert row["status"] == "failed" and row["error_message"].startswith("open files limit 256 reached")
+    assert row["status"] == "failed"
+    assert row["error_message"] == "exit code 1: OSError: [Errno 24] Too many open files: '/dev/null'"
 
 
 def test_script_cannot_touch_other_threads_files_by_replacing_its_own_jobs_dir(attack, settings: Settings) -> None:
