@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import RunnerError
+from .logsetup import setup_logging
 from .settings import Settings
+from .text import json_safe, visible
 
 log = logging.getLogger("runner")
 
@@ -36,25 +38,6 @@ def _runner_command() -> str:
     return rel if not rel.startswith("..") else me
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
-               "message": record.getMessage()}
-        if record.exc_info:
-            out["error"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def _setup_logging(level: str, fmt: str = "text") -> None:
-    logging.basicConfig(level=getattr(logging, level, logging.INFO),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
-    if fmt == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(_JsonFormatter())
-    for noisy in ("urllib3", "docker", "psycopg.pool", "pgserver"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def _jobs(settings: Settings) -> Any:
     from .api import connect
 
@@ -70,7 +53,18 @@ def _fmt_time(value: datetime | None, tz: str) -> str:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    print(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
+
+
+def _cell(value: Any, width: int | None = None) -> str:
+    """A value that may hold what a job wrote, as one visible line (cut to ``width``)."""
+    text = visible("" if value is None else str(value), one_line=True)
+    return text if width is None else text[:width]
+
+
+def _block(text: str | None, indent: str = "  ") -> str:
+    """A job's text on a terminal: its control characters shown, every line indented under its heading."""
+    return indent + visible(text).rstrip("\n").replace("\n", "\n" + indent)
 
 
 def _describe_db(settings: Settings) -> str:
@@ -219,11 +213,11 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for key, value in public_row(row).items():
         if value not in (None, [], ""):
-            print(f"{key:>20}: {value}")
+            print(f"{key:>20}: {_cell(value)}")
     print("runs:")
     for r in runs:
         print(f"  {r['id']:>6} {r['status']:<10} {_fmt_time(r['completed_at'] or r['due_time'], r['timezone'])} "
-              f"{r['error_message'] or ''}")
+              f"{_cell(r['error_message'])}")
     return 0
 
 
@@ -289,8 +283,8 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     print(header)
     for r in rows:
         result = r["error_message"] or (f"exit {r['exit_code']}, {r['duration_ms']} ms" if r["exit_code"] is not None else "")
-        print(f"{r['id']:>6}  {r['name'][:20]:<20} {r['status']:<10} {_fmt_time(r['due_time'], r['timezone']):<25} "
-              f"{(r['recurrence'] or '-')[:16]:<16} {r['thread_id'][:16]:<16} {result}")
+        print(f"{r['id']:>6}  {_cell(r['name'], 20):<20} {r['status']:<10} {_fmt_time(r['due_time'], r['timezone']):<25} "
+              f"{_cell(r['recurrence'] or '-', 16):<16} {_cell(r['thread_id'], 16):<16} {_cell(result)}")
     return 0
 
 
@@ -314,16 +308,16 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(info)
         return 0
-    print(f"job {info['id']} ({info['name']}): {info['status']}"
+    print(f"job {info['id']} ({_cell(info['name'])}): {info['status']}"
           + (f", exit code {info['exit_code']}" if info["exit_code"] is not None else "")
           + (f", {info['duration_ms']} ms" if info["duration_ms"] is not None else ""))
     if info["error_message"]:
-        print(f"reason: {info['error_message']}")
+        print(f"reason: {_cell(info['error_message'])}")
     for m in info["messages"]:
-        print(f"message {m['id']} ({m['kind']}, {m['status']}{': ' + m['error'] if m['error'] else ''}):")
-        print("  " + m["text"].replace("\n", "\n  "))
+        print(f"message {m['id']} ({m['kind']}, {m['status']}{': ' + _cell(m['error']) if m['error'] else ''}):")
+        print(_block(m["text"]))
     print("output" + (" (truncated, last part shown)" if info["output_truncated"] else "") + ":")
-    print(info["output_tail"] or "(none)")
+    print(_block(info["output_tail"]) if info["output_tail"] else "  (none)")
     return 0
 
 
@@ -553,17 +547,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        _setup_logging(settings.log_level, settings.log_format)
+        setup_logging(settings.log_level, settings.log_format)
         return int(args.func(args, settings))
     except RunnerError as exc:
-        print(f"runner: {exc}", file=sys.stderr)
+        print(f"runner: {visible(str(exc), one_line=True)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line for the user, the traceback only in debug logs
         log.debug("unexpected error", exc_info=True)
-        print(f"runner: unexpected error: {type(exc).__name__}: {exc} (RUNNER_LOG_LEVEL=DEBUG shows more)",
+        print(f"runner: unexpected error: {type(exc).__name__}: {visible(str(exc), one_line=True)} "
+              "(RUNNER_LOG_LEVEL=DEBUG shows more)",
               file=sys.stderr)
         return 1
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TextIO
 from . import metrics
 from .db import OUTBOX_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError
+from .text import visible, visible_name
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,33 @@ class Sender(Protocol):
 
 
 class ConsoleSender:
-    """Prints each message to a stream (standard output by default)."""
+    """Prints each message to a stream (standard output by default), framed by a header and a footer.
+
+    Everything from the job (its text, its attachments' names) is shown with its control characters
+    made visible (:func:`runner.text.visible`), and every line of its text begins with ``| ``: no line
+    a job writes can pass for the sender's own header, footer or attachment list, or act on the terminal."""
+
+    PREFIX = "| "
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
 
     def send(self, row: dict[str, Any]) -> Outcome:
-        what = "failure notice" if row.get("kind") == "failure" else "message"
-        header = f"--- {what} for {row['thread_id']} from job {row['job_name']} (run {row['job_id']}) ---"
-        files = row.get("attachments") or []
-        listing = "".join(f"\n[attachment: {name}, {size} bytes]" for name, size in files)
         with self._lock:
-            print(f"{header}\n{row['text']}{listing}\n{'-' * len(header)}", file=self.stream, flush=True)
+            print(self.render(row), file=self.stream, flush=True)
         return Outcome("sent")
+
+    @classmethod
+    def render(cls, row: dict[str, Any]) -> str:
+        """The block printed for one outbox row."""
+        what = "failure notice" if row.get("kind") == "failure" else "message"
+        header = (f"--- {what} for {visible_name(str(row['thread_id']))} from job "
+                  f"{visible_name(str(row['job_name']))} (run {row['job_id']}) ---")
+        text = visible(row.get("text") or "").rstrip("\n")
+        lines = [header] + ([cls.PREFIX + line for line in text.split("\n")] if text else [])
+        lines += [f"[attachment: {visible_name(name)}, {size} bytes]" for name, size in row.get("attachments") or []]
+        return "\n".join([*lines, "-" * len(header)])
 
 
 class NoChannelSender:

@@ -224,7 +224,21 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
     }
     if spec.runtime:
         cfg["runtime"] = spec.runtime
+    if is_gvisor(spec.runtime):
+        # gVisor's kernel counts the job's processes itself (RLIMIT_NPROC is per sandbox there, not per
+        # host user); the host's pids cgroup holds the sandbox's own threads, which a busy job multiplies:
+        # at the job's limit the sandbox itself would die ("exit code 2") instead of the job's fork failing.
+        cfg["pids_limit"] = spec.pids_limit + GVISOR_THREAD_HEADROOM
+        cfg["ulimits"].append(Ulimit(name="nproc", soft=spec.pids_limit, hard=spec.pids_limit))
     return cfg
+
+
+GVISOR_THREAD_HEADROOM = 1024
+
+
+def is_gvisor(runtime: str | None) -> bool:
+    """True for gVisor's runtime (registered as "runsc", or under a name that says so)."""
+    return bool(runtime) and ("runsc" in runtime or "gvisor" in runtime)
 
 
 ALLOWED_ENV = frozenset({"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
@@ -275,9 +289,14 @@ def _last_line(text: str) -> str:
 
 
 def _bounded_logs(container: Any, cap: int, **kw: Any) -> tuple[str, bool]:
+    """The last ``cap`` bytes of the job's output (Docker keeps at most 1 MiB of it), decoded as the
+    job's own text: stored as it is (invalid UTF-8 replaced), made visible only where it is shown."""
     raw: bytes = container.logs(stdout=kw.get("stdout", True), stderr=kw.get("stderr", True))
     truncated = len(raw) > cap
     tail = raw[-cap:] if truncated else raw
+    if truncated:  # begin at a character, not inside one
+        skip = next((i for i, b in enumerate(tail[:4]) if b & 0xC0 != 0x80), 0)
+        tail = tail[skip:]
     return tail.decode("utf-8", errors="replace"), truncated
 
 
@@ -495,19 +514,14 @@ class _Watch:
                 return
 
 
-# Last lines of a traceback that mean a limit stopped the job, and how to say so.
-_LIMIT_PATTERNS = (
-    ("MemoryError", "killed: memory limit {memory_mb} MiB exceeded"),
-    ("[Errno 28] No space left on device", "disk limit {tmpfs_mb} MiB of /tmp exceeded (or its file count)"),
-    ("[Errno 27] File too large", "file size limit {max_file_mb} MiB exceeded"),
-    ("[Errno 24] Too many open files", "open files limit {nofile} reached"),
-    ("[Errno 11] Resource temporarily unavailable", "process limit {pids_limit} reached"),
-    ("can't start new thread", "process limit {pids_limit} reached"),
-)
-
-
 def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any,
             pids_hit: bool = False) -> str | None:
+    """Why the run failed, for a person. A limit is named only on a fact the job cannot forge: a kill
+    the runner sent (the timeout; the watchdog's kills are reported by the caller), the engine's OOM
+    flag, the pids cgroup's "max" counter. Anything else is the exit code and, quoted as the job's own
+    words, the last line it wrote on stderr: a job that prints "MemoryError" or exits with 137 has
+    said so itself, and no more (an exit code above 128 is what a shell reports for a signal, but any
+    script can exit with it)."""
     if timed_out:
         reason = f"timed out after {spec.timeout_seconds} s"
         return f"{reason} (process limit {spec.pids_limit} reached)" if pids_hit else reason
@@ -517,19 +531,8 @@ def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, co
         return None
     if pids_hit:
         return f"process limit {spec.pids_limit} reached"
-    if exit_code is not None and exit_code > 128:
-        return f"killed by signal {exit_code - 128} (exit code {exit_code})"
     stderr, _ = _bounded_logs(container, 8192, stdout=False)
     last = _last_line(stderr)
-    for needle, text in _LIMIT_PATTERNS:
-        if needle in last:
-            return text.format(**vars(spec)) + f" ({last})"
-    # Many processes failing at once interleave their tracebacks: look past the last line too.
-    lines = [ln.strip() for ln in stderr.splitlines()]
-    for needle, text in _LIMIT_PATTERNS:
-        hit = next((ln for ln in reversed(lines) if needle in ln), None)
-        if hit:
-            return text.format(**vars(spec)) + f" ({hit[:300]})"
     return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
 
 

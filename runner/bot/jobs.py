@@ -14,6 +14,7 @@ from aiogram.types import CallbackQuery, Message
 
 from ..api import Jobs
 from ..errors import NotFound, RunnerError
+from ..text import visible
 from .util import clip, job_buttons, job_card, thread_of, when
 
 
@@ -112,15 +113,15 @@ async def logs(message: Message, command: CommandObject, jobs_service: Jobs) -> 
     except NotFound:
         await message.answer(f"No such job: {jid}")
         return
-    head = f"Job {info['name']} (#{info['id']}): {info['status']}"
+    head = f"Job {visible(info['name'], one_line=True)} (#{info['id']}): {info['status']}"
     if info["exit_code"] is not None:
         head += f", exit code {info['exit_code']}"
     if info["duration_ms"] is not None:
         head += f", {info['duration_ms']} ms"
     parts = [head]
     if info["error_message"]:
-        parts.append(f"reason: {info['error_message']}")
-    parts.append("output:\n" + (info["output_tail"] or "(none)"))
+        parts.append(f"reason: {visible(info['error_message'], one_line=True)}")
+    parts.append("output:\n" + (visible(info["output_tail"]) or "(none)"))
     await message.answer(clip("\n".join(parts)))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from ..schedule import zone
+from ..text import visible
 
 
 def thread_of(chat_id: int) -> str:
@@ -36,7 +37,8 @@ def job_card(row: dict[str, Any], runs: list[dict[str, Any]], tz: str) -> str:
     if runs:
         lines.append("last runs:")
         for r in runs:
-            what = r["error_message"] or (f"exit {r['exit_code']}" if r["exit_code"] is not None else "")
+            what = visible(r["error_message"], one_line=True) or (
+                f"exit {r['exit_code']}" if r["exit_code"] is not None else "")
             lines.append(f"  #{r['id']} {r['status']} {when(r['completed_at'] or r['due_time'], tz)} {what}".rstrip())
     return "\n".join(lines)
 

@@ -1,5 +1,8 @@
 """Jobs under gVisor (RUNNER_CONTAINER_RUNTIME=runsc), where the engine has the runtime registered
-(`make gvisor` does it on Debian; .ci/run runs it). Elsewhere this test is reported as skipped."""
+(`make gvisor` does it on Debian; .ci/run runs it). Elsewhere these tests are reported as skipped.
+
+The whole attack suite runs under runsc too (tests/security/conftest.py); these check that the job
+really is under gVisor's kernel."""
 
 from __future__ import annotations
 
@@ -12,20 +15,16 @@ from runner.settings import Settings
 
 from ..integration.helpers import run_burst
 
-
-@pytest.fixture
-def runsc(docker_client: docker.DockerClient) -> None:
-    if "runsc" not in (docker_client.info().get("Runtimes") or {}):
-        pytest.skip("the runsc runtime is not registered with Docker (run: make gvisor)")
+pytestmark = pytest.mark.runtimes("runsc", why="they check gVisor itself")
 
 
-def test_job_runs_under_gvisor(runsc: None, jobs: Jobs, settings: Settings, db: Database,
+def test_job_runs_under_gvisor(jobs: Jobs, settings: Settings, db: Database,
                                docker_client: docker.DockerClient) -> None:
     script = ("import os\nprint('kernel', os.uname().release)\n"
               "open('jobs/g_message.txt', 'w').write('hello from gVisor')\n"
               "try:\n    open('/etc/x', 'w')\nexcept OSError as e:\n    print('ro', e.errno)\n")
     job = jobs.schedule_job(thread_id="telegram:9", name="g", script_text=script, at="now")
-    printed = run_burst(settings.with_(container_runtime="runsc"), db, docker_client)
+    printed = run_burst(settings, db, docker_client)
     row = jobs.get_job(job["id"])
     assert row["status"] == "completed", (row["error_message"], row["output_tail"])
     host_release = docker_client.info()["KernelVersion"]
@@ -35,10 +34,10 @@ def test_job_runs_under_gvisor(runsc: None, jobs: Jobs, settings: Settings, db: 
     assert "hello from gVisor" in printed
 
 
-def test_timeout_under_gvisor(runsc: None, jobs: Jobs, settings: Settings, db: Database,
+def test_timeout_under_gvisor(jobs: Jobs, settings: Settings, db: Database,
                               docker_client: docker.DockerClient) -> None:
     job = jobs.schedule_job(thread_id="telegram:9", name="spin", script_text="while True:\n    pass\n", at="now",
                             limits=Limits(timeout_seconds=3))
-    run_burst(settings.with_(container_runtime="runsc"), db, docker_client)
+    run_burst(settings, db, docker_client)
     row = jobs.get_job(job["id"])
     assert row["status"] == "failed" and row["error_message"] == "timed out after 3 s"
