@@ -313,7 +313,12 @@ while True:
         err = e.errno
         break
     held.append((r, w))
-open('jobs/held', 'w').write('%d %d' % (len(held), err))
+while True:  # the refused resize was undone: top up with plain pipes until the uid is over its soft limit
+    r, w = os.pipe()
+    held.append((r, w))
+    if fcntl.fcntl(w, 1032) < 65536:  # F_GETPIPE_SZ: a new pipe of this uid is now shrunk
+        break
+open('jobs/held', 'w').write('%d %d %d' % (len(held), err, fcntl.fcntl(w, 1032)))
 deadline = time.monotonic() + 40
 while not os.path.exists('jobs/release') and time.monotonic() < deadline:
     time.sleep(0.02)
@@ -367,6 +372,75 @@ def test_pipe_buffers_of_one_thread_do_not_shrink_anothers(jobs: Jobs, settings:
                                                            docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_PIPES, PROBE_PIPE)
     assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
-    count, err = map(int, held.split())
+    count, err, shrunk = map(int, held.split())
     assert err == 1, f"the holder stopped at {count} pipes with errno {err}, not at the per-user soft limit (EPERM)"
+    assert shrunk == 8192, f"the holder's own new pipes are {shrunk} bytes, not shrunk: it did not reach the limit"
     assert "PROBE size 65536" in probe["output_tail"], probe["output_tail"]
+
+
+HOLD_MQUEUES = """
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+held, err = 0, 0
+while True:  # each queue charges its size to the owner's RLIMIT_MSGQUEUE (800 KiB per host uid)
+    if libc.mq_open(b'/q%d' % held, os.O_CREAT | os.O_RDWR, 0o600, None) < 0:
+        err = ctypes.get_errno()
+        break
+    held += 1
+open('jobs/held', 'w').write('%d %d' % (held, err))
+deadline = time.monotonic() + 40
+while not os.path.exists('jobs/release') and time.monotonic() < deadline:
+    time.sleep(0.02)
+print('HELD', held, err)
+"""
+
+PROBE_MQUEUE = """
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+deadline = time.monotonic() + 40
+while not os.path.exists('jobs/go') and time.monotonic() < deadline:
+    time.sleep(0.02)
+q = libc.mq_open(b'/probe', os.O_CREAT | os.O_RDWR, 0o600, None)
+print('PROBE', 'ok' if q >= 0 else 'errno %d' % ctypes.get_errno())
+"""
+
+
+def test_message_queues_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
+                                                            docker_client: docker.DockerClient) -> None:
+    hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_MQUEUES, PROBE_MQUEUE)
+    assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
+    count, err = map(int, held.split())
+    assert err == 24 and count > 0, f"the holder stopped at {count} queues with errno {err}, not at RLIMIT_MSGQUEUE"
+    assert "PROBE ok" in probe["output_tail"], probe["output_tail"]
+
+
+# --- runner doctor ------------------------------------------------------------------------------------
+
+def _doctor_rows(settings: Settings) -> dict[str, object]:
+    from runner.doctor import run_checks
+
+    wanted = ("data directory", "thread directories", "job uid range", "job container: a uid of its own")
+    return {c.name: c for c in run_checks(settings) if c.name in wanted}
+
+
+def test_doctor_reports_the_job_uid_and_the_directory_modes(settings: Settings, db: Database) -> None:
+    rows = _doctor_rows(settings)
+    assert set(rows) == {"data directory", "thread directories", "job uid range", "job container: a uid of its own"}
+    assert all(c.ok for c in rows.values()), rows
+    own = rows["job container: a uid of its own"]
+    assert f"uid {settings.uid_range[1]}, gid {settings.uid_range[1]}" in own.detail
+
+    settings.data_dir.chmod(0o755)
+    (settings.data_dir / thread_dir_name(THREAD)).mkdir(mode=0o755)
+    (settings.data_dir / thread_dir_name(THREAD)).chmod(0o755)
+    rows = _doctor_rows(settings)
+    assert not rows["data directory"].ok and "chmod 700" in rows["data directory"].detail
+    assert not rows["thread directories"].ok and thread_dir_name(THREAD) in rows["thread directories"].detail
+
+
+def test_the_uid_range_setting_is_checked() -> None:
+    assert Settings.from_env({"RUNNER_ID": "x"}).uid_range == (200000, 299999)
+    assert Settings.from_env({"RUNNER_ID": "x", "RUNNER_UID_RANGE": "20000-29999"}).uid_range == (20000, 29999)
+    for bad in ("200000", "abc-def", "0-100", "300000-200000", "5-5", "200000-4294967295"):
+        with pytest.raises(RunnerError, match="RUNNER_UID_RANGE"):
+            Settings.from_env({"RUNNER_ID": "x", "RUNNER_UID_RANGE": bad})
