@@ -444,3 +444,33 @@ def test_the_uid_range_setting_is_checked() -> None:
     for bad in ("200000", "abc-def", "0-100", "300000-200000", "5-5", "200000-4294967295"):
         with pytest.raises(RunnerError, match="RUNNER_UID_RANGE"):
             Settings.from_env({"RUNNER_ID": "x", "RUNNER_UID_RANGE": bad})
+
+
+def test_migrating_a_hostile_tree_follows_no_link_and_never_blocks(settings: Settings, tmp_path: Path) -> None:
+    """What a job of the old shared uid left: a link to a host directory, a FIFO, a link loop, a deep tree."""
+    from runner.threads import MAX_DEPTH, prepare_jobs_dir
+
+    jd = jobs_dir(settings.data_dir, THREAD)
+    jd.mkdir(parents=True)
+    outside = tmp_path / "host-dir"
+    outside.mkdir()
+    (outside / "host-file").write_text("host")
+    (jd / "to-host").symlink_to(outside)
+    (jd / "loop").symlink_to("loop")
+    os.mkfifo(jd / "fifo")
+    deep = jd
+    for n in range(MAX_DEPTH + 10):
+        deep = deep / f"d{n}"
+    deep.mkdir(parents=True)
+    for root, dirs, files in os.walk(jd):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), 10001, 10001, follow_symlinks=False)
+    os.chown(jd, 10001, 10001)
+    prepare_jobs_dir(settings.data_dir, THREAD, settings.uid_range[0])  # must return: no FIFO opened
+    uid = settings.uid_range[0]
+    for name in ("to-host", "loop", "fifo", "d0"):
+        assert os.lstat(jd / name).st_uid == uid, name
+    assert os.lstat(outside).st_uid == os.geteuid() and os.lstat(outside / "host-file").st_uid == os.geteuid()
+    shallow = jd.joinpath(*(f"d{n}" for n in range(MAX_DEPTH)))
+    assert os.lstat(shallow).st_uid == uid
+    assert os.lstat(deep).st_uid == 10001, "deeper than MAX_DEPTH is left as it was"
