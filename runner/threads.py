@@ -13,6 +13,12 @@ Because the channel contains no ``_`` and the id contains no ``_``, the first ``
 splits it back into exactly one thread id, so two different thread ids never share a directory. Every
 other id (upper case, dots, slashes, spaces, empty parts) is refused rather than rewritten, since a
 rewrite is where collisions come from.
+
+Each thread also has a host uid of its own (its gid is the same number), from ``RUNNER_UID_RANGE``,
+recorded in the database: per-user kernel limits are counted per host uid, so threads must not share
+one, and a job must never run as a uid with rights on the host (root, the runner's own). The data
+directory and the thread directories are the runner's, mode 0700, so no other host user can reach
+what a job leaves in ``jobs/``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +226,8 @@ def _chown_entry(dfd: int, name: str, st: os.stat_result, uid: int) -> None:
         os.chown(name, uid, uid, dir_fd=dfd, follow_symlinks=False)
 
 
-def _walk(fd: int, visit: Any, depth: int = 0, budget: list[int] | None = None) -> None:
+def _walk(fd: int, visit: Callable[[int, str, os.stat_result], None], depth: int = 0,
+          budget: list[int] | None = None) -> None:
     """Call ``visit(dir_fd, name, lstat)`` on every entry under ``fd``: fd-relative, links never followed,
     subdirectories opened with O_NOFOLLOW|O_NONBLOCK|O_DIRECTORY (a FIFO or a swapped-in link fails
     to open instead of blocking or leading elsewhere), bounded in depth and entries."""
