@@ -21,7 +21,7 @@ from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import AFTER_SENTINEL, parse_recurrence, parse_when, zone
 from .settings import Settings
-from .threads import prepare_jobs_dir, thread_dir_name, validate_thread_id
+from .threads import prepare_jobs_dir, thread_dir_name, thread_uid, validate_thread_id
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -326,7 +326,7 @@ class Jobs:
         return data
 
     def _write_script(self, thread_id: str, filename: str, source: bytes) -> None:
-        prepare_jobs_dir(self.settings.data_dir, thread_id)
+        prepare_jobs_dir(self.settings.data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range))
         tmp = f".{filename}.{os.getpid()}.tmp"
         with artifacts.open_dir(self.settings.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
             artifacts.remove(dfd, tmp)

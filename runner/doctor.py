@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from . import sandbox
 from .db import Database, embedded_url, migration_files
 from .errors import RunnerError
 from .settings import Settings
-from .threads import sandbox_user
+from .threads import data_dir_problem, prepare_jobs_dir, sample_uid
 
 MIN_ENGINE = (20, 10)  # the oldest Docker Engine the test suite runs on
 
@@ -100,15 +102,17 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
 
     def data_dir() -> Check:
         d = settings.data_dir
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=d, prefix=".doctor-"):
             pass
-        mode = d.stat().st_mode & 0o777
-        if mode & 0o002:
-            return Check("data directory", False, f"{d} is world-writable ({oct(mode)}): chmod o-w {d}")
-        return Check("data directory", True, f"{d} writable, mode {oct(mode)}")
+        problem = data_dir_problem(d)
+        if problem:
+            return Check("data directory", False, problem)
+        return Check("data directory", True, f"{d} writable, the runner's (uid {os.geteuid()}), mode 0700")
 
     yield _safe("data directory", data_dir)
+    yield _safe("thread directories", lambda: _thread_dirs(settings.data_dir))
+    yield _safe("job uid range", lambda: _uid_range(settings.uid_range))
 
     yield _safe("Telegram bot", lambda: _bot(settings))
 
@@ -160,12 +164,49 @@ def _egress(settings: Settings, dc: object) -> Check:
     return Check("egress proxy", True, sandbox.egress_selfcheck(spec, dc))  # type: ignore[arg-type]
 
 
+def _thread_dirs(data_dir: Path) -> Check:
+    """Every thread directory is the runner's, mode 0700 (a run repairs its own; this reports the rest)."""
+    me, open_dirs, count = os.geteuid(), [], 0
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            if entry.name.startswith(".") or not stat.S_ISDIR(st.st_mode):
+                continue
+            count += 1
+            if st.st_uid != me or stat.S_IMODE(st.st_mode) != 0o700:
+                open_dirs.append(f"{entry.name} ({st.st_uid}, {oct(stat.S_IMODE(st.st_mode))})")
+    if open_dirs:
+        return Check("thread directories", False, f"{len(open_dirs)} of {count} are not the runner's with mode 0700: "
+                     f"{', '.join(open_dirs[:3])}; each is repaired at its next run, or chmod 700 them now")
+    return Check("thread directories", True, f"{count}, each the runner's, mode 0700")
+
+
+def _uid_range(uid_range: tuple[int, int]) -> Check:
+    """No host user (/etc/passwd) and no subordinate range (/etc/subuid) shares the threads' uids."""
+    first, last = uid_range
+    clash = [f"user {u.pw_name} ({u.pw_uid})" for u in pwd.getpwall() if first <= u.pw_uid <= last]
+    try:
+        lines = Path("/etc/subuid").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        name, _, rest = line.partition(":")
+        start, _, size = rest.partition(":")
+        if start.isdigit() and size.isdigit() and int(start) <= last and first < int(start) + int(size):
+            clash.append(f"subordinate uids of {name} in /etc/subuid")
+    if clash:
+        return Check("job uid range", False, f"RUNNER_UID_RANGE {first}-{last} overlaps {', '.join(clash[:3])}: "
+                                             "choose uids no host user has")
+    return Check("job uid range", True, f"{first}-{last}, one per thread; no host user or subordinate range has them")
+
+
 def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox.RunSpec:
-    """The run a job of this runner would get, for doctor's sample containers."""
-    uid, gid = sandbox_user()
+    """The run a job of this runner would get, for doctor's sample containers (as the range's last uid,
+    which no thread gets)."""
+    uid = sample_uid(settings.uid_range)
     return sandbox.RunSpec(
         job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py", jobs_dir=jobs_dir,
-        image=settings.image, user=f"{uid}:{gid}", timeout_seconds=30, memory_mb=settings.memory_mb,
+        image=settings.image, user=f"{uid}:{uid}", timeout_seconds=30, memory_mb=settings.memory_mb,
         cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
         max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
         egress_image=settings.egress_image, egress_network=settings.egress_network,
@@ -174,12 +215,10 @@ def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox
 
 
 def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
-    sample = settings.data_dir / ".doctor" / "jobs"
+    probe: dict[str, str] = {}
     try:
-        sample.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(sample, *sandbox_user())
-        rows = sandbox.hardening_report(_sample_spec(settings, sample), dc)  # type: ignore[arg-type]
+        sample = prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range))
+        rows = sandbox.hardening_report(_sample_spec(settings, sample), dc, probe)  # type: ignore[arg-type]
     except Exception as exc:
         hint = ""
         if "bind source path does not exist" in str(exc):
@@ -190,3 +229,23 @@ def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
         return
     for name, ok, detail in rows:
         yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
+    yield _job_ids(settings, probe.get("ids", ""))
+
+
+def _job_ids(settings: Settings, seen: str) -> Check:
+    """What the sample container ran as, seen from inside: a uid of the range, not the runner's, with
+    the same gid and no supplementary group."""
+    name = "job container: a uid of its own"
+    parts = seen.split()
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return Check(name, False, f"MISSING (the probe did not report its ids: {seen!r})")
+    uid, gid, groups = int(parts[0]), int(parts[1]), {g for g in parts[2].split(",") if g != "-"}
+    first, last = settings.uid_range
+    problems = [p for p, bad in (
+        (f"uid {uid} is the runner's own", uid == os.geteuid()),
+        (f"uid {uid} is outside RUNNER_UID_RANGE {first}-{last}", not first <= uid <= last),
+        (f"gid {gid} is not the uid", gid != uid),
+        (f"supplementary groups {sorted(groups)}", bool(groups - {str(gid)})),
+    ) if bad]
+    detail = f"uid {uid}, gid {gid} (runner: uid {os.geteuid()}), from RUNNER_UID_RANGE {first}-{last}"
+    return Check(name, not problems, detail if not problems else f"MISSING ({'; '.join(problems)})")

@@ -596,6 +596,7 @@ PROBE = (
     "import os\n"
     "status = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
     "print('uid', os.getuid())\n"
+    "print('ids', os.getuid(), os.getgid(), ','.join(map(str, sorted(os.getgroups()))) or '-')\n"
     "for k in ('NoNewPrivs', 'CapEff', 'CapBnd', 'Seccomp'):\n"
     "    print(k, status[k].strip())\n"
     "print('ifaces', ' '.join(sorted(l.split(':')[0].strip() for l in list(open('/proc/net/dev'))[2:])))\n"
@@ -604,10 +605,11 @@ PROBE = (
 )
 
 
-def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None) -> list[tuple[str, bool, str]]:
+def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None,
+                     probe_out: dict[str, str] | None = None) -> list[tuple[str, bool, str]]:
     """Create a sample job container as a real run would, inspect it and run a probe inside it.
 
-    Returns (protection, in force, detail) rows for ``runner doctor``."""
+    Returns (protection, in force, detail) rows for ``runner doctor``; ``probe_out`` gets what the probe saw."""
     dc = dc or client()
     cfg = container_config(spec)
     cfg["command"] = ["python3", "-c", PROBE]
@@ -620,6 +622,8 @@ def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None) -> li
         probe = dict(line.split(" ", 1) for line in container.logs().decode().splitlines() if " " in line)
     finally:
         remove_container(container)
+    if probe_out is not None:
+        probe_out.update(probe)
     mounts = hc.get("Mounts") or []
     sec = hc.get("SecurityOpt") or []
     tmpfs = (hc.get("Tmpfs") or {}).get("/tmp", "")

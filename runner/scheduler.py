@@ -26,7 +26,7 @@ from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
-from .threads import chat_id, prepare_jobs_dir, sandbox_user, thread_dir_name
+from .threads import chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Scheduler:
     def __init__(self, settings: Settings, db: Database, docker_client: Any = None) -> None:
         self.settings = settings
         self.db = db
+        secure_data_dir(settings.data_dir)  # refuse, or close, a data directory other users can reach
         self.dc = docker_client or sandbox.client()
         self.owner = settings.runner_id
         self.active: dict[int, Future[None]] = {}
@@ -155,16 +156,16 @@ class Scheduler:
         if self._skip_if_missed(job):
             return
         try:
-            directory = prepare_jobs_dir(s.data_dir, job["thread_id"])
+            uid = thread_uid(self.db, job["thread_id"], s.uid_range)  # gid: the same number
+            directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid)
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 # Files present before the run are not this run's: queued already, or from a lost run.
                 artifacts.discard_message(dfd, job["name"])
                 artifacts.remove_attachments(dfd, job["name"])
                 source = self._approved_source(job, dfd, script)
-            uid, gid = sandbox_user()
             spec = sandbox.RunSpec(
                 job_id=job["id"], owner=self.owner, thread_id=job["thread_id"], script=script,
-                jobs_dir=directory, image=s.image, user=f"{uid}:{gid}",
+                jobs_dir=directory, image=s.image, user=f"{uid}:{uid}",
                 timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], cpus=job["cpus"],
                 pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
                 output_cap=s.output_cap, runtime=s.container_runtime, tmpfs_inodes=s.tmpfs_inodes,

@@ -57,6 +57,22 @@ def _user_ids(env: dict[str, str]) -> frozenset[int]:
     return frozenset(ids)
 
 
+UID_RANGE_DEFAULT = "200000-299999"
+
+
+def _uid_range(env: dict[str, str]) -> tuple[int, int]:
+    """RUNNER_UID_RANGE "first-last": the host uids (and gids) given to threads, one each."""
+    raw = env.get("RUNNER_UID_RANGE", "").strip() or UID_RANGE_DEFAULT
+    first, sep, last = raw.partition("-")
+    hint = f"RUNNER_UID_RANGE={raw!r}: give two uids first-last that no host user has, such as {UID_RANGE_DEFAULT}"
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        raise ConfigError(hint)
+    lo, hi = int(first), int(last)
+    if lo < 1000 or hi >= 2**31 - 1 or hi < lo + 1:
+        raise ConfigError(f"{hint} (at least 1000, below 2147483647, at least two uids: the last is doctor's)")
+    return lo, hi
+
+
 def _blocked_networks(env: dict[str, str]) -> tuple[str, ...]:
     """RUNNER_EGRESS_BLOCK plus the database's address when it is an IP (the proxy must never reach it)."""
     nets = list(_list(env, "RUNNER_EGRESS_BLOCK", ""))
@@ -125,6 +141,7 @@ class Settings:
     http_addr: str | None = None  # host:port of /healthz and /metrics
     log_format: str = "text"
     grace_seconds: int = 3600  # missed-run grace period (default per job)
+    uid_range: tuple[int, int] = (200000, 299999)  # host uids for threads, one each (the last is doctor's)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -179,6 +196,7 @@ class Settings:
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),
+            uid_range=_uid_range(e),
         )
         problem = unusable_outer_network(s.egress_network)
         if problem:

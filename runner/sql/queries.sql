@@ -300,6 +300,30 @@ WITH made AS (
 )
 SELECT value FROM made UNION ALL SELECT value FROM runner_meta WHERE key = 'store_id' LIMIT 1;
 
+-- --- thread uids (migrations/006_thread_uids.sql) ------------------------------------------------------
+
+-- name: thread_uid
+SELECT uid FROM threads WHERE thread_id = %(thread_id)s;
+
+-- name: lock_thread_uids
+-- Serialises uid allocation across runners until the allocating transaction ends.
+SELECT pg_advisory_xact_lock(1920298606, 6);
+
+-- name: allocate_thread_uid
+-- The thread's uid, or the next free one in [first, last] (none when the range is used up). Run under
+-- lock_thread_uids in the same transaction; a uid already given is kept.
+WITH mine AS (SELECT uid FROM threads WHERE thread_id = %(thread_id)s AND uid IS NOT NULL),
+next AS (
+    SELECT COALESCE(max(uid) + 1, %(first)s) AS uid FROM threads WHERE uid BETWEEN %(first)s AND %(last)s
+),
+given AS (
+    INSERT INTO threads (thread_id, uid)
+    SELECT %(thread_id)s, next.uid FROM next WHERE next.uid <= %(last)s AND NOT EXISTS (SELECT 1 FROM mine)
+    ON CONFLICT (thread_id) DO UPDATE SET uid = EXCLUDED.uid WHERE threads.uid IS NULL
+    RETURNING uid
+)
+SELECT uid FROM mine UNION ALL SELECT uid FROM given;
+
 -- === Script pinning and outbox pruning (migration 007) ==========================================
 
 -- name: pin_first_run
