@@ -136,6 +136,8 @@ def remove(dir_fd: int, name: str) -> bool:
         return jobtree.remove_tree(dir_fd, name, jobtree.Budget(*REMOVE_BUDGET))
     except jobtree.Incomplete as exc:
         raise UnsafeFile(f"could not remove {show(name)}: {exc}") from None
+    except OSError as exc:  # the kernel's message, without the job's names in Python's repr
+        raise UnsafeFile(f"could not remove {show(name)}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
