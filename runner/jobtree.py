@@ -7,8 +7,8 @@ entries, choose names that are not UTF-8, set setuid or world-writable modes. So
 * is relative to an open directory descriptor and names exactly one component (never a path);
 * opens directories with ``O_DIRECTORY|O_NOFOLLOW|O_NONBLOCK``: a link or a FIFO swapped in fails with
   ELOOP/ENOTDIR at once instead of being followed or blocking;
-* changes modes through an ``O_PATH|O_NOFOLLOW`` descriptor, checked with ``fstat`` first, so a link is
-  never followed and a FIFO or device is never really opened;
+* changes modes and removes ACLs through an ``O_PATH|O_NOFOLLOW`` descriptor, checked with ``fstat``
+  first, so a link is never followed and a FIFO or device is never really opened;
 * is iterative and bounded: a :class:`Budget` of entries and seconds, and a depth limit (removal moves
   deeper subtrees up instead of descending), so no walk can block, recurse or run without end.
 
@@ -91,6 +91,42 @@ def chmod_at(dir_fd: int, name: str, clear: int, add: int = 0) -> bool:
         os.close(pfd)
 
 
+ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")  # a job can grant any host uid access
+
+
+def repair_at(dir_fd: int, name: str) -> bool:
+    """Make ``name`` safe to leave on the host: no setuid, setgid or world-write bit and no POSIX ACL
+    (the owner may set one granting any host user access), through an ``O_PATH|O_NOFOLLOW``
+    descriptor. True if it is safe now (or is a link, or is gone)."""
+    try:
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        st = os.fstat(pfd)
+        if stat.S_ISLNK(st.st_mode):
+            return True
+        return _make_safe(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode))  # the inode pfd holds
+    except OSError:
+        return False
+    finally:
+        os.close(pfd)
+
+
+def _make_safe(target: str | int, mode: int) -> bool:
+    """Clear BAD_BITS and the ACLs of ``target`` (a /proc/self/fd path or an open descriptor)."""
+    try:
+        if mode & BAD_BITS:
+            os.chmod(target, mode & ~BAD_BITS)
+        for attr in set(os.listxattr(target)) & set(ACL_XATTRS):
+            os.removexattr(target, attr)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTSUP, errno.ENODATA)  # no ACLs on this file system, or already gone
+    return True
+
+
 def open_subdir(dir_fd: int, name: str) -> int:
     """Open the directory ``name`` in ``dir_fd``; one that denies its owner access (mode 000) is given
     ``u+rwx`` and opened again. Raises OSError (ELOOP/ENOTDIR: not a directory, or a link)."""
@@ -147,8 +183,8 @@ def scan(dir_fd: int, *, max_entries: int, seconds: float, max_depth: int = MAX_
          repair: bool = False) -> Scan:
     """Measure the tree under ``dir_fd`` (never following a link, never blocking), within a budget.
 
-    With ``repair``, also clear setuid, setgid and world-write bits (``dir_fd`` itself included) and
-    remove what lies deeper than ``max_depth``. Never raises for what the job left: a walk that
+    With ``repair``, also clear setuid, setgid and world-write bits and POSIX ACLs (``dir_fd`` itself
+    included) and remove what lies deeper than ``max_depth``. Never raises for what the job left: a walk that
     cannot finish says why in ``problem``."""
     res = Scan()
     if repair:
@@ -179,12 +215,8 @@ def scan(dir_fd: int, *, max_entries: int, seconds: float, max_depth: int = MAX_
 
 
 def _clear_fd(fd: int, res: Scan) -> None:
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode & BAD_BITS:
-        try:
-            os.fchmod(fd, mode & ~BAD_BITS)
-        except OSError:
-            res.unfixed.append(".")
+    if not _make_safe(fd, stat.S_IMODE(os.fstat(fd).st_mode)):
+        res.unfixed.append(".")
 
 
 def _list(level: _Level, res: Scan, budget: Budget, repair: bool) -> list[str]:
@@ -205,8 +237,7 @@ def _list(level: _Level, res: Scan, budget: Budget, repair: bool) -> list[str]:
             top = res.tops.setdefault(key, [0, 0])
             top[0] += size
             top[1] += 1
-            if repair and st.st_mode & BAD_BITS and not stat.S_ISLNK(st.st_mode) \
-                    and not chmod_at(level.fd, entry.name, BAD_BITS):
+            if repair and not stat.S_ISLNK(st.st_mode) and not repair_at(level.fd, entry.name):
                 res.unfixed.append(show(rel))
             if stat.S_ISDIR(st.st_mode):
                 subdirs.append(entry.name)

@@ -134,8 +134,8 @@ def test_deep_tree_fails_its_run_and_not_the_threads_later_jobs(attack, settings
 
 def test_reason_names_the_largest_entries(attack, settings: Settings) -> None:
     script = ("import os\nopen('jobs/small.txt', 'w').write('x')\nos.mkdir('jobs/cache')\n"
-              "for i in range(40):\n    open(f'jobs/cache/{i}.bin', 'wb').write(os.urandom(1024 * 1024))\n"
-              "open(b'jobs/\\xff big.bin', 'wb').write(os.urandom(30 * 1024 * 1024))\n")
+              "open(b'jobs/\\xff big.bin', 'wb').write(os.urandom(15 * 1024 * 1024))\n"
+              "for i in range(40):\n    open(f'jobs/cache/{i}.bin', 'wb').write(os.urandom(1024 * 1024))\n")
     row, _ = attack(script, s=settings.with_(disk_mb=20))
     assert row["status"] == "failed"
     msg = row["error_message"]
@@ -211,6 +211,23 @@ def test_setuid_and_world_writable_modes_do_not_survive_the_run(attack, settings
         mode = os.lstat(p).st_mode
         assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH), f"{p}: {oct(mode)}"
     _clean(d, "id", "a", "link")
+
+
+ACL = ("import os, struct\n"
+       "ents = [(1, 7, 0xffffffff), (2, 7, 1000), (4, 5, 0xffffffff), (0x10, 7, 0xffffffff), (0x20, 5, 0xffffffff)]\n"
+       "acl = struct.pack('<I', 2) + b''.join(struct.pack('<HHI', *e) for e in ents)\n")
+
+
+def test_acls_granting_a_host_user_access_do_not_survive_the_run(attack, settings: Settings) -> None:
+    script = ACL + ("open('jobs/data.txt', 'w').write('x')\nos.mkdir('jobs/d')\n"
+                    "for p in ('jobs', 'jobs/data.txt', 'jobs/d'):\n    os.setxattr(p, 'system.posix_acl_access', acl)\n"
+                    "os.setxattr('jobs/d', 'system.posix_acl_default', acl)\nprint('ACLS SET')\n")
+    row, _ = attack(script)
+    assert row["status"] == "completed" and "ACLS SET" in row["output_tail"], row["error_message"]
+    d = _dir(settings)
+    for p in (d, d / "data.txt", d / "d"):
+        assert not [a for a in os.listxattr(p, follow_symlinks=False) if a.startswith("system.posix_acl")], p
+    _clean(d, "data.txt", "d")
 
 
 # --- broken siblings: each gets a reason and leaves nothing behind --------------------------------------

@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 import threading
 import time
 from pathlib import Path
@@ -256,6 +257,20 @@ def test_repair_clears_setuid_setgid_and_world_write_without_following_links(tre
     for p, mode in ((d, 0o775), (d / "tool", 0o755), (d / "sub", 0o775), (d / "sub" / "fifo", 0o664)):
         assert stat.S_IMODE(os.lstat(p).st_mode) == mode, p
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o4777, "a link's target is never touched"
+
+
+def test_repair_removes_acls(tree: Path) -> None:
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in (
+        (1, 7, 0xFFFFFFFF), (2, 7, 1000), (4, 5, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF), (0x20, 5, 0xFFFFFFFF)))
+    d = _jobs(tree)
+    (d / "f").write_text("x")
+    os.mkfifo(d / "fifo")
+    for p in (d, d / "f", d / "fifo"):
+        os.setxattr(p, "system.posix_acl_access", acl)
+    with artifacts.open_dir(tree, "telegram_1", "jobs") as fd:
+        assert _scan(fd, repair=True).unfixed == []
+    for p in (d, d / "f", d / "fifo"):
+        assert "system.posix_acl_access" not in os.listxattr(p), p
 
 
 def test_a_directory_that_denies_its_owner_is_still_counted(tree: Path) -> None:
