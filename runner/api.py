@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -326,17 +328,37 @@ class Jobs:
         return data
 
     def _write_script(self, thread_id: str, filename: str, source: bytes) -> None:
+        """Write ``jobs/<name>.py`` atomically: a temporary file of an unguessable name, then a rename
+        that replaces whatever a job left at that name (a file, a link, a FIFO, a directory tree)."""
         prepare_jobs_dir(self.settings.data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range))
-        tmp = f".{filename}.{os.getpid()}.tmp"
+        tmp = f".{filename}.{secrets.token_hex(8)}.tmp"
         with artifacts.open_dir(self.settings.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
-            artifacts.remove(dfd, tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
             try:
-                os.write(fd, source)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
+                try:
+                    os.write(fd, source)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self._clear_script_name(dfd, filename)
+                os.rename(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
+            except BaseException:
+                artifacts.remove(dfd, tmp)
+                raise
+
+    @staticmethod
+    def _clear_script_name(dfd: int, filename: str) -> None:
+        """Remove a directory a job made at the script's name (a rename cannot replace it)."""
+        try:
+            st = os.stat(filename, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                artifacts.remove(dfd, filename)
+            except (artifacts.UnsafeFile, OSError) as exc:
+                raise ValidationError(f"jobs/{filename} is a directory a job left and it could not be removed "
+                                      f"({exc}): remove it, or give the job another name") from None
 
     # --- reading and changing ------------------------------------------------------------------------
 

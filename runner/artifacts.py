@@ -8,8 +8,14 @@ Everything under a thread's ``jobs/`` directory was written by a hostile script.
   does not block);
 * checks with ``fstat`` that it is a regular file with exactly one link (a hard link to a file
   elsewhere would otherwise be read, or be "deleted" while its other name survives);
+* looks at each entry (``lstat``) before opening it, and counts a directory's entries before reading
+  any, so the host's work is bounded by the caps, not by what the job left;
 * reads at most ``cap + 1`` bytes and reports truncation;
-* removes names with ``unlink(dir_fd=...)``, which removes the name itself, never a link's target.
+* removes names relative to the directory (:func:`runner.jobtree.remove_tree`: the name itself, never a
+  link's target, a directory tree of any depth within a budget).
+
+Walking, measuring and repairing the whole tree is :mod:`runner.jobtree`; this module reads back the
+message and the attachments and says which limit a walk shows broken.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+from . import jobtree
+from .jobtree import show
+
+_DIR_FLAGS = jobtree.DIR_FLAGS
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
@@ -67,26 +76,41 @@ def open_dir(base: Path, *parts: str) -> Iterator[int]:
         os.close(fd)
 
 
+def _refuse_kind(name: str, st: os.stat_result) -> None:
+    """Raise UnsafeFile unless ``st`` is a plain, singly linked regular file."""
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFile(f"{show(name)} is a symbolic link; it was not followed")
+    if stat.S_ISDIR(st.st_mode):
+        raise UnsafeFile(f"{show(name)} is a directory, not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(f"{show(name)} is not a regular file")
+    if st.st_nlink != 1:
+        raise UnsafeFile(f"{show(name)} has {st.st_nlink} hard links; only a plain file is read")
+
+
 def read_capped(dir_fd: int, name: str, cap: int) -> ReadResult | None:
-    """Read the file ``name`` in ``dir_fd`` safely. None if it does not exist; UnsafeFile if it is not plain."""
+    """Read the file ``name`` in ``dir_fd`` safely. None if it does not exist; UnsafeFile if it is not plain.
+
+    It is looked at (``lstat``) before it is opened, so neither a FIFO, a device nor a link is opened."""
     if "/" in name or name in ("", ".", ".."):
-        raise UnsafeFile(f"bad file name {name!r}")
+        raise UnsafeFile(f"bad file name {show(name)}")
     try:
+        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        _refuse_kind(name, before)
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a symlink
-            raise UnsafeFile(f"{name} is a symbolic link; it was not followed") from exc
-        if exc.errno in (errno.ENXIO, errno.EWOULDBLOCK):  # e.g. a socket or FIFO without a writer
-            raise UnsafeFile(f"{name} is not a regular file") from exc
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # swapped for a symlink after the lstat
+            raise UnsafeFile(f"{show(name)} is a symbolic link; it was not followed") from exc
+        if exc.errno in (errno.ENXIO, errno.EWOULDBLOCK):  # e.g. a socket or FIFO swapped in
+            raise UnsafeFile(f"{show(name)} is not a regular file") from exc
         raise
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeFile(f"{name} is not a regular file")
-        if st.st_nlink != 1:
-            raise UnsafeFile(f"{name} has {st.st_nlink} hard links; only a plain file is read")
+        _refuse_kind(name, st)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise UnsafeFile(f"{show(name)} was replaced while it was being read")
         chunks: list[bytes] = []
         remaining = cap + 1
         while remaining > 0:
@@ -102,25 +126,18 @@ def read_capped(dir_fd: int, name: str, cap: int) -> ReadResult | None:
         os.close(fd)
 
 
-def remove(dir_fd: int, name: str) -> bool:
-    """Remove the name ``name`` (whatever it is: file, link, FIFO) from ``dir_fd``. False if absent.
+REMOVE_BUDGET = (100_000, 10.0)  # entries and seconds one removal of a job's leftover may take
 
-    A directory of that name is left alone (never recursed into)."""
+
+def remove(dir_fd: int, name: str) -> bool:
+    """Remove ``name`` in ``dir_fd``, whatever it is (file, link, FIFO, socket, or a directory tree),
+    never following a link. False if absent. Raises UnsafeFile if a tree is too large to remove."""
     try:
-        os.unlink(name, dir_fd=dir_fd)
-        return True
-    except FileNotFoundError:
-        return False
-    except IsADirectoryError:
-        return False
-    except PermissionError:
-        # Linux reports EISDIR as EPERM for unlink on some file systems.
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                return False
-        except OSError:
-            pass
-        raise
+        return jobtree.remove_tree(dir_fd, name, jobtree.Budget(*REMOVE_BUDGET))
+    except jobtree.Incomplete as exc:
+        raise UnsafeFile(f"could not remove {show(name)}: {exc}") from None
+    except OSError as exc:  # the kernel's message, without the job's names in Python's repr
+        raise UnsafeFile(f"could not remove {show(name)}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -142,8 +159,14 @@ def collect_message(jobs_dir_fd: int, job_name: str, cap: int) -> Message | None
     try:
         result = read_capped(jobs_dir_fd, name, cap)
     except UnsafeFile as exc:
-        remove(jobs_dir_fd, name)
-        return Message(text="", truncated=False, problem=f"message file refused: {exc}")
+        problem = f"message file refused: {exc}"
+        try:
+            remove(jobs_dir_fd, name)
+        except (UnsafeFile, OSError) as again:
+            problem += f"; {again}"
+        return Message(text="", truncated=False, problem=problem)
+    except OSError as exc:
+        return Message(text="", truncated=False, problem=f"message file could not be read: {exc.strerror}")
     if result is None:
         return None
     return Message(text=result.text(), truncated=result.truncated)
@@ -155,36 +178,40 @@ def discard_message(jobs_dir_fd: int, job_name: str) -> bool:
     return remove(jobs_dir_fd, f"{job_name}_message.txt")
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Disk use of a directory tree: bytes allocated and entries seen (counting stops past a limit)."""
-
-    bytes: int
-    entries: int
+MiB = 1024 * 1024
 
 
-def usage(dir_fd: int, max_entries: int) -> Usage:
-    """Walk the tree under ``dir_fd`` without following links; stop counting past ``max_entries``.
+def check_limits(found: jobtree.Scan, *, disk_mb: int, max_files: int) -> str | None:
+    """Why the walk ``found`` breaks the thread's jobs/ limits, or None. Jobs of one thread share jobs/,
+    so the reason names the entries that hold the most."""
+    if found.entries > max_files:
+        return f"file count limit {max_files} exceeded in jobs/ (most: {_ranked(found, 1)})"
+    if found.bytes > disk_mb * MiB:
+        return f"disk limit {disk_mb} MiB exceeded in jobs/ (largest: {_ranked(found, 0)})"
+    if found.removed:
+        return (f"directory tree deeper than {jobtree.MAX_DEPTH} levels in jobs/; the part past the limit "
+                f"was removed: {', '.join(found.removed[:3])}")
+    if found.deep:
+        return f"directory tree deeper than {jobtree.MAX_DEPTH} levels in jobs/ (at {found.deep}/)"
+    if found.problem:
+        return f"could not check jobs/: {found.problem}"
+    if found.unfixed:
+        return f"could not clear setuid, setgid or world-write modes in jobs/: {', '.join(found.unfixed[:3])}"
+    return None
 
-    Counts allocated blocks, not apparent sizes, so a sparse file counts for what it really uses.
-    """
-    total = entries = 0
-    for _root, dirs, files, rfd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
-        for name in dirs + files:
-            entries += 1
-            if entries > max_entries:
-                return Usage(total, entries)
-            try:
-                st = os.stat(name, dir_fd=rfd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            total += st.st_blocks * 512
-    return Usage(total, entries)
+
+def _ranked(found: jobtree.Scan, index: int) -> str:
+    def amount(n: int) -> str:
+        return f"{n / MiB:.1f} MiB" if index == 0 else f"{n:,} entries"
+    return ", ".join(f"{show(name)} {amount(n)}" for name, n in found.largest(index)) or "none"
 
 
 def attachments_dir_name(job_name: str) -> str:
     """``<job>_attachments``: files in it are sent with the job's message, then removed."""
     return f"{job_name}_attachments"
+
+
+ATTACHMENT_SCAN = 1000  # entries of <job>_attachments looked at, at most: more and none is sent
 
 
 @dataclass(frozen=True)
@@ -195,63 +222,82 @@ class Attachments:
     problems: list[str]
 
 
+@dataclass(frozen=True)
+class _Caps:
+    file: int
+    count: int
+    total: int
+
+
 def collect_attachments(jobs_dir_fd: int, job_name: str, *, file_cap: int, max_files: int,
                         total_cap: int) -> Attachments:
-    """Read ``<job>_attachments/*`` safely: plain files only, each at most ``file_cap`` bytes, at most
-    ``max_files`` of them and ``total_cap`` bytes in all (in name order). Others are reported, not read."""
+    """Read ``<job>_attachments/*`` safely: plain files with UTF-8 names only, each at most ``file_cap``
+    bytes, the first ``max_files`` entries by name (refused ones count) and ``total_cap`` bytes in all.
+
+    Entries are counted before any is read and each is looked at (``lstat``) before it is opened, so
+    the host's work is bounded by the caps, not by what the job left. Others are reported, not read."""
+    dname = attachments_dir_name(job_name)
     try:
-        dfd = os.open(attachments_dir_name(job_name), _DIR_FLAGS, dir_fd=jobs_dir_fd)
+        dfd = jobtree.open_subdir(jobs_dir_fd, dname)
     except FileNotFoundError:
         return Attachments([], [])
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            return Attachments([], [f"{attachments_dir_name(job_name)} is not a plain directory; ignored"])
-        raise
-    files: list[tuple[str, bytes]] = []
-    problems: list[str] = []
-    total = 0
+            return Attachments([], [f"{dname} is not a plain directory; ignored"])
+        return Attachments([], [f"{dname} could not be opened ({exc.strerror}); nothing attached"])
     try:
-        for name in sorted(os.listdir(dfd)):
-            if len(files) >= max_files:
-                problems.append(f"more than {max_files} attachments; the rest were not sent")
-                break
-            try:
-                result = read_capped(dfd, name, file_cap)
-            except UnsafeFile as exc:
-                problems.append(f"attachment refused: {exc}")
-                continue
-            if result is None:
-                continue
-            if result.truncated:
-                problems.append(f"attachment {name} is larger than {file_cap // 1024 // 1024} MiB; not sent")
-                continue
-            if total + len(result.data) > total_cap:
-                problems.append(f"attachments over {total_cap // 1024 // 1024} MiB in all; {name} and later not sent")
-                break
-            total += len(result.data)
-            files.append((name[:200], result.data))
+        names = jobtree.list_names(dfd, ATTACHMENT_SCAN + 1)
+        if len(names) > ATTACHMENT_SCAN:
+            return Attachments([], [f"{dname} has more than {ATTACHMENT_SCAN} entries; none was sent"])
+        return _read_attachments(dfd, dname, names, _Caps(file_cap, max_files, total_cap))
     finally:
         os.close(dfd)
+
+
+def _read_attachments(dfd: int, dname: str, names: list[str], caps: _Caps) -> Attachments:
+    names.sort(key=os.fsencode)
+    problems: list[str] = []
+    if len(names) > caps.count:
+        problems.append(f"{len(names)} entries in {dname}, more than {caps.count}: the rest were not sent")
+        names = names[:caps.count]
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    for name in names:
+        outcome = _one_attachment(dfd, name, caps, caps.total - total)
+        if isinstance(outcome, str):
+            problems.append(outcome)
+        elif outcome is not None:
+            files.append(outcome)
+            total += len(outcome[1])
     return Attachments(files, problems)
 
 
-def remove_attachments(jobs_dir_fd: int, job_name: str) -> None:
-    """Remove every name in ``<job>_attachments`` (never following links) and the directory itself."""
+def _one_attachment(dfd: int, name: str, caps: _Caps, room: int) -> tuple[str, bytes] | str | None:
+    """The attachment ``name`` as (file name, content), or why it was not sent, or None if it is gone."""
+    text = jobtree.text_name(name)
+    if text is None:
+        return f"attachment refused: its name {show(name)} is not UTF-8 text"
     try:
-        dfd = os.open(attachments_dir_name(job_name), _DIR_FLAGS, dir_fd=jobs_dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_size > caps.file:
+        return f"attachment {text} is larger than {caps.file / MiB:g} MiB; not sent"
+    if stat.S_ISREG(st.st_mode) and st.st_size > room:
+        return f"attachments over {caps.total / MiB:g} MiB in all; {text} not sent"
+    try:
+        result = read_capped(dfd, name, min(caps.file, room))
+    except UnsafeFile as exc:
+        return f"attachment refused: {exc}"
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symlink in its place: remove the link itself
-            remove(jobs_dir_fd, attachments_dir_name(job_name))
-            return
-        raise
-    try:
-        for name in os.listdir(dfd):
-            remove(dfd, name)
-    finally:
-        os.close(dfd)
-    try:
-        os.rmdir(attachments_dir_name(job_name), dir_fd=jobs_dir_fd)
-    except OSError:
-        pass  # a subdirectory the job made stays; it is the job's own
+        return f"attachment {text} could not be read ({exc.strerror}); not sent"
+    if result is None:
+        return None
+    if result.truncated:
+        return f"attachment {text} grew while it was read; not sent"
+    return text[:200], result.data
+
+
+def remove_attachments(jobs_dir_fd: int, job_name: str) -> None:
+    """Remove ``<job>_attachments`` and everything in it, whatever it is, never following a link."""
+    remove(jobs_dir_fd, attachments_dir_name(job_name))

@@ -113,12 +113,28 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
     yield _safe("data directory", data_dir)
     yield _safe("thread directories", lambda: _thread_dirs(settings.data_dir))
     yield _safe("job uid range", lambda: _uid_range(settings.uid_range))
+    yield _safe("jobs/ disk limit", lambda: jobs_disk_limit(settings))
 
     yield _safe("Telegram bot", lambda: _bot(settings))
 
     if hardening and dc is not None:
         yield from _hardening(settings, dc)
         yield _safe("egress proxy", lambda: _egress(settings, dc))
+
+
+def jobs_disk_limit(settings: Settings) -> Check:
+    """How the limit on a thread's jobs/ is enforced: by a bounded walk, since a bind mount has no quota."""
+    from .jobtree import MAX_DEPTH
+    from .scheduler import WATCH_SECONDS
+
+    name = "jobs/ disk limit"
+    if not os.path.isdir("/proc/self/fd"):
+        return Check(name, False, "/proc is not mounted in the runner: setuid modes a job sets in jobs/ cannot "
+                                  "be cleared without following links; mount /proc")
+    return Check(name, True, (
+        f"no kernel quota (a bind mount has none): a watchdog walks jobs/ while the job runs (every "
+        f"0.25-2 s) and after it, and stops the job over {settings.disk_mb} MiB (apparent or allocated size), "
+        f"{settings.max_files:,} entries or {MAX_DEPTH} levels, or a walk not done within {WATCH_SECONDS:g} s"))
 
 
 def _bot(settings: Settings) -> Check:

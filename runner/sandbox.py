@@ -490,7 +490,7 @@ class _Watch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=15)  # the watchdog's walk gives up within its own time budget
 
     def _loop(self) -> None:
         interval = self.spec.watch_interval
@@ -506,8 +506,9 @@ class _Watch:
             except Exception as exc:  # never let the watch die silently: stop the job instead
                 reason = f"could not check the job's disk use: {exc}"
             # A directory with thousands of files takes a while to walk: keep the walk under a tenth
-            # of the time (per running job), however many files a job makes.
-            interval = max(self.spec.watch_interval, 10 * (time.monotonic() - t0))
+            # of the time (per running job), but poll at least every 2 s so a job cannot write
+            # much past the limit between two walks (the walk itself is bounded by the watchdog).
+            interval = min(max(self.spec.watch_interval, 10 * (time.monotonic() - t0)), 2.0)
             if reason:
                 self.reason = reason
                 _kill(self.container)

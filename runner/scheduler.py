@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, metrics, pinning, sandbox
+from . import artifacts, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
@@ -31,6 +31,9 @@ from .threads import chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name
 log = logging.getLogger(__name__)
 
 FAILURE_TEXT_LIMIT = 500
+WATCH_SECONDS = 5.0  # one walk of jobs/ while the job runs; one that cannot finish stops the job
+FINAL_SECONDS = 10.0  # the walk after the run, which also repairs modes and over-deep trees
+FINAL_ENTRIES = 10  # ... may visit this many times RUNNER_MAX_FILES, so modes are repaired past the limit
 
 
 class Scheduler:
@@ -186,6 +189,7 @@ class Scheduler:
                     f"stopped: the runner shut down and the job did not finish within the "
                     f"{s.shutdown_grace:g} s grace period"))
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
+                over = self._final_check(dfd)
                 message = artifacts.collect_message(dfd, job["name"], s.message_cap)
                 attached = artifacts.collect_attachments(
                     dfd, job["name"], file_cap=s.attachment_cap, max_files=s.max_attachments,
@@ -195,7 +199,7 @@ class Scheduler:
             log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
             self.finish(job, status="failed", error=reason, result=None, message=None)
             return
-        error = result.error
+        error = _worse(result.error, over)
         notes = [n for n in (result.note, *attached.problems) if n]
         if message is not None and message.problem:
             error = error or message.problem
@@ -267,20 +271,25 @@ class Scheduler:
         return True
 
     def _disk_watchdog(self, thread_id: str) -> Any:
-        """A check, polled while the job runs, that its jobs/ directory stays within the disk limits."""
+        """A check, polled while the job runs, that its jobs/ directory stays within the disk limits:
+        a bounded walk (entries, depth, time) that never follows a link or blocks."""
         s = self.settings
-        limit = s.disk_mb * 1024 * 1024
 
         def check() -> str | None:
             with artifacts.open_dir(s.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
-                used = artifacts.usage(dfd, s.max_files)
-            if used.entries > s.max_files:
-                return f"file count limit {s.max_files} exceeded in jobs/"
-            if used.bytes > limit:
-                return f"disk limit {s.disk_mb} MiB exceeded in jobs/"
-            return None
+                found = jobtree.scan(dfd, max_entries=s.max_files + 1, seconds=WATCH_SECONDS)
+            return artifacts.check_limits(found, disk_mb=s.disk_mb, max_files=s.max_files)
 
         return check
+
+    def _final_check(self, dfd: int) -> str | None:
+        """After the run: the limits again (a job may write past them in its last moments), setuid,
+        setgid and world-write modes cleared, trees deeper than the limit removed."""
+        s = self.settings
+        found = jobtree.scan(dfd, max_entries=FINAL_ENTRIES * s.max_files + 1, seconds=FINAL_SECONDS, repair=True)
+        if found.unfixed or found.problem:
+            log.warning("jobs/ after the run: %s", artifacts.check_limits(found, disk_mb=s.disk_mb, max_files=s.max_files))
+        return artifacts.check_limits(found, disk_mb=s.disk_mb, max_files=s.max_files)
 
     def finish(self, job: dict[str, Any], *, status: str, error: str | None,
                result: sandbox.RunResult | None, message: artifacts.Message | None,
@@ -289,15 +298,17 @@ class Scheduler:
         instance, all in one transaction.
 
         Returns False when this runner no longer holds the lease (the run was recovered elsewhere)."""
-        text = message.text if message is not None else ""
+        text = _text(message.text) if message is not None else ""
         if message is not None and message.truncated:
             text += f"\n[message truncated at {self.settings.message_cap // 1024} KiB]"
-        output = result.output if result else None
+        output = _text(result.output) if result and result.output else None
+        error = _text(error)[:FAILURE_TEXT_LIMIT * 4] if error else None
+        attachments = [(_text(name), content) for name, content in attachments or []]
         params = {
             "id": job["id"], "owner": self.owner, "status": status,
-            "error_message": error[:FAILURE_TEXT_LIMIT * 4] if error else None,
+            "error_message": error,
             "exit_code": result.exit_code if result else None,
-            "output_tail": output.replace("\x00", "\ufffd") if output else output,
+            "output_tail": output,
             "output_truncated": bool(result and result.output_truncated),
             "duration_ms": result.duration_ms if result else None,
             "started_at": result.started_at if result else None,
@@ -341,7 +352,7 @@ class Scheduler:
     def _queue(conn: Any, job: dict[str, Any], kind: str, text: str, attachments: list[tuple[str, bytes]]) -> None:
         row = conn.execute(QUERIES["queue_message"], {
             "job_id": job["id"], "kind": kind, "thread_id": job["thread_id"], "job_name": job["name"],
-            "text": text.replace("\x00", "\ufffd"), "chat_id": chat_id(job["thread_id"]),
+            "text": _text(text), "chat_id": chat_id(job["thread_id"]),
         }).fetchone()
         if row is not None:
             metrics.MESSAGES.labels("queued").inc()
@@ -441,3 +452,17 @@ class Scheduler:
                     sandbox.remove_network(net)
         except Exception as exc:
             log.warning("could not sweep job networks: %s", exc)
+
+
+def _text(value: str) -> str:
+    """Text fit for a text column whatever a job put in it: no NUL, no lone surrogate (a file name that
+    was not UTF-8, decoded with surrogate escapes, would make the database driver raise)."""
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def _worse(during: str | None, after: str | None) -> str | None:
+    """The run's reason given the watchdog's (or the sandbox's) and the final walk's: the final one
+    when both name the same limit (it saw the job's last writes, and what was repaired)."""
+    if during and after and during.split(" in jobs/")[0] == after.split(" in jobs/")[0]:
+        return after
+    return during or after

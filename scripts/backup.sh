@@ -28,6 +28,8 @@ trap restart EXIT
 
 docker exec "$pg" pg_dump -U runner -d runner --format=custom > "$dest/runner.dump.partial"
 mv "$dest/runner.dump.partial" "$dest/runner.dump"
-tar --numeric-owner -C "$data" -czf "$dest/files.tar.gz.partial" .
+# --sparse: a job's sparse file (truncate to 50 MiB, 8 KiB on disk) is stored, and restored, as holes;
+# without it a restore writes every zero out (4.9 GiB for 100 such files).
+tar --numeric-owner --sparse -C "$data" -czf "$dest/files.tar.gz.partial" .
 mv "$dest/files.tar.gz.partial" "$dest/files.tar.gz"
 echo "backed up the database ($(du -h "$dest/runner.dump" | cut -f1)) and $data ($(du -h "$dest/files.tar.gz" | cut -f1)) to $dest"

@@ -29,7 +29,7 @@ docker exec -i "$pg" pg_restore -U runner -d runner --clean --if-exists --no-own
 
 mkdir -p "$data"
 find "$data" -mindepth 1 -delete
-tar --numeric-owner -C "$data" -xzf "$src/files.tar.gz"
+tar --numeric-owner -C "$data" -xzf "$src/files.tar.gz"  # members backup.sh stored sparse come back sparse
 
 compose up -d
 echo "restored $src; 'docker compose ps' shows the runner healthy in a few seconds"

@@ -74,7 +74,8 @@ def test_doctor_reports_every_protection_ok(settings: Settings) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     checks = json.loads(r.stdout)
     names = {c["check"] for c in checks}
-    for expected in ("Docker engine", "job image", "database", "data directory", "Telegram bot", "egress proxy",
+    for expected in ("Docker engine", "job image", "database", "data directory", "jobs/ disk limit", "Telegram bot",
+                     "egress proxy",
                      "job container: non-root user",
                      "job container: no network", "job container: seccomp filter",
                      "job container: all capabilities dropped", "job container: read-only root filesystem"):

@@ -111,8 +111,16 @@ class Stack:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def managed_containers(self) -> list[str]:
-        return [c.name for c in self.dc.containers.list(all=True, filters={"label": "io.runner.managed"})]
+    def store_id(self) -> str:
+        """The stack's database identity, which labels every container its runner starts."""
+        r = subprocess.run(["docker", "exec", self.container("postgres"), "psql", "-U", "runner", "-d", "runner",
+                            "-tAc", "SELECT value FROM runner_meta WHERE key = 'store_id'"],
+                           capture_output=True, text=True, timeout=60, check=True)
+        return r.stdout.strip()
+
+    def managed_containers(self, store: str) -> list[str]:
+        """This stack's job containers (other tests' runners may have theirs on the same engine)."""
+        return [c.name for c in self.dc.containers.list(all=True, filters={"label": f"io.runner.store={store}"})]
 
 
 def _offline_build_ready() -> None:
@@ -219,11 +227,13 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     while not any(j["name"] == "sleeper" and j["status"] == "running" for j in stack.jobs()):
         assert time.monotonic() < deadline, stack.jobs()
         time.sleep(0.5)
+    store = stack.store_id()
+    assert store
     t0 = time.monotonic()
     stack.compose("down", "--timeout", "30")
     took = time.monotonic() - t0
     assert 9 < took < 29, took  # the grace period, not compose's kill timeout
-    assert stack.managed_containers() == []
+    assert stack.managed_containers(store) == []
 
     # Up again: the jobs, their history and files are still there; nothing is resent.
     stack.compose("up", "-d")
@@ -237,8 +247,13 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     expected = sorted((j["id"], j["name"], j["status"]) for j in stack.jobs())
 
     # Back up, lose everything (volumes and files), restore: the same job and files, still one message.
+    # A job's sparse file (1 GiB apparent, nothing allocated) stays sparse through the backup and back.
+    sparse = jobs_dir / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(1 << 30)
     backup = stack.data.parent / "backup"
     out = stack.script("backup.sh", str(backup)).stdout
+    assert (backup / "files.tar.gz").stat().st_size < 256 << 10  # 1 MiB of gzipped zeros without --sparse
     assert "backed up the database" in out
     stack.wait_healthy()  # backup.sh stopped the runner for the copy and started it again
     stack.compose("down", "-v", "--timeout", "30")
@@ -248,6 +263,8 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     assert sorted((j["id"], j["name"], j["status"]) for j in stack.jobs()) == expected
     assert json.loads((jobs_dir / "hello_output.json").read_text()) == {"runs": 1}
     assert 200000 <= jobs_dir.stat().st_uid <= 299999 and oct(jobs_dir.stat().st_mode & 0o777) == "0o700"
+    assert sparse.stat().st_size == 1 << 30 and sparse.stat().st_blocks * 512 < 1 << 20, "restored sparse"
+    sparse.unlink()  # over the jobs/ disk limit, which counts apparent size
 
     # The restored store still works: run the job again and its second message arrives, once.
     r = stack.runner("run", "1")

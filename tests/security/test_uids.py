@@ -358,6 +358,8 @@ def _hold_while_probing(jobs: Jobs, settings: Settings, db: Database, dc: docker
     return jobs.get_job(h["id"]), jobs.get_job(p["id"]), held
 
 
+@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
+                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
 def test_inotify_instances_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                                docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_INOTIFY, PROBE_INOTIFY)
@@ -368,6 +370,8 @@ def test_inotify_instances_of_one_thread_do_not_starve_another(jobs: Jobs, setti
     assert "PROBE ok" in probe["output_tail"], probe["output_tail"]
 
 
+@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
+                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
 def test_pipe_buffers_of_one_thread_do_not_shrink_anothers(jobs: Jobs, settings: Settings, db: Database,
                                                            docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_PIPES, PROBE_PIPE)
@@ -405,6 +409,8 @@ print('PROBE', 'ok' if q >= 0 else 'errno %d' % ctypes.get_errno())
 """
 
 
+@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
+                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
 def test_message_queues_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                             docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_MQUEUES, PROBE_MQUEUE)
