@@ -286,3 +286,17 @@ def test_a_script_that_is_a_link_or_fifo_is_refused_without_blocking(
     assert row["status"] == "failed" and "bank.py is a symbolic link; it was not followed" in row["error_message"]
     r = _cli(settings, "update", str(bank["id"]), "--approve")
     assert r.returncode == 1 and "cannot be read safely" in r.stderr and "root:" not in r.stderr + r.stdout
+
+
+def test_a_script_at_the_size_cap_reaches_the_container_whole(jobs: Jobs, settings: Settings, db: Database,
+                                                               docker_client: docker.DockerClient) -> None:
+    """The checked source travels on the launcher's command line, in chunks: a script of nearly
+    RUNNER_SCRIPT_CAP bytes, with multi-byte characters, must arrive intact."""
+    line = "x = '" + "é" * 60 + "'\n"
+    body = line * ((settings.script_cap - 200) // len(line.encode()))
+    script = body + "print('tail ran', len(x))\n"
+    assert settings.script_cap - 300 < len(script.encode()) <= settings.script_cap
+    job = jobs.schedule_job(thread_id=THREAD, name="big", script_text=script, at="now")
+    run_burst(settings, db, docker_client)
+    row = jobs.get_job(job["id"])
+    assert row["status"] == "completed" and "tail ran 60" in row["output_tail"], row["error_message"]
