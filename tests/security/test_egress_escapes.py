@@ -250,10 +250,16 @@ def test_4_an_ipv6_pin_reaches_the_proxy_and_is_refused_there(
     v6 = [a for a, scope in _host_addresses() if ":" in a and scope != "link"]
     pins = {f"p{i}.v6.test": a for i, a in enumerate([*v6, "::ffff:172.17.0.1", "64:ff9b::c000:202", "2002:c000:202::1",
                                                      "fd00::1", "2001:db8::1", "::1"])}
-    s = settings.with_(egress_network=OUTER, egress_hosts=tuple(f"{n}={a}" for n, a in pins.items()))
+    # The control: the IPv6 address of a stand-in server, allowed back, is reached (so the proxy has IPv6).
+    members = docker_client.networks.get(OUTER).attrs["Containers"].values()
+    api_v6 = next(m["IPv6Address"].split("/")[0] for m in members if m["IPv4Address"].startswith(outer["api.example.test"] + "/"))
+    pins["api.v6.test"] = api_v6
+    s = settings.with_(egress_network=OUTER, egress_hosts=tuple(f"{n}={a}" for n, a in pins.items()),
+                       egress_allow_addresses=(api_v6,))
     urls = [f"http://{n}/" for n in pins]
     row = _run(jobs, s, db, docker_client, f"URLS = {urls!r}\n" + FETCH, list(pins))
-    for url in urls:
+    assert '"server": "api.example.test"' in row["output_tail"], row["output_tail"]
+    for url in urls[:-1]:
         assert f"DENIED {url} 403" in row["output_tail"], (url, row["output_tail"])
 
 
