@@ -28,6 +28,9 @@ SERVER = (
     "import http.server, json, socket\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
+    "        if self.path.startswith('/redirect/'):\n"
+    "            self.send_response(302); self.send_header('Location', self.path[len('/redirect/'):])\n"
+    "            self.send_header('Content-Length', '0'); self.end_headers(); return\n"
     "        body = json.dumps({'price': 42.5, 'server': NAME, 'path': self.path}).encode()\n"
     "        self.send_response(200); self.send_header('Content-Type', 'application/json')\n"
     "        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n"
@@ -172,3 +175,22 @@ def test_grants_outside_the_operator_maximum_are_refused(jobs: Jobs, settings: S
         strict.schedule_job(thread_id=THREAD, name="x", script_text="pass\n", allow_hosts=["evil.example.org"])
     row = strict.schedule_job(thread_id=THREAD, name="x", script_text="pass\n", allow_hosts=["api.example.test"])
     assert row["allow_hosts"] == ["api.example.test"]
+
+
+def test_the_orphan_sweep_removes_proxy_volumes_of_ended_runs(docker_client: docker.DockerClient,
+                                                              store_id: str) -> None:
+    from runner import sandbox
+
+    labels = {"io.runner.managed": "true", "io.runner.store": store_id}
+    names = {job: f"runner-job-{job}-0123abcd" for job in ("999997", "999998", "999999")}
+    for job, name in names.items():
+        docker_client.volumes.create(name, labels={**labels, "io.runner.job-id": job})
+    try:
+        sandbox.remove_orphan_volumes(docker_client, store_id, {"999998"})  # all younger than a minute
+        sandbox.remove_orphan_volumes(docker_client, store_id, {"999998"}, min_age=0)
+        left = {v.name for v in docker_client.volumes.list(filters={"label": f"io.runner.store={store_id}"})}
+        assert left == {names["999998"]}  # the live run's volume stays
+    finally:
+        for name in names.values():
+            for v in docker_client.volumes.list(filters={"name": name}):
+                v.remove(force=True)

@@ -25,7 +25,7 @@ from runner.errors import ConfigError
 from runner.settings import Settings
 
 from ..integration.helpers import run_burst
-from .test_egress import FETCH, OUTER, outer  # noqa: F401  (the fixture is used by name)
+from .test_egress import FETCH, OUTER, egress_settings, outer, outer_addresses  # noqa: F401  (fixtures)
 
 THREAD = "telegram:6"
 
@@ -272,3 +272,72 @@ def test_5_doctor_checks_that_no_host_address_is_reachable(
     spec = doctor._sample_spec(settings, settings.data_dir, allow_hosts=("example.com",))
     reached = sandbox.egress_probe(spec, [("127.0.0.1", egress.PROXY_PORT), ("172.17.0.1", 22)], docker_client)
     assert reached == {("127.0.0.1", egress.PROXY_PORT): True, ("172.17.0.1", 22): False}
+
+
+RAW = (
+    "import socket\n"
+    "for name, request in REQUESTS:\n"
+    "    s = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
+    "    s.sendall(request.encode())\n"
+    "    got = b''\n"
+    "    try:\n"
+    "        while len(got) < 65536 and (chunk := s.recv(65536)):\n"
+    "            got += chunk\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    status = got.split(b'\\r\\n', 1)[0].decode(errors='replace')\n"
+    "    print(name, repr(status), 'STANDIN' if b'\"server\": \"api.example.test\"' in got else '')\n"
+)
+
+
+def test_the_proxys_neighbours(jobs: Jobs, egress_settings: Settings, db: Database,  # noqa: F811
+                               docker_client: docker.DockerClient, outer_addresses: tuple[str, ...]) -> None:  # noqa: F811
+    """Squid's own management and icon URLs, CONNECT to other ports, other schemes, requests addressed
+    by IP (even an allowed one), origin-form requests with a forged Host, redirects to the metadata
+    and a private address: each is refused, or goes to the granted server and no further."""
+    ip4 = next(a for a in outer_addresses if ":" not in a)
+    ip6 = next(a for a in outer_addresses if ":" in a)
+    get = "GET {} HTTP/1.0\r\n\r\n".format
+    requests = [
+        ("mgr-local", get("http://127.0.0.1:3128/squid-internal-mgr/menu")),
+        ("mgr-proxy", get("http://proxy:3128/squid-internal-mgr/menu")),
+        ("cache-object", get("cache_object://localhost/menu")),
+        ("connect-80", "CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n"),
+        ("connect-22", "CONNECT api.example.test:22 HTTP/1.1\r\nHost: api.example.test:22\r\n\r\n"),
+        ("connect-ip", f"CONNECT {ip4}:443 HTTP/1.1\r\nHost: {ip4}:443\r\n\r\n"),
+        ("by-ip4", get(f"http://{ip4}/")), ("by-ip6", get(f"http://[{ip6}]/")),
+        ("ftp", get("ftp://api.example.test:80/")), ("port-8080", get("http://api.example.test:8080/")),
+        ("origin-form", "GET /latest/meta-data/ HTTP/1.1\r\nHost: metadata.test\r\n\r\n"),
+        ("granted-mgr", get("http://api.example.test/squid-internal-mgr/menu")),
+        ("granted-static", get("http://api.example.test/squid-internal-static/icons/SN.png")),
+    ]
+    script = f"REQUESTS = {requests!r}\n" + RAW
+    redirect = ["http://api.example.test/redirect/http://metadata.test/latest/meta-data/",
+                "http://api.example.test/redirect/http://10.255.255.1/"]
+    script += f"URLS = {redirect!r}\n" + FETCH
+    row = _run(jobs, egress_settings, db, docker_client, script, ["api.example.test", "metadata.test", "private.test"])
+    lines = {ln.split(" ", 1)[0]: ln for ln in row["output_tail"].splitlines()}
+    for name in ("mgr-local", "mgr-proxy", "cache-object", "connect-80", "connect-22", "connect-ip", "by-ip4", "by-ip6",
+                 "ftp", "port-8080"):
+        assert "403" in lines[name], lines[name]
+    assert " 200 " not in lines["origin-form"] and "STANDIN" not in lines["origin-form"], lines["origin-form"]
+    # squid's own pages are never served: its manager path is refused whatever the host, and its icons
+    # path on a granted host is the granted server's
+    assert "403" in lines["granted-mgr"], lines["granted-mgr"]
+    assert "200" in lines["granted-static"] and "STANDIN" in lines["granted-static"], lines["granted-static"]
+    for url in redirect:
+        assert f"DENIED {url} 403" in row["output_tail"], row["output_tail"]
+
+
+def test_a_granted_job_under_gvisor_reaches_its_proxy(jobs: Jobs, egress_settings: Settings, db: Database,  # noqa: F811
+                                                      docker_client: docker.DockerClient) -> None:
+    runsc = (docker_client.info().get("Runtimes") or {}).get("runsc")
+    if runsc is None:
+        pytest.skip("the runsc runtime is not registered with Docker (run: make gvisor)")
+    if "--host-uds=open" not in (runsc.get("runtimeArgs") or []):
+        pytest.skip("runsc is registered without --host-uds=open, which a granted job needs: run make gvisor again")
+    urls = ["http://api.example.test/g", "http://other.denied.test/h"]
+    row = _run(jobs, egress_settings.with_(container_runtime="runsc"), db, docker_client,
+               f"URLS = {urls!r}\n" + FETCH, ["api.example.test"])
+    assert "OK http://api.example.test/g" in row["output_tail"], row["output_tail"]
+    assert "DENIED http://other.denied.test/h 403" in row["output_tail"], row["output_tail"]
