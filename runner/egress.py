@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from .errors import ValidationError
 
 PROXY_PORT = 3128
+IMAGE_VERSION = "2"  # the io.runner.egress-version label of the image this code needs (docker/egress)
 MAX_HOSTS = 20
 SOCKET_NAME = "proxy.sock"
 PROXY_SOCKET_DIR = "/egress"  # in the proxy container (docker/egress/entrypoint.sh)

@@ -393,6 +393,7 @@ class _Egress:
         """Start the proxy and return the name of the volume holding its socket."""
         spec, labels = self.spec, _labels(self.spec, "egress")
         refuse_unsafe_proxy(spec.egress_network)
+        self._check_image()
         try:
             blocked = (*spec.egress_blocked, *host_networks(self.dc, spec))
             conf = egress.squid_config(spec.allow_hosts, blocked, spec.egress_allowed)
@@ -419,6 +420,19 @@ class _Egress:
             raise SandboxError(f"could not set up the job's egress proxy: {getattr(exc, 'explanation', None) or exc}") from exc
         self._wait_ready()
         return self.name
+
+    def _check_image(self) -> None:
+        image = self.spec.egress_image
+        try:
+            labels = self.dc.images.get(image).labels or {}
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissing(f"egress proxy image {image} not found: run make images "
+                               "(or runner image build --egress)") from exc
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"could not inspect the egress proxy image {image}: {exc}") from exc
+        if labels.get("io.runner.egress-version") != egress.IMAGE_VERSION:
+            raise ImageMissing(f"egress proxy image {image} is older than this runner (it must serve a Unix socket): "
+                               "rebuild it with make images (or runner image build --egress)")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 15

@@ -194,3 +194,15 @@ def test_the_orphan_sweep_removes_proxy_volumes_of_ended_runs(docker_client: doc
         for name in names.values():
             for v in docker_client.volumes.list(filters={"name": name}):
                 v.remove(force=True)
+
+
+def test_an_egress_image_from_before_the_socket_is_refused_clearly(docker_client: docker.DockerClient,
+                                                                    tmp_path: Path) -> None:
+    from runner import sandbox
+    from runner.errors import ImageMissing
+
+    spec = sandbox.RunSpec(job_id=1, owner="o", thread_id="telegram:1", script="a.py", jobs_dir=tmp_path,
+                           image="runner-sandbox:latest", user="10001:10001", allow_hosts=("api.example.test",),
+                           egress_image="runner-sandbox:latest")  # an image without the egress version label
+    with pytest.raises(ImageMissing, match="older than this runner.*make images"):
+        sandbox._Egress(docker_client, spec).start()
