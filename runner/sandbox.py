@@ -394,6 +394,7 @@ class _Egress:
         spec, labels = self.spec, _labels(self.spec, "egress")
         refuse_unsafe_proxy(spec.egress_network)
         self._check_image()
+        self._check_runtime()
         try:
             blocked = (*spec.egress_blocked, *host_networks(self.dc, spec))
             conf = egress.squid_config(spec.allow_hosts, blocked, spec.egress_allowed)
@@ -420,6 +421,20 @@ class _Egress:
             raise SandboxError(f"could not set up the job's egress proxy: {getattr(exc, 'explanation', None) or exc}") from exc
         self._wait_ready()
         return self.name
+
+    def _check_runtime(self) -> None:
+        """gVisor lets a sandbox connect to a socket on a mount only with --host-uds: say so up front."""
+        name = self.spec.runtime
+        if not name:
+            return
+        try:
+            runtime = (self.dc.info().get("Runtimes") or {}).get(name) or {}
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
+        if not gvisor_blocks_sockets(runtime):
+            return
+        raise SandboxError(f"a job granted network under {name} connects to its proxy's Unix socket, which gVisor "
+                           "allows only with --host-uds=open: register the runtime with it (make gvisor does)")
 
     def _check_image(self) -> None:
         image = self.spec.egress_image
@@ -451,6 +466,14 @@ class _Egress:
             remove_container(self.proxy)
         if self.volume is not None:
             remove_volume(self.volume)
+
+
+def gvisor_blocks_sockets(runtime: dict[str, Any]) -> bool:
+    """True if ``runtime`` (an entry of the engine's Runtimes) is runsc without host socket access."""
+    if not str(runtime.get("path", "")).endswith("runsc"):
+        return False
+    args = runtime.get("runtimeArgs") or []
+    return not any(a in ("--host-uds=open", "--host-uds=all", "--fsgofer-host-uds") for a in args)
 
 
 def egress_selfcheck(spec: RunSpec, dc: docker.DockerClient | None = None) -> str:

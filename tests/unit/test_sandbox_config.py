@@ -239,3 +239,12 @@ def test_allowed_addresses_are_single_addresses() -> None:
         "198.18.0.2", "fd00::7")
     with pytest.raises(ConfigError, match="not one IP address"):
         Settings.from_env({"RUNNER_EGRESS_ALLOW_ADDRESSES": "0.0.0.0/0"})
+
+
+@pytest.mark.parametrize(("runtime", "blocks"), [
+    ({"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}, True), ({"path": "runsc"}, True),
+    ({"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=open"]}, False),
+    ({"path": "runc"}, False), ({"path": "/usr/bin/kata-runtime"}, False),
+])
+def test_gvisor_without_host_sockets_is_recognised(runtime: dict, blocks: bool) -> None:
+    assert sandbox.gvisor_blocks_sockets(runtime) is blocks
