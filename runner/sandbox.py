@@ -520,7 +520,8 @@ def _engine_network_addresses(dc: docker.DockerClient, *, subnets: bool) -> list
     out = []
     for net in dc.networks.list():
         for conf in (net.attrs.get("IPAM") or {}).get("Config") or []:
-            addresses = [conf.get("Gateway"), *(conf.get("AuxiliaryAddresses") or {}).values()]
+            addresses = [conf.get("Gateway") or _first_host(conf.get("Subnet")),  # some engines omit the default's
+                         *(conf.get("AuxiliaryAddresses") or {}).values()]
             if subnets:
                 addresses.append(conf.get("Subnet"))
             for a in filter(None, addresses):
@@ -529,6 +530,13 @@ def _engine_network_addresses(dc: docker.DockerClient, *, subnets: bool) -> list
                 except ValueError:
                     log.warning("network %s has an address Docker reports as %r; ignored", net.name, a)
     return out
+
+
+def _first_host(subnet: str | None) -> str | None:
+    try:
+        return str(next(ipaddress.ip_network(subnet or "", strict=False).hosts(), None) or "") or None
+    except ValueError:
+        return None
 
 
 def _read_local_addresses() -> str:

@@ -77,6 +77,10 @@ class _Listener:
                     conn.sendall(b"HOST\n")
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        except OSError:
+            pass
         self.sock.close()
         self._thread.join(timeout=5)
 
@@ -204,11 +208,15 @@ def test_3_no_name_resolves_inside_the_job(
     port = resolver.getsockname()[1]
     seen: list[object] = []
 
+    stopping = threading.Event()
+
     def answer() -> None:  # any query gets an answer: 198.18.0.2
         while True:
             try:
                 data, peer = resolver.recvfrom(512)
             except OSError:
+                return
+            if stopping.is_set():
                 return
             seen.append(peer)
             resolver.sendto(data[:2] + b"\x81\x80" + data[4:6] + b"\x00\x01\x00\x00\x00\x00" + data[12:]
@@ -223,8 +231,11 @@ def test_3_no_name_resolves_inside_the_job(
     try:
         row = _run(jobs, settings.with_(egress_network=OUTER), db, docker_client, script, ["api.example.test"])
     finally:
-        resolver.close()
+        stopping.set()
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as wake:
+            wake.sendto(b"", ("::1", port))  # wakes the recvfrom()
         thread.join(timeout=5)
+        resolver.close()
     out = row["output_tail"]
     assert "RESOLVED" not in out and "ANSWER" not in out, out
     assert not seen, seen
@@ -302,12 +313,12 @@ def test_the_proxys_neighbours(jobs: Jobs, egress_settings: Settings, db: Databa
         ("mgr-local", get("http://127.0.0.1:3128/squid-internal-mgr/menu")),
         ("mgr-proxy", get("http://proxy:3128/squid-internal-mgr/menu")),
         ("cache-object", get("cache_object://localhost/menu")),
-        ("connect-80", "CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n"),
-        ("connect-22", "CONNECT api.example.test:22 HTTP/1.1\r\nHost: api.example.test:22\r\n\r\n"),
-        ("connect-ip", f"CONNECT {ip4}:443 HTTP/1.1\r\nHost: {ip4}:443\r\n\r\n"),
+        ("connect-80", "CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\nConnection: close\r\n\r\n"),
+        ("connect-22", "CONNECT api.example.test:22 HTTP/1.1\r\nHost: api.example.test:22\r\nConnection: close\r\n\r\n"),
+        ("connect-ip", f"CONNECT {ip4}:443 HTTP/1.1\r\nHost: {ip4}:443\r\nConnection: close\r\n\r\n"),
         ("by-ip4", get(f"http://{ip4}/")), ("by-ip6", get(f"http://[{ip6}]/")),
         ("ftp", get("ftp://api.example.test:80/")), ("port-8080", get("http://api.example.test:8080/")),
-        ("origin-form", "GET /latest/meta-data/ HTTP/1.1\r\nHost: metadata.test\r\n\r\n"),
+        ("origin-form", "GET /latest/meta-data/ HTTP/1.1\r\nHost: metadata.test\r\nConnection: close\r\n\r\n"),
         ("granted-mgr", get("http://api.example.test/squid-internal-mgr/menu")),
         ("granted-static", get("http://api.example.test/squid-internal-static/icons/SN.png")),
     ]
