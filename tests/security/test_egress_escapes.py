@@ -226,8 +226,11 @@ def test_3_no_name_resolves_inside_the_job(
     thread.start()
     hosts = sorted({a for a, _ in _host_addresses() if not a.startswith("fe80")} | set(_gateways(docker_client)))
     resolvers = [(h, port) for h in hosts] + [("127.0.0.11", 53)]
-    # "proxy" is the only name Docker's resolver knows on the job's network; it answers it itself.
-    script = f"NAMES = ['proxy']\nRESOLVERS = {resolvers!r}\n" + DNS
+    # The granted name and the stand-ins' names resolve on the proxy's network; "proxy" was the job's
+    # own network's name for its proxy, which Docker's resolver answered itself. (Before the job lost
+    # its network only "proxy" was asked: another name might have been forwarded off the machine.)
+    names = ["proxy", "api.example.test", "other.denied.test"]
+    script = f"NAMES = {names!r}\nRESOLVERS = {resolvers!r}\n" + DNS
     try:
         row = _run(jobs, settings.with_(egress_network=OUTER), db, docker_client, script, ["api.example.test"])
     finally:
