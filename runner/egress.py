@@ -47,7 +47,6 @@ SPECIAL_NETS = (
     "2002::/16", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10",
     "ff00::/8",
 )  # fmt: skip
-BLOCKED_NETS = SPECIAL_NETS  # the name older code and tests use
 
 
 def blocked_networks(extra: Iterable[str] = (), allowed: Iterable[str] = ()) -> list[str]:
