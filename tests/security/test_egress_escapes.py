@@ -3,8 +3,8 @@
 Every address involved belongs to this machine: the host's own interfaces (listeners the test opens
 there, on ephemeral ports and on port 80 of single addresses), the gateways of the engine's networks,
 and the stand-in servers of test_egress.py on the test's own network in 198.18.0.0/24. Nothing is sent
-anywhere else: names are pinned in the proxy's /etc/hosts, and the only names the job looks up are
-ones Docker's resolver answers itself.
+anywhere else: names are pinned in the proxy's /etc/hosts or are the stand-ins' names on the test's
+network, and the job has no network to send a lookup on.
 """
 
 from __future__ import annotations
