@@ -697,26 +697,39 @@ class _Watch:
         self._thread.join(timeout=15)  # the watchdog's walk gives up within its own time budget
 
     def _loop(self) -> None:
+        # The pids cgroup goes with the container, and a fork bomb can hit its limit and die within a
+        # fraction of a second: its counter is read often (a read of one small kernel file), the
+        # watchdog's walk only at its own pace.
         interval = self.spec.watch_interval
-        while not self._stop.wait(interval):
-            hits = _pids_limit_hits(self.container.id)
-            if hits:
+        next_walk = time.monotonic() + interval
+        while True:
+            if not self.pids_hit and _pids_limit_hits(self.container.id):
                 self.pids_hit = True
-            if self.spec.watchdog is None:
+            if self._stop.wait(PIDS_POLL_SECONDS):
+                return
+            if self.spec.watchdog is None or time.monotonic() < next_walk:
                 continue
             t0 = time.monotonic()
-            try:
-                reason = self.spec.watchdog()
-            except Exception as exc:  # never let the watch die silently: stop the job instead
-                reason = f"could not check the job's disk use: {exc}"
+            reason = self._walk()
             # A directory with thousands of files takes a while to walk: keep the walk under a tenth
             # of the time (per running job), but poll at least every 2 s so a job cannot write
             # much past the limit between two walks (the walk itself is bounded by the watchdog).
             interval = min(max(self.spec.watch_interval, 10 * (time.monotonic() - t0)), 2.0)
+            next_walk = time.monotonic() + interval
             if reason:
                 self.reason = reason
                 _kill(self.container)
                 return
+
+    def _walk(self) -> str | None:
+        assert self.spec.watchdog is not None
+        try:
+            return self.spec.watchdog()
+        except Exception as exc:  # never let the watch die silently: stop the job instead
+            return f"could not check the job's disk use: {exc}"
+
+
+PIDS_POLL_SECONDS = 0.02
 
 
 def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any,
