@@ -360,3 +360,20 @@ def test_a_granted_job_under_gvisor_reaches_its_proxy(jobs: Jobs, egress_setting
     assert row["status"] == "completed", (row["error_message"], row["output_tail"])
     assert "OK http://api.example.test/g" in row["output_tail"], row["output_tail"]
     assert "DENIED http://other.denied.test/h 403" in row["output_tail"], row["output_tail"]
+
+
+@pytest.mark.runtimes("runc", why="it checks the runner's start-up, not a job")
+def test_2_runner_up_finds_the_hosts_addresses_at_start_up(settings: Settings) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
+           "RUNNER_IMAGE": settings.image, "RUNNER_EGRESS_IMAGE": settings.egress_image,
+           "RUNNER_ID": settings.runner_id}
+    r = subprocess.run([sys.executable, "-m", "runner.cli", "up", "--burst", "--no-build"], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = [line for line in r.stderr.splitlines() if "refuses the engine host's" in line]
+    assert found, r.stderr[-2000:]
+    assert int(found[0].split("host's ")[1].split()[0]) >= 2  # at least the bridge's gateway and eth0
