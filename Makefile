@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 IMAGE  ?= runner-sandbox:latest
 PG_IMAGE ?= runner-postgres:15
 EGRESS_IMAGE ?= runner-egress:latest
+# An egress image older than this version (the runner's egress.IMAGE_VERSION) is rebuilt by make images.
+EGRESS_VERSION := $(shell sed -n 's/.*io.runner.egress-version="\([^"]*\)".*/\1/p' docker/egress/Dockerfile)
 PYTEST_ARGS ?=
 
 # The testcontainers reaper image cannot be pulled where there is no registry; tests clean up themselves.
@@ -47,7 +49,8 @@ image: install host-deps ## build the job image (python:3.12-slim, or a local De
 
 images: install host-deps ## build the job, egress proxy and test Postgres images if missing
 	$(BIN)/runner image build --tag $(IMAGE) --if-missing
-	@docker image inspect $(EGRESS_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --egress
+	@[ "$$(docker image inspect -f '{{index .Config.Labels "io.runner.egress-version"}}' $(EGRESS_IMAGE) 2>/dev/null)" \
+		= "$(EGRESS_VERSION)" ] || RUNNER_EGRESS_IMAGE=$(EGRESS_IMAGE) $(BIN)/runner image build --egress
 	@docker image inspect $(PG_IMAGE) >/dev/null 2>&1 || $(BIN)/runner image build --postgres
 
 WHEELS := docker/runner/wheels

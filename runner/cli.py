@@ -77,6 +77,25 @@ def _describe_db(settings: Settings) -> str:
 # --- commands ---------------------------------------------------------------------------------------
 
 
+def _discover_host_addresses(settings: Settings, dc: Any) -> None:
+    """Find the engine host's addresses once at start-up (each proxy start looks again), so that a
+    runner whose granted jobs could not be kept off the host says so now, not at the first grant."""
+    from . import sandbox
+
+    if not settings.egress_allow or not sandbox.image_present(settings.egress_image, dc):
+        return
+    spec = sandbox.RunSpec(job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="-",
+                           jobs_dir=settings.data_dir, image=settings.image, user="65534:65534",
+                           egress_image=settings.egress_image)
+    try:
+        found = sandbox.host_networks(dc, spec)
+    except RunnerError as exc:
+        log.warning("%s; granted jobs will fail until it can", exc)
+        return
+    log.info("the egress proxy refuses the engine host's %d addresses and networks (found again at each proxy "
+             "start)", len(found))
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from . import images, sandbox
     from .notify import ConsoleSender, Notifier
@@ -93,6 +112,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         log.info("job image %s is missing: building it", settings.image)
         images.build_sandbox(settings.image)
     jobs = _jobs(settings)
+    _discover_host_addresses(settings, dc)
     telegram = None
     if settings.telegram_bot_token:
         from .notify import NoChannelSender

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sandbox
+from . import egress, sandbox
 from .db import Database, embedded_url, migration_files
 from .errors import RunnerError
 from .settings import Settings
@@ -120,6 +120,7 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
     if hardening and dc is not None:
         yield from _hardening(settings, dc)
         yield _safe("egress proxy", lambda: _egress(settings, dc))
+        yield _safe("granted job isolation", lambda: egress_isolation(settings, dc))
 
 
 def jobs_disk_limit(settings: Settings) -> Check:
@@ -216,6 +217,36 @@ def _uid_range(uid_range: tuple[int, int]) -> Check:
     return Check("job uid range", True, f"{first}-{last}, one per thread; no host user or subordinate range has them")
 
 
+PROBE_PORTS = (22, 53, 80, 443, 2375, 3128, 5432)
+
+
+def egress_isolation(settings: Settings, dc: object) -> Check:
+    """On a live sample (the real proxy and a job container configured as a granted run's): the
+    proxy's port is reachable from the job, and no address of the engine's host or gateway is, on a
+    few ports. Sends no traffic off the machine (the targets are the host's own addresses)."""
+    name = "granted job isolation"
+    if not settings.egress_allow:
+        return Check(name, True, "RUNNER_EGRESS_ALLOW is empty: no job may be granted network")
+    jobs_dir = _sample_dir(settings)
+    spec = _sample_spec(settings, jobs_dir, allow_hosts=("example.com",))
+    hosts = sandbox.host_addresses(dc, spec)  # type: ignore[arg-type]
+    control = ("127.0.0.1", egress.PROXY_PORT)
+    targets = [(h, p) for h in hosts for p in PROBE_PORTS]
+    reached = sandbox.egress_probe(spec, [control, *targets], dc)  # type: ignore[arg-type]
+    if not reached[control]:
+        return Check(name, False, "the sample job could not reach even its proxy's port: the probe proves nothing")
+    open_ = [f"{h}:{p}" for (h, p) in targets if reached[(h, p)]]
+    if open_:
+        return Check(name, False, "a granted job reaches the host at " + ", ".join(open_[:10]))
+    return Check(name, True, f"no host address reachable from a granted job ({len(hosts)} addresses of the host "
+                             f"and its gateways on ports {', '.join(map(str, PROBE_PORTS))}); only its proxy")
+
+
+def _sample_dir(settings: Settings) -> Path:
+    """The sample job's jobs/ directory, prepared as a real thread's (the range's reserved last uid)."""
+    return prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range))
+
+
 def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox.RunSpec:
     """The run a job of this runner would get, for doctor's sample containers (as the range's last uid,
     which no thread gets)."""
@@ -226,14 +257,15 @@ def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox
         cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
         max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
         egress_image=settings.egress_image, egress_network=settings.egress_network,
-        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts, **extra,  # type: ignore[arg-type]
+        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts,
+        egress_allowed=settings.egress_allow_addresses, **extra,  # type: ignore[arg-type]
     )
 
 
 def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
     probe: dict[str, str] = {}
     try:
-        sample = prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range))
+        sample = _sample_dir(settings)
         rows = sandbox.hardening_report(_sample_spec(settings, sample), dc, probe)  # type: ignore[arg-type]
     except Exception as exc:
         hint = ""

@@ -116,14 +116,30 @@ def repair_at(dir_fd: int, name: str) -> bool:
 
 
 def _make_safe(target: str | int, mode: int) -> bool:
-    """Clear BAD_BITS and the ACLs of ``target`` (a /proc/self/fd path or an open descriptor)."""
+    """Clear BAD_BITS and the ACLs of ``target`` (a /proc/self/fd path or an open descriptor).
+
+    A runner that is not root lets the thread's uid in through ACLs of its own (runner.threads): those
+    stay, and what the job's uid owns it cannot change (False then; the caller removes the entry)."""
     try:
         if mode & BAD_BITS:
             os.chmod(target, mode & ~BAD_BITS)
+        if os.geteuid() != 0:
+            return True
         for attr in set(os.listxattr(target)) & set(ACL_XATTRS):
             os.removexattr(target, attr)
     except OSError as exc:
         return exc.errno in (errno.ENOTSUP, errno.ENODATA)  # no ACLs on this file system, or already gone
+    return True
+
+
+def _remove_entry(dir_fd: int, name: str) -> bool:
+    """Remove a non-directory entry whose mode could not be made safe. True if it is gone."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
     return True
 
 
@@ -237,7 +253,8 @@ def _list(level: _Level, res: Scan, budget: Budget, repair: bool) -> list[str]:
             top = res.tops.setdefault(key, [0, 0])
             top[0] += size
             top[1] += 1
-            if repair and not stat.S_ISLNK(st.st_mode) and not repair_at(level.fd, entry.name):
+            if repair and not stat.S_ISLNK(st.st_mode) and not repair_at(level.fd, entry.name) \
+                    and (stat.S_ISDIR(st.st_mode) or not _remove_entry(level.fd, entry.name)):
                 res.unfixed.append(show(rel))
             if stat.S_ISDIR(st.st_mode):
                 subdirs.append(entry.name)

@@ -10,7 +10,9 @@ containers a dead runner left behind (:func:`managed_containers`).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import threading
 import time
 import uuid
@@ -63,12 +65,14 @@ class RunSpec:
     tmpfs_inodes: int = 4096
     runtime: str | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
-    # Network grant: host names reachable through a per-run egress proxy (empty: no network at all).
+    # Network grant: host names reachable through a per-run egress proxy (the job itself never has a
+    # network; with a grant it reaches the proxy's Unix socket only, see runner/egress.py).
     allow_hosts: tuple[str, ...] = ()
     egress_image: str = "runner-egress:latest"
     egress_network: str = "bridge"  # the proxy's outer network
     egress_blocked: tuple[str, ...] = ()  # more networks the proxy refuses (the Postgres host, ...)
-    egress_hosts: tuple[str, ...] = ()  # "name:ip" entries for the proxy's /etc/hosts
+    egress_hosts: tuple[str, ...] = ()  # "name=address" entries for the proxy's /etc/hosts
+    egress_allowed: tuple[str, ...] = ()  # single addresses the operator allows despite the block list
     # Polled while the job runs; a returned string kills the job with that reason (disk use of jobs/).
     watchdog: Callable[[], str | None] | None = field(default=None, compare=False)
     watch_interval: float = 0.25
@@ -183,19 +187,30 @@ def _labels(spec: RunSpec, role: str) -> dict[str, str]:
             LABEL_THREAD: spec.thread_id, LABEL_ROLE: role, **spec.extra_labels}
 
 
-def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
+def _egress_mount(volume: str) -> Mount:
+    """The run's proxy volume (its Unix socket only), read-only in the job: a socket on a read-only
+    mount can still be connected to."""
+    return Mount(target=egress.JOB_SOCKET_DIR, source=volume, type="volume", read_only=True, no_copy=True)
+
+
+def container_config(spec: RunSpec, egress_volume: str | None = None) -> dict[str, Any]:
     """The keyword arguments of ``containers.create`` for a run: every protection in one place.
 
-    ``network`` is "none", or the run's internal network when the job has a grant."""
+    The job never has a network. ``egress_volume`` is the run's proxy volume when the job has a grant:
+    it is mounted read-only and the launcher first starts the relay to its socket (egress.RELAY)."""
     labels = _labels(spec, "job")
     env = {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
            "PATH": "/usr/local/bin:/usr/bin:/bin"}
-    if network != "none":
+    mounts = [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)]
+    launcher = LAUNCHER
+    if egress_volume is not None:
         env |= egress.proxy_environment()
+        mounts.append(_egress_mount(egress_volume))
+        launcher = egress.RELAY + LAUNCHER
     max_file = spec.max_file_mb * 1024 * 1024
     cfg: dict[str, Any] = {
         "image": spec.image,
-        "command": ["python3", "-u", "-c", LAUNCHER,
+        "command": ["python3", "-u", "-c", launcher,
                     f"{spec.start_at.timestamp():.6f}" if spec.start_at is not None else "0", f"jobs/{spec.script}",
                     *source_arguments(spec.source)],
         "working_dir": WORKDIR,
@@ -203,10 +218,10 @@ def container_config(spec: RunSpec, network: str = "none") -> dict[str, Any]:
         "environment": env,  # nothing from the host: no database URL, token or host proxy settings
         "hostname": "job",
         "labels": labels,
-        "network_mode": network,
+        "network_mode": "none",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmpfs_mb}m,nr_inodes={spec.tmpfs_inodes},mode=1777"},
-        "mounts": [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)],
+        "mounts": mounts,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "mem_limit": f"{spec.memory_mb}m",
@@ -252,12 +267,14 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
     if cfg.get("privileged"):
         problems.append("privileged")
     net = str(cfg.get("network_mode", ""))
-    if net == "host" or net.startswith("container:") or net not in ("none",) and not net.startswith("runner-job-"):
+    if net != "none":
         problems.append(f"network {net!r}")
     for key in ("pid_mode", "ipc_mode", "userns_mode", "uts_mode", "volumes", "volumes_from", "devices", "cap_add"):
         if cfg.get(key) and cfg.get(key) != "private":
             problems.append(key)
-    mounts = cfg.get("mounts") or []
+    mounts = list(cfg.get("mounts") or [])
+    if len(mounts) == 2 and _is_egress_mount(mounts[1]):
+        mounts.pop()  # the one extra mount there may be: the run's proxy socket, read-only
     if len(mounts) != 1 or mounts[0]["Target"] != JOBS_MOUNT or mounts[0]["Source"] != str(jobs_dir) \
             or mounts[0]["Type"] != "bind":
         problems.append("mounts other than the thread's jobs/ directory")
@@ -270,6 +287,14 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
         problems.append("capabilities or writable root")
     if problems:
         raise SandboxError("refusing to create an unsafe job container: " + ", ".join(problems))
+
+
+def _is_egress_mount(mount: Any) -> bool:
+    source = str(mount.get("Source", ""))
+    return (mount.get("Type") == "volume" and mount.get("Target") == egress.JOB_SOCKET_DIR
+            and mount.get("ReadOnly") is True and re.fullmatch(r"runner-job-\d+-[0-9a-f]{8}", source) is not None
+            and set(mount) <= {"Target", "Source", "Type", "ReadOnly", "VolumeOptions"}
+            and (mount.get("VolumeOptions") or {}) == {"NoCopy": True})
 
 
 def refuse_unsafe_proxy(network: str) -> None:
@@ -309,11 +334,11 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
     t0 = time.monotonic()
     proxy: _Egress | None = None
     try:
-        network = "none"
+        egress_volume = None
         if spec.allow_hosts:
             proxy = _Egress(dc, spec)
-            network = proxy.start()
-        cfg = container_config(spec, network)
+            egress_volume = proxy.start()
+        cfg = container_config(spec, egress_volume)
         refuse_unsafe(cfg, spec.jobs_dir)
         try:
             container = _retry_docker(dc.containers.create)(**cfg)
@@ -384,42 +409,85 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
 
 
 class _Egress:
-    """The per-run egress proxy: an internal network with the job and a squid that alone can leave it."""
+    """The per-run egress proxy: a squid (on its own loopback) and socat, whose Unix socket in a small
+    per-run volume is the job's one way out. The proxy alone is on a network (the outer one)."""
 
-    READY = "Accepting HTTP Socket connections"
+    READY = ("Accepting HTTP Socket connections", "runner-egress: socket ready")
+    # A tmpfs: the socket never touches the disk; owned by the image's proxy user (Debian's uid 13).
+    VOLUME_OPTIONS = {"type": "tmpfs", "device": "tmpfs", "o": "size=64k,nr_inodes=16,uid=13,gid=13,mode=0755"}
 
     def __init__(self, dc: docker.DockerClient, spec: RunSpec) -> None:
         self.dc, self.spec = dc, spec
         self.name = f"runner-job-{spec.job_id}-{uuid.uuid4().hex[:8]}"
-        self.network: Any = None
+        self.volume: Any = None
         self.proxy: Any = None
 
     def start(self) -> str:
+        """Start the proxy and return the name of the volume holding its socket."""
         spec, labels = self.spec, _labels(self.spec, "egress")
         refuse_unsafe_proxy(spec.egress_network)
+        self._check_image()
+        self._check_runtime()
         try:
-            self.network = self.dc.networks.create(self.name, driver="bridge", internal=True, labels=labels)
+            blocked = (*spec.egress_blocked, *host_networks(self.dc, spec))
+            conf = egress.squid_config(spec.allow_hosts, blocked, spec.egress_allowed)
+            pins = dict(egress.parse_pins(spec.egress_hosts))
+        except ValueError as exc:
+            raise SandboxError(f"could not configure the job's egress proxy: {exc}") from exc
+        try:
+            self.volume = self.dc.volumes.create(self.name, driver="local", driver_opts=self.VOLUME_OPTIONS,
+                                                 labels=labels)
             self.proxy = self.dc.containers.create(
                 spec.egress_image, name=f"{self.name}-proxy", labels=labels, detach=True,
-                environment={"RUNNER_SQUID_CONF": egress.squid_config(spec.allow_hosts, spec.egress_blocked)},
-                network=spec.egress_network, read_only=True, cap_drop=["ALL"],
-                security_opt=["no-new-privileges:true"], mem_limit="96m", memswap_limit="96m", pids_limit=64,
-                tmpfs={"/tmp": "size=8m", "/var/spool/squid": "size=8m", "/run": "size=1m"},
-                extra_hosts=dict(h.rsplit(":", 1) for h in spec.egress_hosts) or None,
+                environment={"RUNNER_SQUID_CONF": conf}, network=spec.egress_network, read_only=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="96m", memswap_limit="96m",
+                pids_limit=64, tmpfs={"/tmp": "size=8m", "/var/spool/squid": "size=8m", "/run": "size=1m"},
+                mounts=[Mount(target=egress.PROXY_SOCKET_DIR, source=self.name, type="volume", no_copy=True)],
+                extra_hosts=pins or None,
                 log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             )
-            self.network.connect(self.proxy, aliases=[egress.PROXY_ALIAS])
             self.proxy.start()
         except docker.errors.ImageNotFound as exc:
             raise ImageMissing(f"egress proxy image {spec.egress_image} not found: run make images "
                                "(or runner image build --egress)") from exc
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
             raise SandboxError(f"could not set up the job's egress proxy: {getattr(exc, 'explanation', None) or exc}") from exc
+        self._wait_ready()
+        return self.name
+
+    def _check_runtime(self) -> None:
+        """gVisor lets a sandbox connect to a socket on a mount only with --host-uds: say so up front."""
+        name = self.spec.runtime
+        if not name:
+            return
+        try:
+            runtime = (self.dc.info().get("Runtimes") or {}).get(name) or {}
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
+        if not gvisor_blocks_sockets(runtime):
+            return
+        raise SandboxError(f"a job granted network under {name} connects to its proxy's Unix socket, which gVisor "
+                           "allows only with --host-uds=open: register the runtime with it (make gvisor does)")
+
+    def _check_image(self) -> None:
+        image = self.spec.egress_image
+        try:
+            labels = self.dc.images.get(image).labels or {}
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissing(f"egress proxy image {image} not found: run make images "
+                               "(or runner image build --egress)") from exc
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"could not inspect the egress proxy image {image}: {exc}") from exc
+        if labels.get("io.runner.egress-version") != egress.IMAGE_VERSION:
+            raise ImageMissing(f"egress proxy image {image} is older than this runner (it must serve a Unix socket): "
+                               "rebuild it with make images (or runner image build --egress)")
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            logs = self.proxy.logs(tail=50).decode("utf-8", "replace")
-            if self.READY in logs:
-                return self.name
+            logs = self.proxy.logs(tail=200).decode("utf-8", "replace")
+            if all(marker in logs for marker in self.READY):
+                return
             self.proxy.reload()
             if self.proxy.status not in ("created", "running"):
                 raise SandboxError(f"the egress proxy stopped: {_last_line(logs)}")
@@ -429,12 +497,20 @@ class _Egress:
     def remove(self) -> None:
         if self.proxy is not None:
             remove_container(self.proxy)
-        if self.network is not None:
-            remove_network(self.network)
+        if self.volume is not None:
+            remove_volume(self.volume)
+
+
+def gvisor_blocks_sockets(runtime: dict[str, Any]) -> bool:
+    """True if ``runtime`` (an entry of the engine's Runtimes) is runsc without host socket access."""
+    if not str(runtime.get("path", "")).endswith("runsc"):
+        return False
+    args = runtime.get("runtimeArgs") or []
+    return not any(a in ("--host-uds=open", "--host-uds=all", "--fsgofer-host-uds") for a in args)
 
 
 def egress_selfcheck(spec: RunSpec, dc: docker.DockerClient | None = None) -> str:
-    """Start the egress proxy a granted run would get (its network and squid), wait until squid accepts
+    """Start the egress proxy a granted run would get (its volume and squid), wait until squid accepts
     connections, and remove both. Sends no traffic anywhere. Raises on failure; returns a summary."""
     proxy = _Egress(dc or client(), spec)
     try:
@@ -443,6 +519,148 @@ def egress_selfcheck(spec: RunSpec, dc: docker.DockerClient | None = None) -> st
         return f"{spec.egress_image} on network {spec.egress_network!r} ready in {time.monotonic() - t0:.1f} s"
     finally:
         proxy.remove()
+
+
+# --- the engine host's own addresses: the proxy refuses every one of them -----------------------------
+
+HOST_PROBE_TTL = 60.0  # seconds the engine host's interface addresses are reused before looking again
+_HOST_PROBE = "cat /proc/net/fib_trie; cat /proc/net/if_inet6 2>/dev/null; true"
+_host_cache: dict[str, tuple[float, list[str]]] = {}
+_host_lock = threading.Lock()
+
+
+def host_networks(dc: docker.DockerClient, spec: RunSpec) -> list[str]:
+    """Every address of the engine's host and of this runner, as networks for the proxy's block list:
+    the subnets, gateways and reserved addresses of the engine's networks, the runner's own
+    interfaces, and the engine host's interfaces (read in a short-lived container on the host's
+    network). Found afresh each time a proxy starts (the host's interfaces at most once a minute)."""
+    nets = set(_engine_network_addresses(dc, subnets=True))
+    nets |= set(egress.parse_local_addresses(_read_local_addresses()))
+    nets |= set(engine_host_addresses(dc, spec))
+    return sorted(nets)
+
+
+def host_addresses(dc: docker.DockerClient, spec: RunSpec) -> list[str]:
+    """The single addresses of the engine's host (gateways and interfaces, loopback left out), for
+    ``runner doctor`` to try from a sample job."""
+    nets = [*_engine_network_addresses(dc, subnets=False), *egress.parse_local_addresses(_read_local_addresses()),
+            *engine_host_addresses(dc, spec)]
+    out = {str(ipaddress.ip_network(n).network_address) for n in nets if ipaddress.ip_network(n).num_addresses == 1}
+    return sorted(a for a in out if not ipaddress.ip_address(a).is_loopback)
+
+
+def _engine_network_addresses(dc: docker.DockerClient, *, subnets: bool) -> list[str]:
+    out = []
+    for net in dc.networks.list():
+        for conf in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            addresses = [conf.get("Gateway") or _first_host(conf.get("Subnet")),  # some engines omit the default's
+                         *(conf.get("AuxiliaryAddresses") or {}).values()]
+            if subnets:
+                addresses.append(conf.get("Subnet"))
+            for a in filter(None, addresses):
+                try:
+                    out.append(str(ipaddress.ip_network(a, strict=False)))
+                except ValueError:
+                    log.warning("network %s has an address Docker reports as %r; ignored", net.name, a)
+    return out
+
+
+def _first_host(subnet: str | None) -> str | None:
+    try:
+        return str(next(ipaddress.ip_network(subnet or "", strict=False).hosts(), None) or "") or None
+    except ValueError:
+        return None
+
+
+def _read_local_addresses() -> str:
+    text = []
+    for path in ("/proc/net/fib_trie", "/proc/net/if_inet6"):  # kernel files, this process's own namespace
+        try:
+            with open(path, "rb") as f:
+                text.append(f.read(8 << 20).decode("ascii", "replace"))
+        except OSError:
+            continue
+    return "\n".join(text)
+
+
+def engine_host_addresses(dc: docker.DockerClient, spec: RunSpec) -> list[str]:
+    """The engine host's interface addresses, read from /proc/net in a container on the host's network
+    (the egress image, no capabilities, read-only, as nobody), cached for HOST_PROBE_TTL seconds."""
+    key = str(dc.api.base_url)
+    with _host_lock:
+        hit = _host_cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < HOST_PROBE_TTL:
+            return hit[1]
+        try:
+            text = _run_host_probe(dc, spec)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise SandboxError(f"could not read the engine host's addresses (the egress proxy must refuse them): "
+                               f"{getattr(exc, 'explanation', None) or exc}") from exc
+        found = egress.parse_local_addresses(text)
+        if not found:
+            raise SandboxError("could not read the engine host's addresses: /proc/net showed none")
+        _host_cache[key] = (time.monotonic(), found)
+        return found
+
+
+def _run_host_probe(dc: docker.DockerClient, spec: RunSpec) -> str:
+    probe = dc.containers.create(
+        spec.egress_image, entrypoint=["sh", "-c", _HOST_PROBE], network_mode="host", user="65534:65534",
+        read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="32m",
+        memswap_limit="32m", pids_limit=8, labels=_labels(spec, "probe"), detach=True,
+        log_config=LogConfig(type="json-file", config={"max-size": "8m", "max-file": "1"}),
+    )
+    try:
+        probe.start()
+        status = probe.wait(timeout=30)
+        if status.get("StatusCode") != 0:
+            raise SandboxError(f"the host address probe exited with {status.get('StatusCode')}")
+        return probe.logs(stdout=True, stderr=False).decode("ascii", "replace")
+    finally:
+        remove_container(probe)
+
+
+_REACH_PROBE = (
+    "import socket\n"
+    "scopes = [i for i, n in socket.if_nameindex() if n != 'lo'] or [0]\n"
+    "for host, port in TARGETS:\n"
+    "    six = ':' in host\n"
+    "    for scope in scopes if six and host.lower().startswith('fe80') else [0]:\n"
+    "        s = socket.socket(socket.AF_INET6 if six else socket.AF_INET)\n"
+    "        s.settimeout(1)\n"
+    "        try:\n"
+    "            s.connect((host, port, 0, scope) if six else (host, port))\n"
+    "            print('OPEN', host, port)\n"
+    "        except OSError:\n"
+    "            print('CLOSED', host, port)\n"
+    "        finally:\n"
+    "            s.close()\n"
+)
+
+
+def egress_probe(spec: RunSpec, targets: list[tuple[str, int]], dc: docker.DockerClient | None = None
+                 ) -> dict[tuple[str, int], bool]:
+    """Start the proxy of a granted run and a sample job container configured exactly as that run's,
+    and try a TCP connection to each (address, port) from inside it. Returns which ones connected.
+    Nothing leaves the machine: the targets are the caller's (the host's own addresses)."""
+    dc = dc or client()
+    proxy = _Egress(dc, spec)
+    container = None
+    try:
+        cfg = container_config(spec, proxy.start())
+        refuse_unsafe(cfg, spec.jobs_dir)
+        code = egress.RELAY + f"TARGETS = {targets!r}\n" + _REACH_PROBE  # the relay as the launcher starts it
+        cfg["command"] = ["python3", "-c", code]
+        container = dc.containers.create(**cfg)
+        container.start()
+        container.wait(timeout=120)
+        lines = container.logs(stdout=True, stderr=False).decode("utf-8", "replace").splitlines()
+    finally:
+        if container is not None:
+            remove_container(container)
+        proxy.remove()
+    opened = {(w[1], int(w[2])) for w in map(str.split, lines) if len(w) == 3 and w[0] == "OPEN"}
+    return {t: t in opened for t in targets}
 
 
 def _kill(container: Any) -> None:
@@ -493,26 +711,39 @@ class _Watch:
         self._thread.join(timeout=15)  # the watchdog's walk gives up within its own time budget
 
     def _loop(self) -> None:
+        # The pids cgroup goes with the container, and a fork bomb can hit its limit and die within a
+        # fraction of a second: its counter is read often (a read of one small kernel file), the
+        # watchdog's walk only at its own pace.
         interval = self.spec.watch_interval
-        while not self._stop.wait(interval):
-            hits = _pids_limit_hits(self.container.id)
-            if hits:
+        next_walk = time.monotonic() + interval
+        while True:
+            if not self.pids_hit and _pids_limit_hits(self.container.id):
                 self.pids_hit = True
-            if self.spec.watchdog is None:
+            if self._stop.wait(PIDS_POLL_SECONDS):
+                return
+            if self.spec.watchdog is None or time.monotonic() < next_walk:
                 continue
             t0 = time.monotonic()
-            try:
-                reason = self.spec.watchdog()
-            except Exception as exc:  # never let the watch die silently: stop the job instead
-                reason = f"could not check the job's disk use: {exc}"
+            reason = self._walk()
             # A directory with thousands of files takes a while to walk: keep the walk under a tenth
             # of the time (per running job), but poll at least every 2 s so a job cannot write
             # much past the limit between two walks (the walk itself is bounded by the watchdog).
             interval = min(max(self.spec.watch_interval, 10 * (time.monotonic() - t0)), 2.0)
+            next_walk = time.monotonic() + interval
             if reason:
                 self.reason = reason
                 _kill(self.container)
                 return
+
+    def _walk(self) -> str | None:
+        assert self.spec.watchdog is not None
+        try:
+            return self.spec.watchdog()
+        except Exception as exc:  # never let the watch die silently: stop the job instead
+            return f"could not check the job's disk use: {exc}"
+
+
+PIDS_POLL_SECONDS = 0.02
 
 
 def _reason(spec: RunSpec, exit_code: int | None, timed_out: bool, oom: bool, container: Any,
@@ -553,6 +784,39 @@ def managed_networks(dc: docker.DockerClient | None = None, store: str | None = 
     """Every per-run network that some runner made (for the database ``store``, if given)."""
     dc = dc or client()
     return dc.networks.list(filters=_filters(store))
+
+
+def managed_volumes(dc: docker.DockerClient | None = None, store: str | None = None) -> list[Any]:
+    """Every per-run proxy volume that some runner made (for the database ``store``, if given)."""
+    dc = dc or client()
+    return dc.volumes.list(filters=_filters(store))
+
+
+def remove_volume(volume: Any) -> None:
+    """Remove a proxy volume (its containers are removed first); one already gone is fine."""
+    try:
+        volume.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        log.warning("could not remove volume %s: %s", volume.name, exc)
+
+
+def remove_orphan_volumes(dc: docker.DockerClient, store: str | None, live_jobs: set[str | None],
+                          min_age: float = 60.0) -> None:
+    """Remove proxy volumes whose run's containers are all gone, once they are ``min_age`` seconds old
+    (a run creates its volume just before its proxy container)."""
+    now = datetime.now(UTC)
+    for volume in managed_volumes(dc, store):
+        attrs = volume.attrs or {}
+        if (attrs.get("Labels") or {}).get(LABEL_JOB) in live_jobs:
+            continue
+        try:
+            created = datetime.fromisoformat(str(attrs.get("CreatedAt", "")).replace("Z", "+00:00"))
+        except ValueError:
+            created = now
+        if created.tzinfo is None or (now - created).total_seconds() >= min_age:
+            remove_volume(volume)
 
 
 def remove_network(network: Any) -> None:

@@ -175,6 +175,7 @@ class Scheduler:
                 watchdog=self._disk_watchdog(job["thread_id"]),
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
+                egress_allowed=s.egress_allow_addresses,
                 extra_labels={sandbox.LABEL_STORE: self.store}, on_start=lambda at: self._started(job, at),
                 start_at=job["due_time"], source=source,
             )
@@ -450,6 +451,7 @@ class Scheduler:
             for net in sandbox.managed_networks(self.dc, self.store):
                 if net.attrs.get("Labels", {}).get(sandbox.LABEL_JOB) not in live:
                     sandbox.remove_network(net)
+            sandbox.remove_orphan_volumes(self.dc, self.store, live)  # the per-run proxy sockets
         except Exception as exc:
             log.warning("could not sweep job networks: %s", exc)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .egress import unusable_outer_network
+from .egress import parse_pins, unusable_outer_network
 from .errors import ConfigError
 from .schedule import zone
 
@@ -90,6 +90,26 @@ def _blocked_networks(env: dict[str, str]) -> tuple[str, ...]:
     return tuple(nets)
 
 
+def _pins(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_EGRESS_HOSTS, normalised to name=address (the older name:IPv4 is still read)."""
+    try:
+        return tuple(f"{name}={address}" for name, address in parse_pins(_list(env, "RUNNER_EGRESS_HOSTS", "")))
+    except ValueError as exc:
+        raise ConfigError(f"RUNNER_EGRESS_HOSTS: {exc}") from None
+
+
+def _allowed_addresses(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_EGRESS_ALLOW_ADDRESSES: single addresses the proxy may reach although they are blocked."""
+    out = []
+    for raw in _list(env, "RUNNER_EGRESS_ALLOW_ADDRESSES", ""):
+        try:
+            out.append(str(ipaddress.ip_address(raw)))
+        except ValueError:
+            raise ConfigError(f"RUNNER_EGRESS_ALLOW_ADDRESSES: {raw!r} is not one IP address "
+                              "(list each address, such as 198.51.100.7; networks are not allowed back)") from None
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner reads from its environment. Build with :meth:`from_env`."""
@@ -127,7 +147,8 @@ class Settings:
     egress_image: str = "runner-egress:latest"
     egress_network: str = "bridge"
     egress_block: tuple[str, ...] = ()  # networks the proxy refuses besides the private ranges
-    egress_hosts: tuple[str, ...] = ()  # "name:ip" pinned for the proxy
+    egress_hosts: tuple[str, ...] = ()  # "name=address" pinned for the proxy
+    egress_allow_addresses: tuple[str, ...] = ()  # single addresses the proxy may reach despite its block list
     telegram_bot_token: str | None = field(default=None, repr=False)
     telegram_api_url: str | None = None
     telegram_allowed_users: frozenset[int] = frozenset()
@@ -182,7 +203,8 @@ class Settings:
             egress_image=e.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest").strip(),
             egress_network=e.get("RUNNER_EGRESS_NETWORK", "bridge").strip() or "bridge",
             egress_block=_blocked_networks(e),
-            egress_hosts=_list(e, "RUNNER_EGRESS_HOSTS", ""),
+            egress_hosts=_pins(e),
+            egress_allow_addresses=_allowed_addresses(e),
             telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             telegram_api_url=e.get("TELEGRAM_API_URL", "").strip() or None,
             telegram_allowed_users=_user_ids(e),

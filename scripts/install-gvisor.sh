@@ -2,7 +2,8 @@
 # Install gVisor's runsc from Debian's packages and register it with the local Docker Engine as the
 # "runsc" runtime (reloaded with SIGHUP: running containers are not touched). Needs root.
 # runtimeArgs --network=none: this runsc build cannot set up a network in some VMs, and job containers
-# without a grant have no network anyway.
+# have no network anyway. --host-uds=open: a granted job connects to its proxy's Unix socket (on a
+# read-only volume); connecting to existing host sockets only, never creating them.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-gvisor: needs root"; exit 1; }
 if ! command -v runsc >/dev/null 2>&1; then
@@ -15,7 +16,7 @@ import json, sys
 path, runsc = sys.argv[1], sys.argv[2]
 with open(path) as f:
     conf = json.load(f)
-want = {"path": runsc, "runtimeArgs": ["--network=none"]}
+want = {"path": runsc, "runtimeArgs": ["--network=none", "--host-uds=open"]}
 if conf.get("runtimes", {}).get("runsc") != want:
     conf.setdefault("runtimes", {})["runsc"] = want
     with open(path, "w") as f:

@@ -28,6 +28,7 @@ from runner.settings import Settings
 
 PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
 JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")
+EGRESS_IMAGE = os.environ.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest")
 TEMPLATE = "runner_template"
 _counter = itertools.count()
 
@@ -91,6 +92,7 @@ def settings(pg_url: str, tmp_path: Path) -> Settings:
         "DATABASE_URL": pg_url,
         "RUNNER_DATA_DIR": str(tmp_path / "files"),
         "RUNNER_IMAGE": JOB_IMAGE,
+        "RUNNER_EGRESS_IMAGE": EGRESS_IMAGE,
         "RUNNER_ID": f"test-{uuid.uuid4().hex[:8]}",
         "RUNNER_POLL_INTERVAL": "2",
         "RUNNER_LEASE_SECONDS": "30",

@@ -1,7 +1,8 @@
 """Network grants through the egress proxy, against stand-in HTTP servers on the proxy's outer network.
 
-The outer network is a Docker bridge made for the test in 198.18.0.0/24 (a benchmarking range, so it
-is not one of the private ranges the proxy refuses); every address involved is on this machine.
+The outer network is a Docker bridge made for the test in 198.18.0.0/24 (a benchmarking range, which
+the proxy refuses like every special-purpose range: the stand-ins' two addresses are allowed back with
+RUNNER_EGRESS_ALLOW_ADDRESSES); every address involved is on this machine.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 THREAD = "telegram:5"
 OUTER = "runner-test-egress"
 SERVER = (
-    "import http.server, json\n"
+    "import http.server, json, socket\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
+    "        if self.path.startswith('/redirect/'):\n"
+    "            self.send_response(302); self.send_header('Location', self.path[len('/redirect/'):])\n"
+    "            self.send_header('Content-Length', '0'); self.end_headers(); return\n"
     "        body = json.dumps({'price': 42.5, 'server': NAME, 'path': self.path}).encode()\n"
     "        self.send_response(200); self.send_header('Content-Type', 'application/json')\n"
     "        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n"
-    "http.server.HTTPServer(('0.0.0.0', 80), H).serve_forever()\n"
+    "class S(http.server.HTTPServer):\n"
+    "    address_family = socket.AF_INET6  # and IPv4: dual-stack\n"
+    "S(('::', 80), H).serve_forever()\n"
 )
 
 
@@ -39,8 +45,11 @@ def outer(docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
     """The proxy's outer network with two stand-in APIs: one to allow, one that is never granted."""
     for old in docker_client.networks.list(names=[OUTER]):
         old.remove()
-    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="198.18.0.0/24")])
-    net = docker_client.networks.create(OUTER, driver="bridge", ipam=ipam, labels={"io.runner.test": "egress"})
+    # Dual-stack, so that the proxy has IPv6 and its refusals of IPv6 destinations are its rules' doing.
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="198.18.0.0/24"),
+                                                 docker.types.IPAMPool(subnet="fd00:7e57:1::/64")])
+    net = docker_client.networks.create(OUTER, driver="bridge", ipam=ipam, enable_ipv6=True,
+                                        labels={"io.runner.test": "egress"})
     servers = []
     try:
         ips = {}
@@ -62,9 +71,18 @@ def outer(docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def egress_settings(settings: Settings, outer: dict[str, str]) -> Settings:
-    return settings.with_(egress_network=OUTER,
-                          egress_hosts=("private.test:10.255.255.1", "metadata.test:169.254.169.254"))
+def outer_addresses(outer: dict[str, str], docker_client: docker.DockerClient) -> tuple[str, ...]:
+    """Every address (IPv4 and IPv6) of the stand-in servers."""
+    members = docker_client.networks.get(OUTER).attrs["Containers"].values()
+    return tuple(m[k].split("/")[0] for m in members for k in ("IPv4Address", "IPv6Address") if m.get(k))
+
+
+@pytest.fixture
+def egress_settings(settings: Settings, outer_addresses: tuple[str, ...]) -> Settings:
+    # The stand-ins' addresses are in a special-purpose range (and on one of the engine's networks):
+    # the proxy refuses them unless the operator allows each one back.
+    return settings.with_(egress_network=OUTER, egress_allow_addresses=outer_addresses,
+                          egress_hosts=("private.test=10.255.255.1", "metadata.test:169.254.169.254"))
 
 
 def _run(jobs: Jobs, s: Settings, db: Database, dc: docker.DockerClient, script: str, hosts: list[str]) -> dict:
@@ -133,11 +151,13 @@ def test_no_direct_connection_around_the_proxy(jobs: Jobs, egress_settings: Sett
     assert "CONNECTED" not in row["output_tail"], row["output_tail"]
 
 
-def test_proxy_and_network_are_removed_after_the_run(jobs: Jobs, egress_settings: Settings, db: Database,
-                                                     docker_client: docker.DockerClient) -> None:
+def test_proxy_and_its_volume_are_removed_after_the_run(jobs: Jobs, egress_settings: Settings, db: Database,
+                                                        docker_client: docker.DockerClient, store_id: str) -> None:
     _run(jobs, egress_settings, db, docker_client, "print('hi')\n", ["api.example.test"])
-    assert not docker_client.networks.list(filters={"label": "io.runner.managed=true"})
-    assert not docker_client.containers.list(all=True, filters={"label": "io.runner.managed=true"})
+    mine = {"label": ["io.runner.managed=true", f"io.runner.store={store_id}"]}  # not other tests' runs
+    assert not docker_client.networks.list(filters=mine)
+    assert not docker_client.containers.list(all=True, filters=mine)
+    assert not docker_client.volumes.list(filters=mine)
 
 
 @pytest.mark.parametrize(("hosts", "message"), [
@@ -155,3 +175,34 @@ def test_grants_outside_the_operator_maximum_are_refused(jobs: Jobs, settings: S
         strict.schedule_job(thread_id=THREAD, name="x", script_text="pass\n", allow_hosts=["evil.example.org"])
     row = strict.schedule_job(thread_id=THREAD, name="x", script_text="pass\n", allow_hosts=["api.example.test"])
     assert row["allow_hosts"] == ["api.example.test"]
+
+
+def test_the_orphan_sweep_removes_proxy_volumes_of_ended_runs(docker_client: docker.DockerClient,
+                                                              store_id: str) -> None:
+    from runner import sandbox
+
+    labels = {"io.runner.managed": "true", "io.runner.store": store_id}
+    names = {job: f"runner-job-{job}-0123abcd" for job in ("999997", "999998", "999999")}
+    for job, name in names.items():
+        docker_client.volumes.create(name, labels={**labels, "io.runner.job-id": job})
+    try:
+        sandbox.remove_orphan_volumes(docker_client, store_id, {"999998"})  # all younger than a minute
+        sandbox.remove_orphan_volumes(docker_client, store_id, {"999998"}, min_age=0)
+        left = {v.name for v in docker_client.volumes.list(filters={"label": f"io.runner.store={store_id}"})}
+        assert left == {names["999998"]}  # the live run's volume stays
+    finally:
+        for name in names.values():
+            for v in docker_client.volumes.list(filters={"name": name}):
+                v.remove(force=True)
+
+
+def test_an_egress_image_from_before_the_socket_is_refused_clearly(docker_client: docker.DockerClient,
+                                                                    tmp_path: Path) -> None:
+    from runner import sandbox
+    from runner.errors import ImageMissing
+
+    spec = sandbox.RunSpec(job_id=1, owner="o", thread_id="telegram:1", script="a.py", jobs_dir=tmp_path,
+                           image="runner-sandbox:latest", user="10001:10001", allow_hosts=("api.example.test",),
+                           egress_image="runner-sandbox:latest")  # an image without the egress version label
+    with pytest.raises(ImageMissing, match="older than this runner.*make images"):
+        sandbox._Egress(docker_client, spec).start()
