@@ -276,7 +276,7 @@ def _one_attachment(dfd: int, name: str, caps: _Caps, room: int) -> tuple[str, b
     """The attachment ``name`` as (file name, content), or why it was not sent, or None if it is gone."""
     text = jobtree.text_name(name)
     if text is None:
-        return f"attachment refused: its name {show(name)} is not UTF-8 text"
+        return f"attachment refused: its name {show(name)} is not printable UTF-8 text"
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:

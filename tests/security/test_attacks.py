@@ -118,10 +118,13 @@ def test_disk_fill_in_tmp(attack) -> None:
 
 def test_millions_of_small_files(attack, settings: Settings) -> None:
     script = "import os\nos.mkdir('jobs/many')\nfor i in range(1_000_000):\n    open(f'jobs/many/{i}', 'w').close()\n"
-    row, _ = attack(script, s=settings.with_(max_files=2000), limits=Limits(timeout_seconds=60))
+    try:
+        row, _ = attack(script, s=settings.with_(max_files=2000), limits=Limits(timeout_seconds=60))
+    finally:  # the thread stays over its limit otherwise, and its later jobs fail too
+        subprocess.run(["rm", "-rf", str(jobs_dir(settings.data_dir, THREAD) / "many")], check=True)
     assert row["status"] == "failed"
-    assert row["error_message"].startswith("file count limit 2000 exceeded in jobs/ (most: many/ 2,")
-    subprocess.run(["rm", "-rf", str(jobs_dir(settings.data_dir, THREAD) / "many")], check=True)
+    # How far past the limit the job got depends on when the walk came round (one every 0.25-2 s).
+    assert row["error_message"].startswith("file count limit 2000 exceeded in jobs/ (most: many/ "), row["error_message"]
 
 
 def test_small_files_in_tmp_hit_the_inode_limit(attack, runtime: str) -> None:

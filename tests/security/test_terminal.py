@@ -96,9 +96,9 @@ def test_console_delivery_and_text_log_show_escapes_and_cannot_be_forged(setting
     assert any(h.startswith(f"--- failure notice for {THREAD} from job failing") for h in headers), out
     # Each block's footer is a line of dashes alone: the job's own line of dashes is framed as its text.
     assert sum(1 for ln in lines if ln and set(ln) == {"-"}) == len(headers), out
-    # The attachment's name, shown on one line, its escapes visible. (A name that is not UTF-8 is
-    # stored by the attachments' own fix; visible_name() shows such bytes as \xNN: tests/unit/test_text.py.)
-    assert "[attachment: a\\x1b]0;PWNED\\x07\\x1b[2J\\x9b31m\\u202e.txt, 1 bytes]" in out, out
+    # An attachment whose name holds control characters is refused, not sent under a name that lies
+    # (the run's record says so with the name's escapes visible: test_logs_jobs_and_get_show_escapes).
+    assert "[attachment: " not in out, out
     # One event, one line: every log line starts with its time; a newline in a name forges nothing.
     for line in err.split("\n"):
         assert not line or re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |\s", line), line
@@ -120,6 +120,7 @@ def test_logs_jobs_and_get_show_escapes(settings: Settings) -> None:
     assert "stdout \\x1b]0;PWNED\\x07\\x1b[2J" in views["logs evil"]
     assert "stderr \\x1b]0;PWNED" in views["logs evil"]
     assert "hello \\x1b]0;PWNED" in views["logs evil"], "the message is shown, escapes visible"
+    assert "attachment refused: its name a\\x1b]0;PWNED" in views["logs evil"], views["logs evil"]
     assert "reason: exit code 1: Traceback: \\x1b]0;PWNED\\x07" in views["logs failing"], views["logs failing"]
     assert "exit code 1: Traceback: \\x1b]0;PWNED\\x07" in views["jobs"], views["jobs"]
     # A table row stays one row: nothing a job wrote breaks the listing into more lines.

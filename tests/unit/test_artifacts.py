@@ -341,7 +341,7 @@ def test_non_utf8_attachment_name_is_refused(tree: Path) -> None:
     (d / "ok.txt").write_bytes(b"fine")
     got = _attach(tree)
     assert got.files == [("ok.txt", b"fine")]
-    assert got.problems == ["attachment refused: its name \\xff\\xfe.txt is not UTF-8 text"]
+    assert got.problems == ["attachment refused: its name \\xff\\xfe.txt is not printable UTF-8 text"]
 
 
 @pytest.mark.parametrize("make", ["symlink", "fifo", "file", "socket"])
