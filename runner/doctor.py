@@ -135,7 +135,9 @@ def jobs_disk_limit(settings: Settings) -> Check:
     return Check(name, True, (
         f"no kernel quota (a bind mount has none): a watchdog walks jobs/ while the job runs (every "
         f"0.25-2 s) and after it, and stops the job over {settings.disk_mb} MiB (apparent or allocated size), "
-        f"{settings.max_files:,} entries or {MAX_DEPTH} levels, or a walk not done within {WATCH_SECONDS:g} s"))
+        f"{settings.max_files:,} entries or {MAX_DEPTH} levels, or a walk not done within {WATCH_SECONDS:g} s; "
+        "not a hard bound: a job can allocate past it between two walks (fallocate is instant), and the run then "
+        "fails (docs/security.md: why the jobs/ limit is a walk, not a quota)"))
 
 
 def _bot(settings: Settings) -> Check:

@@ -249,6 +249,7 @@ def container_config(spec: RunSpec, egress_volume: str | None = None) -> dict[st
 
 
 GVISOR_THREAD_HEADROOM = 1024
+CPU_PERIOD = 100_000  # microseconds: the CFS period of the egress proxy's CPU quota
 
 
 def is_gvisor(runtime: str | None) -> bool:
@@ -441,6 +442,7 @@ class _Egress:
                 spec.egress_image, name=f"{self.name}-proxy", labels=labels, detach=True,
                 environment={"RUNNER_SQUID_CONF": conf}, network=spec.egress_network, read_only=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="96m", memswap_limit="96m",
+                cpu_period=CPU_PERIOD, cpu_quota=CPU_PERIOD,  # one CPU to start; the job's share once ready
                 pids_limit=64, tmpfs={"/tmp": "size=8m", "/var/spool/squid": "size=8m", "/run": "size=1m"},
                 mounts=[Mount(target=egress.PROXY_SOCKET_DIR, source=self.name, type="volume", no_copy=True)],
                 extra_hosts=pins or None,
@@ -453,7 +455,16 @@ class _Egress:
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
             raise SandboxError(f"could not set up the job's egress proxy: {getattr(exc, 'explanation', None) or exc}") from exc
         self._wait_ready()
+        self._limit_cpu()
         return self.name
+
+    def _limit_cpu(self) -> None:
+        """The proxy works on the job's behalf, so it gets the job's CPU share: a job must not make it
+        spend more of the host than the job itself may (squid starts at a full CPU, then this)."""
+        try:
+            self.proxy.update(cpu_quota=max(1000, int(self.spec.cpus * CPU_PERIOD)))
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise SandboxError(f"could not limit the egress proxy's CPU: {getattr(exc, 'explanation', None) or exc}") from exc
 
     def _check_runtime(self) -> None:
         """gVisor lets a sandbox connect to a socket on a mount only with --host-uds: say so up front."""

@@ -105,14 +105,14 @@ class Scheduler:
         wait(list(futures.values()))
 
     def _due_now(self) -> bool:
-        row = self.db.one("seconds_until_next_due")
+        row = self.db.one("seconds_until_next_due", {"per_thread": self.settings.thread_concurrency})
         return bool(row and row["seconds"] is not None and row["seconds"] <= 0)
 
     def _sleep_seconds(self, burst: bool) -> float:
         until_housekeeping = max(0.0, self._next_housekeeping - time.monotonic())
         if self._free_slots() == 0:
             return min(until_housekeeping, self.settings.poll_interval)  # a finishing job wakes us
-        row = self.db.one("seconds_until_next_due")
+        row = self.db.one("seconds_until_next_due", {"per_thread": self.settings.thread_concurrency})
         secs = row["seconds"] if row else None
         wait = self.settings.poll_interval if secs is None else max(0.0, secs - self.settings.prepare_seconds)
         if burst:
@@ -128,8 +128,7 @@ class Scheduler:
         free = self._free_slots()
         if free <= 0 or self.stopping.is_set():
             return 0
-        rows = self.db.all("claim_due", {"limit": free, "owner": self.owner, "lease": self.settings.lease_seconds,
-                                         "lead": self.settings.prepare_seconds})
+        rows = self._claim(free)
         metrics.RUNS_STARTED.inc(len(rows))
         for job in rows:
             log.info("claimed job %s (%s, thread %s, due %s)", job["id"], job["name"], job["thread_id"],
@@ -137,6 +136,19 @@ class Scheduler:
             with self._lock:
                 self.active[job["id"]] = self.pool.submit(self._run_guarded, job)
         return len(rows)
+
+    def _claim(self, limit: int) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` due jobs, at most ``thread_concurrency`` running per thread (two
+        statements in one transaction: the threads' locks first, then the claim with a fresh view)."""
+        s = self.settings
+        with self.db.transaction() as conn:
+            threads = [r["thread_id"] for r in conn.execute(QUERIES["lock_due_threads"],
+                                                             {"lead": s.prepare_seconds}).fetchall()]
+            if not threads:
+                return []
+            return conn.execute(QUERIES["claim_due"], {
+                "limit": limit, "owner": self.owner, "lease": s.lease_seconds, "lead": s.prepare_seconds,
+                "threads": threads, "per_thread": s.thread_concurrency}).fetchall()
 
     def _run_guarded(self, job: dict[str, Any]) -> None:
         try:
@@ -344,6 +356,7 @@ class Scheduler:
             self._schedule_next(conn, row)
             conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": self.settings.history_keep})
             conn.execute(QUERIES["prune_outbox"])  # the delivered messages of the runs just pruned
+            conn.execute(QUERIES["notify_jobs"])  # a job of this thread may have waited for this run
         metrics.RUNS_FINISHED.labels(status).inc()
         took = f" in {result.duration_ms} ms" if result else ""
         log.info("job %s (%s) %s%s%s", job["id"], job["name"], status, took, f": {error}" if error else "")
@@ -410,6 +423,8 @@ class Scheduler:
                 log.warning("job %s (%s): its runner %s stopped during the run; marked failed",
                             row["id"], row["name"], row["dead_owner"])
                 self._schedule_next(conn, row)
+            if rows:
+                conn.execute(QUERIES["notify_jobs"])
         return [r["id"] for r in rows]
 
     def remove_orphans(self) -> int:

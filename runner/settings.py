@@ -120,6 +120,9 @@ class Settings:
     image: str = "runner-sandbox:latest"
     default_timezone: str = "UTC"
     concurrency: int = 4
+    # Runs of one thread at once: its jobs share jobs/, so by default one at a time (a sibling running
+    # beside a job could write that job's message file, and a chain's reads would depend on timing).
+    thread_concurrency: int = 1
     poll_interval: float = 30.0  # fallback only: the loop sleeps until the next due time or a NOTIFY
     lease_seconds: int = 60
     runner_id: str = ""
@@ -177,6 +180,7 @@ class Settings:
             image=e.get("RUNNER_IMAGE", "runner-sandbox:latest").strip(),
             default_timezone=tz,
             concurrency=_int(e, "RUNNER_CONCURRENCY", 4, 1),
+            thread_concurrency=_int(e, "RUNNER_THREAD_CONCURRENCY", 1, 1),
             poll_interval=_float(e, "RUNNER_POLL_INTERVAL", 30.0, 0.05),
             lease_seconds=_int(e, "RUNNER_LEASE_SECONDS", 60, 5),
             runner_id=e.get("RUNNER_ID", "").strip() or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",

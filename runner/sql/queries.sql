@@ -23,20 +23,45 @@ INSERT INTO threads (thread_id, timezone) VALUES (%(thread_id)s, %(timezone)s)
 ON CONFLICT (thread_id) DO UPDATE SET timezone = EXCLUDED.timezone;
 
 -- name: seconds_until_next_due
--- By the database's clock, so the runner's and the database's clocks cannot disagree.
+-- By the database's clock, so the runner's and the database's clocks cannot disagree. A job whose
+-- thread already runs %(per_thread)s jobs waits for one of them (its end wakes the loop): not counted.
 SELECT EXTRACT(EPOCH FROM (min(due_time) - clock_timestamp()))::float8 AS seconds
-FROM scheduled_jobs WHERE status = 'pending' AND NOT paused;
+FROM scheduled_jobs j
+WHERE status = 'pending' AND NOT paused
+  AND (SELECT count(*) FROM scheduled_jobs r WHERE r.thread_id = j.thread_id AND r.status = 'running')
+      < %(per_thread)s;
+
+-- name: lock_due_threads
+-- The threads with due work whose claim this transaction may make: a transaction-scoped advisory lock
+-- per thread, so two runners never claim in one thread at once (the claim below then sees every run a
+-- claim before it started, since that claim's transaction held the lock until it committed).
+SELECT thread_id FROM (
+    SELECT DISTINCT thread_id FROM scheduled_jobs
+    WHERE status = 'pending' AND NOT paused
+      AND due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
+) t
+WHERE pg_try_advisory_xact_lock(hashtextextended('runner-thread:' || thread_id, 0));
 
 -- name: claim_due
 -- Atomically take up to %(limit)s jobs due within %(lead)s seconds (their containers are created
--- ahead and started at the due time); a second runner skips the rows this one has locked.
-WITH due AS (
-    SELECT id FROM scheduled_jobs
-    WHERE status = 'pending' AND NOT paused
-      AND due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
-    ORDER BY due_time
+-- ahead and started at the due time), in the threads locked above, at most %(per_thread)s running
+-- per thread counting those already running: a thread's jobs share its jobs/ directory, so by default
+-- they run one at a time. A second runner skips the rows this one has locked.
+WITH running AS (
+    SELECT thread_id, count(*) AS n FROM scheduled_jobs
+    WHERE status = 'running' AND thread_id = ANY(%(threads)s)
+    GROUP BY thread_id
+), ranked AS (
+    SELECT j.id, COALESCE(r.n, 0) + row_number() OVER (PARTITION BY j.thread_id ORDER BY j.due_time, j.id) AS slot
+    FROM scheduled_jobs j LEFT JOIN running r ON r.thread_id = j.thread_id
+    WHERE j.status = 'pending' AND NOT j.paused AND j.thread_id = ANY(%(threads)s)
+      AND j.due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
+), due AS (
+    SELECT s.id FROM scheduled_jobs s JOIN ranked ON ranked.id = s.id
+    WHERE ranked.slot <= %(per_thread)s
+    ORDER BY s.due_time
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF s SKIP LOCKED
 )
 UPDATE scheduled_jobs j
 SET status = 'running', started_at = clock_timestamp(), lease_owner = %(owner)s,
@@ -44,6 +69,10 @@ SET status = 'running', started_at = clock_timestamp(), lease_owner = %(owner)s,
     completed_at = NULL, error_message = NULL, exit_code = NULL, output_tail = NULL, duration_ms = NULL
 FROM due WHERE j.id = due.id
 RETURNING j.*;
+
+-- name: notify_jobs
+-- A run ended: a job of its thread that waited for it may run now (runs of one thread are serialized).
+SELECT pg_notify('runner_jobs', '');
 
 -- name: renew_leases
 UPDATE scheduled_jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)

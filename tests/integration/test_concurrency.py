@@ -23,13 +23,57 @@ from .helpers import wait_for
 THREAD = "telegram:7"
 
 
+SPAN = ("import time\nt0 = time.time()\ntime.sleep(0.5)\n"
+        "with open('jobs/{name}_span.txt', 'w') as f:\n    f.write(f'{{t0}} {{time.time()}}')\n")
+
+
+def _spans(settings: Settings, thread: str, names: list[str]) -> list[tuple[float, float]]:
+    d = jobs_dir(settings.data_dir, thread)
+    return sorted(tuple(map(float, (d / f"{n}_span.txt").read_text().split())) for n in names)  # type: ignore[misc]
+
+
+def test_runs_of_one_thread_never_overlap_across_two_runners(jobs: Jobs, settings: Settings, db: Database,
+                                                             docker_client: docker.DockerClient) -> None:
+    names = [f"s{i}" for i in range(6)]
+    for name in names:
+        jobs.schedule_job(thread_id=THREAD, name=name, at="now", script_text=SPAN.format(name=name))
+    other = [jobs.schedule_job(thread_id="telegram:8", name=f"o{i}", at="now", script_text=SPAN.format(name=f"o{i}"))
+             for i in range(2)]
+    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=4), db, docker_client) for i in range(2)]
+    threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+        assert not t.is_alive()
+    assert {r["status"] for r in jobs.list_jobs()} == {"completed"}
+    spans = _spans(settings, THREAD, names)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, f"two runs of one thread overlapped: {spans}"
+    # Another thread is not held up by this one: its runs went beside this thread's.
+    first, last = spans[0][0], spans[-1][1]
+    assert any(first < s < last for s, _ in _spans(settings, "telegram:8", [o["name"] for o in other])), spans
+
+
+def test_more_runs_of_one_thread_at_once_when_the_operator_allows(jobs: Jobs, settings: Settings, db: Database,
+                                                                  docker_client: docker.DockerClient) -> None:
+    names = [f"p{i}" for i in range(3)]
+    for name in names:
+        jobs.schedule_job(thread_id=THREAD, name=name, at="now", script_text=SPAN.format(name=name))
+    Scheduler(settings.with_(concurrency=3, thread_concurrency=3), db, docker_client).run(burst=True)
+    spans = _spans(settings, THREAD, names)
+    assert spans[1][0] < spans[0][1], f"the runs should have overlapped: {spans}"
+
+
 def test_two_runners_run_each_of_50_due_jobs_exactly_once(jobs: Jobs, settings: Settings, db: Database,
                                                           docker_client: docker.DockerClient) -> None:
     names = [f"j{i:02d}" for i in range(50)]
     for name in names:
         jobs.schedule_job(thread_id=THREAD, name=name, at="now",
                           script_text=f"with open('jobs/{name}_runs.txt', 'a') as f:\n    f.write('x')\n")
-    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=3), db, docker_client) for i in range(2)]
+    # Runs of one thread side by side (allowed here): the race between the two runners' claims is the point.
+    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=3, thread_concurrency=6), db, docker_client)
+               for i in range(2)]
     threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
     for t in threads:
         t.start()
