@@ -1,5 +1,7 @@
 """Red team, second pass (issue 11's neighbours). Every test here asserts the safe behaviour and
-FAILED on the code it was written against: the attack succeeded. Real containers, a real database."""
+FAILED on the code it was written against: the attack succeeded. Real containers, a real database.
+The holes still open are marked xfail(strict=True): each says why, and closing it turns the mark into
+a failure to remove."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from ..integration.helpers import run_burst
 
 THREAD = "telegram:4242"
 
-pytestmark = pytest.mark.runtimes("runc", why="the red team ran these under runc")
+
 
 
 # --- (9) one job borrows another job's grant: the script is not pinned ----------------------------------
@@ -201,6 +203,8 @@ def _allocated(path) -> int:
     return total
 
 
+@pytest.mark.xfail(strict=True, reason="open: jobs/ has no kernel quota, and fallocate allocates past the limit "
+                   "before the next walk (docs/security.md, why the jobs/ limit is a walk)")
 def test_the_jobs_disk_limit_holds_against_fallocate(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
     """A thread's jobs/ is limited to RUNNER_DISK_MB (50 MiB), but the limit is a walk every 0.25-2 s
@@ -252,6 +256,8 @@ def _engine_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.xfail(strict=True, reason="open: the engine's log driver spends host CPU on every line a job "
+                   "prints, outside the job's CPU limit (docs/security.md, what is not isolated)")
 def test_a_jobs_output_cannot_make_the_engine_spend_cpu_beyond_the_jobs_limit(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
     """A job limited to 0.1 CPU for 10 s (1 CPU second) writes empty lines: each is one json-file log
@@ -354,6 +360,8 @@ def _sectors_written() -> int:
     return total * 512
 
 
+@pytest.mark.xfail(strict=True, reason="open: no disk bandwidth limit (cgroup v1 does not charge buffered "
+                   "writeback to the container; docs/security.md, what is not isolated)")
 def test_a_job_cannot_write_to_the_host_disk_without_limit(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
     """The container has no I/O limit (container_config sets no blkio weight or device_write_bps) and
