@@ -37,7 +37,7 @@ def _runner(settings: Settings, *args: str, **env: str) -> subprocess.Popen[str]
 def test_sigterm_lets_running_jobs_finish_within_the_grace_period(jobs: Jobs, settings: Settings,
                                                                  docker_client: docker.DockerClient, store_id: str) -> None:
     quick = jobs.schedule_job(thread_id=THREAD, name="quick", at="now", script_text="import time\ntime.sleep(3)\n")
-    long = jobs.schedule_job(thread_id=THREAD, name="long", at="now", limits=Limits(timeout_seconds=120),
+    long = jobs.schedule_job(thread_id="telegram:62", name="long", at="now", limits=Limits(timeout_seconds=120),
                              script_text="import time\ntime.sleep(120)\n")
     proc = _runner(settings, RUNNER_SHUTDOWN_GRACE="6")
     try:
