@@ -36,6 +36,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -262,14 +263,21 @@ class TelegramDelivery:
                 self.on_event("failed")
                 continue
             except _Later as exc:
-                await self._db("retry_later", {"id": row["id"], "owner": self.owner, "error": str(exc),
-                                               "delay": exc.delay})
-                log.info("message %s for chat %s: %s; retrying in %.1f s", row["id"], chat, exc, exc.delay)
-                self.on_event("retry")
+                await self._later(row, chat, exc)
                 return  # the chat waits; a later pass restarts it when the message is due
+            except Exception as exc:  # a bug or an answer nobody foresaw must not end the chat's deliveries
+                log.exception("message %s for chat %s: unexpected error while sending", row["id"], chat)
+                await self._later(row, chat, _Later(f"unexpected error: {type(exc).__name__}", self.cfg.backoff_max))
+                return
             await self._db("mark_sent", {"id": row["id"], "owner": self.owner})
             log.info("message %s for %s (job %s) sent to chat %s", row["id"], row["thread_id"], row["job_name"], chat)
             self.on_event("sent")
+
+    async def _later(self, row: dict[str, Any], chat: str, exc: _Later) -> None:
+        await self._db("retry_later", {"id": row["id"], "owner": self.owner, "error": str(exc),
+                                       "delay": exc.delay})
+        log.info("message %s for chat %s: %s; retrying in %.1f s", row["id"], chat, exc, exc.delay)
+        self.on_event("retry")
 
     async def _send_row(self, row: dict[str, Any]) -> None:
         chat = row["chat_id"]
@@ -326,7 +334,8 @@ class TelegramDelivery:
         except TelegramUnauthorizedError as exc:
             log.error("Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN (messages are kept)")
             raise _Later("the bot token was rejected", self.cfg.backoff_max) from exc
-        except (TelegramServerError, TelegramNetworkError, TelegramAPIError, TimeoutError, OSError) as exc:
+        except (TelegramServerError, TelegramNetworkError, TelegramAPIError, ClientDecodeError, TimeoutError,
+                OSError) as exc:  # ClientDecodeError: an answer that is not the Bot API's JSON (a proxy's page)
             delay = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** max(0, row["attempts"] - 1))
             delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
             raise _Later(f"Telegram unavailable: {redact(str(exc), self.token)[:200]}", delay) from exc

@@ -40,6 +40,7 @@ class FakeBotAPI:
     migrated: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     rate_limit_next: int = 0
+    garbled_next: int = 0  # sends answered with a 500 whose body is not JSON (a proxy's error page)
     retry_after: int = 1
     down_until: float = 0.0
     slow_chats: dict[str, float] = field(default_factory=dict)
@@ -195,6 +196,9 @@ class FakeBotAPI:
         now = time.monotonic()
         if now < self.down_until:
             return self._error(502, "Bad Gateway")
+        if self.garbled_next > 0:
+            self.garbled_next -= 1
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
         if self.rate_limit_next > 0:
             self.rate_limit_next -= 1
             return self._error(429, f"Too Many Requests: retry after {self.retry_after}",

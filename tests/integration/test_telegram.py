@@ -194,6 +194,16 @@ def test_429_is_honoured(service: TelegramService, api: FakeBotAPI, db: Database
     assert api.texts(42) == ["after a 429"]
 
 
+def test_an_answer_that_is_not_json_is_retried_and_the_chat_goes_on(service: TelegramService, api: FakeBotAPI,
+                                                                    db: Database) -> None:
+    """A proxy's error page instead of the Bot API's JSON killed the chat's worker: nothing more was sent."""
+    api.garbled_next = 1
+    queue(db, "42", "after a garbled answer {i}", n=2)
+    api.wait_for(lambda: len(api.texts(42)) == 2, timeout=30)
+    assert api.texts(42) == [f"after a garbled answer {i}" for i in range(2)]
+    assert {r["status"] for r in outbox(db)} == {"sent"}
+
+
 def test_outage_then_delivery_without_loss_or_duplicate(service: TelegramService, api: FakeBotAPI,
                                                         db: Database) -> None:
     """A five-minute outage in compressed time: 3 s of 502s with backoff capped at 0.5 s."""
