@@ -17,9 +17,9 @@ rewrite is where collisions come from.
 Each thread also has a host uid of its own (its gid is the same number), from ``RUNNER_UID_RANGE``,
 recorded in the database and on the Docker engine (:class:`UidRegistry`, so that runners of several
 databases sharing one engine never give one uid twice): per-user kernel limits are counted per host uid
-across every container of the engine, so threads must not share one, and a job must never run as a uid with rights on the host (root, the runner's own). The data
-directory and the thread directories are the runner's, mode 0700, so no other host user can reach
-what a job leaves in ``jobs/``.
+across every container of the engine, so threads must not share one, and a job must never run as a
+uid with rights on the host (root, the runner's own). The data directory and the thread directories
+are the runner's, mode 0700, so no other host user can reach what a job leaves in ``jobs/``.
 """
 
 from __future__ import annotations
