@@ -26,7 +26,7 @@ from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
-from .threads import chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
+from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Scheduler:
         self._next_housekeeping = 0.0
         self._killed_for_shutdown: set[int] = set()
         self._local = threading.local()
+        self.uids = UidRegistry(self._docker, self.store)  # job uids no other database on the engine has
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class Scheduler:
         if self._skip_if_missed(job):
             return
         try:
-            uid = thread_uid(self.db, job["thread_id"], s.uid_range)  # gid: the same number
+            uid = thread_uid(self.db, job["thread_id"], s.uid_range, self.uids)  # gid: the same number
             directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid)
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 # Files present before the run are not this run's: queued already, or from a lost run.

@@ -15,10 +15,11 @@ other id (upper case, dots, slashes, spaces, empty parts) is refused rather than
 rewrite is where collisions come from.
 
 Each thread also has a host uid of its own (its gid is the same number), from ``RUNNER_UID_RANGE``,
-recorded in the database: per-user kernel limits are counted per host uid, so threads must not share
-one, and a job must never run as a uid with rights on the host (root, the runner's own). The data
-directory and the thread directories are the runner's, mode 0700, so no other host user can reach
-what a job leaves in ``jobs/``.
+recorded in the database and on the Docker engine (:class:`UidRegistry`, so that runners of several
+databases sharing one engine never give one uid twice): per-user kernel limits are counted per host uid
+across every container of the engine, so threads must not share one, and a job must never run as a
+uid with rights on the host (root, the runner's own). The data directory and the thread directories
+are the runner's, mode 0700, so no other host user can reach what a job leaves in ``jobs/``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import os
 import re
 import stat
 import struct
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import sandbox
 from .db import QUERIES
 from .errors import ConfigError, RunnerError, ValidationError
 
@@ -80,24 +84,96 @@ def chat_id(thread_id: str) -> str | None:
     return ident if channel == "telegram" else None
 
 
-def thread_uid(db: Any, thread_id: str, uid_range: tuple[int, int]) -> int:
+def thread_uid(db: Any, thread_id: str, uid_range: tuple[int, int], registry: UidRegistry | None = None) -> int:
     """The host uid (and gid) the jobs of ``thread_id`` run as: allocated once from ``uid_range``
     (RUNNER_UID_RANGE; its last uid is doctor's sample) and kept in the ``threads`` table.
 
     Allocation is serialised by a transaction-scoped advisory lock, and the column is UNIQUE, so two
-    runners allocating at once never hand one uid to two threads."""
+    runners of one database never hand one uid to two threads. With ``registry`` (the engine's record,
+    which every runner uses before a run) the uid is also never another database's: a uid the engine
+    gives to another database's thread is skipped, and a thread whose recorded uid turns out to be
+    another database's (a row from before the registry) is given a new one, its files following it."""
     validate_thread_id(thread_id)
     row = db.one("thread_uid", {"thread_id": thread_id})
-    if row is None or row["uid"] is None:
-        first, last = uid_range
-        with db.transaction() as conn:
-            conn.execute(QUERIES["lock_thread_uids"])
-            row = conn.execute(QUERIES["allocate_thread_uid"],
-                               {"thread_id": thread_id, "first": first, "last": last - 1}).fetchone()
-        if row is None:
-            raise ConfigError(f"RUNNER_UID_RANGE {first}-{last} is used up: every uid in it belongs to a thread; "
-                              "widen the range (keep the uids already given)")
-    return checked_job_uid(row["uid"])
+    uid = row["uid"] if row else None
+    if uid is not None and (registry is None or registry.holds(thread_id, uid)):
+        return checked_job_uid(uid)
+    return checked_job_uid(_allocate(db, thread_id, uid_range, registry))
+
+
+def _allocate(db: Any, thread_id: str, uid_range: tuple[int, int], registry: UidRegistry | None) -> int:
+    first, last = uid_range
+    with db.transaction() as conn:
+        conn.execute(QUERIES["lock_thread_uids"])
+        row = conn.execute(QUERIES["thread_uid"], {"thread_id": thread_id}).fetchone()
+        old = row["uid"] if row else None
+        if old is not None and (registry is None or registry.holds(thread_id, old)):
+            return int(old)  # another runner of this database allocated it meanwhile
+        used = {r["uid"] for r in conn.execute(QUERIES["thread_uids_in_range"], {"first": first, "last": last})}
+        if registry is None:
+            uid = next((u for u in range(first, last) if u not in used), None)
+        else:
+            uid = registry.claim_free(thread_id, used, first, last)
+        if uid is None:
+            raise ConfigError(f"RUNNER_UID_RANGE {first}-{last} is used up: every uid in it belongs to a thread "
+                              "(of this or another database on the engine); widen the range (keep the uids already given)")
+        given = conn.execute(QUERIES["give_thread_uid"], {"thread_id": thread_id, "uid": uid, "old": old}).fetchone()
+    if given is None:
+        raise RunnerError(f"thread {thread_id}: its uid changed while one was being given to it; schedule again")
+    if old is not None:
+        log.warning("thread %s: uid %d is another database's on this Docker engine; its jobs now run as %d "
+                    "(its files follow at its next run)", thread_id, old, uid)
+    return int(given["uid"])
+
+
+class UidRegistry:
+    """The engine's record of which database's thread holds which job uid (see sandbox.claim_uid), with
+    a check per thread that is cached for ``ttl`` seconds, so a run costs no engine call. The cache
+    expiring also heals an entry someone removed (``docker volume prune``): it is made again, or, if
+    another database took the uid meanwhile, the thread moves to a new one."""
+
+    SAMPLE = ("*", "doctor:0")  # the range's last uid, doctor's sample: reserved, never a thread's
+
+    def __init__(self, client: Callable[[], Any], store: str, ttl: float = 300.0) -> None:
+        self.client, self.store, self.ttl = client, store, ttl
+        self._held: dict[tuple[str, int], float] = {}
+        self._samples: set[int] = set()
+        self._lock = threading.Lock()
+
+    def holds(self, thread_id: str, uid: int) -> bool:
+        """True if ``uid`` is this database's ``thread_id``'s on the engine, registering it if it is no one's."""
+        key = (thread_id, int(uid))
+        with self._lock:
+            if self._held.get(key, 0.0) > time.monotonic():
+                return True
+        if sandbox.claim_uid(self.client(), uid, self.store, thread_id) != (self.store, thread_id):
+            return False
+        with self._lock:
+            self._held[key] = time.monotonic() + self.ttl
+        return True
+
+    def claim_free(self, thread_id: str, used: set[int], first: int, last: int) -> int | None:
+        """Register and return a uid in [first, last) that neither this database (``used``) nor any
+        other on the engine has; None if there is none. Racing runners of other databases are settled
+        by the engine: a uid whose entry turns out to be someone else's is skipped."""
+        self.reserve_sample(last)
+        taken = sandbox.registered_uids(self.client())
+        for uid in range(first, last):
+            if uid in used or taken.get(uid, (self.store, thread_id)) != (self.store, thread_id):
+                continue  # ours already (an allocation that did not reach the database) is taken again
+            if self.holds(thread_id, uid):
+                return uid
+        return None
+
+    def reserve_sample(self, uid: int) -> None:
+        """Register doctor's sample uid (once per process) so that no runner of the engine gives it to a thread."""
+        if uid in self._samples:
+            return
+        holder = sandbox.claim_uid(self.client(), uid, *self.SAMPLE)
+        if holder != self.SAMPLE:
+            log.warning("doctor's sample uid %d (the last of RUNNER_UID_RANGE) is a thread's of another database "
+                        "on this Docker engine: give every runner of the engine the same RUNNER_UID_RANGE", uid)
+        self._samples.add(uid)
 
 
 def checked_job_uid(uid: int) -> int:

@@ -119,9 +119,11 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     store = request.node.stash.get(STORE_KEY, None)
     if store is None:
         return
-    left = sandbox.managed_containers(docker.from_env(), store)
+    dc = docker.from_env()
+    left = sandbox.managed_containers(dc, store)
     for c in left:
         c.remove(force=True)
+    sandbox.release_uids(dc, store)  # the database is dropped: its uids on the engine go with it
     assert not left, f"job containers left behind: {[c.name for c in left]}"
 
 

@@ -338,20 +338,17 @@ SELECT uid FROM threads WHERE thread_id = %(thread_id)s;
 -- Serialises uid allocation across runners until the allocating transaction ends.
 SELECT pg_advisory_xact_lock(1920298606, 6);
 
--- name: allocate_thread_uid
--- The thread's uid, or the next free one in [first, last] (none when the range is used up). Run under
--- lock_thread_uids in the same transaction; a uid already given is kept.
-WITH mine AS (SELECT uid FROM threads WHERE thread_id = %(thread_id)s AND uid IS NOT NULL),
-next AS (
-    SELECT COALESCE(max(uid) + 1, %(first)s) AS uid FROM threads WHERE uid BETWEEN %(first)s AND %(last)s
-),
-given AS (
-    INSERT INTO threads (thread_id, uid)
-    SELECT %(thread_id)s, next.uid FROM next WHERE next.uid <= %(last)s AND NOT EXISTS (SELECT 1 FROM mine)
-    ON CONFLICT (thread_id) DO UPDATE SET uid = EXCLUDED.uid WHERE threads.uid IS NULL
-    RETURNING uid
-)
-SELECT uid FROM mine UNION ALL SELECT uid FROM given;
+-- name: thread_uids_in_range
+-- The uids this database has given in [first, last]; the next one is chosen from the rest (and, with the
+-- engine's registry, from those no other database on the engine holds). Run under lock_thread_uids.
+SELECT uid FROM threads WHERE uid BETWEEN %(first)s AND %(last)s;
+
+-- name: give_thread_uid
+-- Give the thread %(uid)s unless its uid is no longer %(old)s (NULL: none yet); nothing returned then.
+-- Run under lock_thread_uids in the same transaction.
+INSERT INTO threads (thread_id, uid) VALUES (%(thread_id)s, %(uid)s)
+ON CONFLICT (thread_id) DO UPDATE SET uid = EXCLUDED.uid WHERE threads.uid IS NOT DISTINCT FROM %(old)s::integer
+RETURNING uid;
 
 -- === Script pinning and outbox pruning (migration 007) ==========================================
 

@@ -432,6 +432,9 @@ def second_store(pg_admin_url: str, tmp_path, settings: Settings):
     try:
         yield s2, db2, Jobs(s2, db2)
     finally:
+        from runner import sandbox
+        store = db2.one("ensure_store_id")
+        sandbox.release_uids(docker.from_env(), store["value"] if store else "")  # its uids go with it
         db2.close()
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

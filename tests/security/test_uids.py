@@ -480,3 +480,151 @@ def test_migrating_a_hostile_tree_follows_no_link_and_never_blocks(settings: Set
     shallow = jd.joinpath(*(f"d{n}" for n in range(MAX_DEPTH)))
     assert os.lstat(shallow).st_uid == uid
     assert os.lstat(deep).st_uid == 10001, "deeper than MAX_DEPTH is left as it was"
+
+
+# --- across databases on one engine: the engine's uid registry ---------------------------------------
+
+@pytest.fixture
+def other_database(pg_admin_url: str, settings: Settings, docker_client: docker.DockerClient
+                   ) -> Iterator[tuple[str, Database]]:
+    """A second runner's database on the same engine: its store id and a connection pool."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from ..conftest import TEMPLATE, _with_db
+
+    name = f"uids_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+    other = Database(_with_db(pg_admin_url, name), max_size=12)
+    row = other.one("ensure_store_id")
+    assert row is not None
+    try:
+        yield row["value"], other
+    finally:
+        other.close()
+        from runner import sandbox
+        sandbox.release_uids(docker_client, row["value"])
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _registry(docker_client: docker.DockerClient, store: str):
+    from runner.threads import UidRegistry
+
+    return UidRegistry(lambda: docker_client, store)
+
+
+def test_runners_of_two_databases_allocating_at_once_never_share_a_uid(
+        settings: Settings, db: Database, store_id: str, other_database: tuple[str, Database],
+        docker_client: docker.DockerClient) -> None:
+    """Runners of two databases give uids to new threads at the same moment (all start together at a
+    barrier, so they list the engine's registry before either has claimed anything and pick the same
+    candidates): the engine settles each uid for exactly one database."""
+    from runner import sandbox
+    from runner.threads import thread_uid
+
+    other_store, other_db = other_database
+    sides = [(db, _registry(docker_client, store_id)), (other_db, _registry(docker_client, other_store))]
+    threads = [f"telegram:{n}" for n in range(12)]
+    work = [(d, reg, t) for t in threads for d, reg in sides]
+    barrier = threading.Barrier(len(work))
+
+    def allocate(args: tuple[Database, object, str]) -> tuple[int, str, int]:
+        d, reg, t = args
+        barrier.wait(30)
+        return id(d), t, thread_uid(d, t, settings.uid_range, reg)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(len(work)) as pool:
+        got = list(pool.map(allocate, work))
+    uids = [uid for _, _, uid in got]
+    assert len(set(uids)) == len(work), f"a uid went to two threads: {sorted(uids)}"
+    assert all(_in_range(settings, u) and u != settings.uid_range[1] for u in uids)
+    registered = sandbox.registered_uids(docker_client)
+    for (d, _reg), store in zip(sides, (store_id, other_store), strict=True):
+        for key, t, uid in got:
+            if key == id(d):
+                assert registered[uid] == (store, t), f"uid {uid} of {t} is registered as {registered[uid]}"
+                assert d.one("thread_uid", {"thread_id": t})["uid"] == uid
+
+
+BUMP = """
+import os
+with open('jobs/left.txt', 'a') as f:
+    f.write('x')
+print('IDS', os.getuid(), os.getgid(), sorted(os.getgroups()))
+"""
+
+
+def test_a_thread_whose_recorded_uid_another_database_holds_moves_with_its_files(
+        jobs: Jobs, settings: Settings, db: Database, store_id: str, other_database: tuple[str, Database],
+        docker_client: docker.DockerClient) -> None:
+    """A row from before the registry: this database's thread has uid N in its table, but on the engine
+    N is a thread's of another database. Its next run must not run as N: it gets a new uid, registered
+    as its own, and the files an earlier job of it left (owned by N) follow it."""
+    from runner import sandbox
+    from runner.threads import prepare_jobs_dir, thread_uid
+
+    other_store, other_db = other_database
+    held = thread_uid(other_db, "telegram:1", settings.uid_range, _registry(docker_client, other_store))
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO threads (thread_id, uid) VALUES (%s, %s)", (THREAD, held))
+    jd = prepare_jobs_dir(settings.data_dir, THREAD, held)
+    (jd / "left.txt").write_text("old")
+    os.chown(jd / "left.txt", held, held)
+    os.chmod(jd / "left.txt", 0o600)
+    job = jobs.schedule_job(thread_id=THREAD, name="bump", script_text=BUMP, at="now")
+    run_burst(settings, db, docker_client)
+    uid, gid, _ = _ids(jobs.get_job(job["id"]))
+    assert uid != held, f"the thread still runs as uid {held}, another database's"
+    assert _in_range(settings, uid) and gid == uid
+    assert db.one("thread_uid", {"thread_id": THREAD})["uid"] == uid
+    registered = sandbox.registered_uids(docker_client)
+    assert registered[uid] == (store_id, THREAD) and registered[held] == (other_store, "telegram:1")
+    st = os.lstat(jd / "left.txt")
+    assert (st.st_uid, st.st_gid) == (uid, uid) and (jd / "left.txt").read_text() == "oldx"
+
+
+def test_the_orphan_sweeps_leave_the_uid_registry_alone(
+        settings: Settings, db: Database, store_id: str, docker_client: docker.DockerClient) -> None:
+    """The sweeps remove this database's managed volumes (and networks, containers) that no live run
+    uses; a thread's registry entry is used by no container, and must stay as long as the thread."""
+    from runner import sandbox
+    from runner.threads import thread_uid
+
+    uid = thread_uid(db, THREAD, settings.uid_range, _registry(docker_client, store_id))
+    name = sandbox.uid_volume_name(uid)
+    sched = Scheduler(settings, db, docker_client)
+    try:
+        sched.housekeeping()
+        sandbox.remove_orphan_volumes(docker_client, store_id, set(), min_age=0)
+    finally:
+        sched.pool.shutdown(wait=True)
+    assert docker_client.volumes.get(name).attrs["Labels"][sandbox.LABEL_STORE] == store_id
+    assert sandbox.registered_uids(docker_client)[uid] == (store_id, THREAD)
+    assert sandbox.registered_uids(docker_client)[settings.uid_range[1]] == ("*", "doctor:0"), (
+        "doctor's sample uid is reserved on the engine")
+
+
+def test_a_registered_uid_is_checked_on_the_engine_once_not_per_run(
+        settings: Settings, db: Database, store_id: str, docker_client: docker.DockerClient) -> None:
+    from runner import sandbox
+    from runner.threads import thread_uid
+
+    calls: list[str] = []
+    real = sandbox.claim_uid
+
+    def counting(*args: object) -> tuple[str, str]:
+        calls.append("claim")
+        return real(*args)  # type: ignore[arg-type]
+
+    reg = _registry(docker_client, store_id)
+    uid = thread_uid(db, THREAD, settings.uid_range, reg)
+    sandbox.claim_uid = counting  # type: ignore[assignment]
+    try:
+        assert [thread_uid(db, THREAD, settings.uid_range, reg) for _ in range(5)] == [uid] * 5
+    finally:
+        sandbox.claim_uid = real  # type: ignore[assignment]
+    assert calls == [], "a run path check went to the engine although the entry was checked already"
