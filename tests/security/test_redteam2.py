@@ -440,6 +440,8 @@ def second_store(pg_admin_url: str, tmp_path, settings: Settings):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
+                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
 def test_threads_of_two_databases_on_one_engine_do_not_share_a_uid(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, second_store) -> None:
     """Threads get uids from RUNNER_UID_RANGE in the order each database first sees them
