@@ -242,13 +242,15 @@ def bench_scale(env: Env, quick: bool) -> dict[str, Any]:
             conn.execute("ANALYZE scheduled_jobs")
             from runner.db import QUERIES
 
-            params = {"limit": 16, "owner": "bench", "lease": 60, "lead": 1.0, "threads": ["bench:1"], "per_thread": 16}
-            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + QUERIES["claim_due"], params).fetchall())
+            # The scheduler's claim: the candidates and their threads' locks, then the claim itself.
+            params = {"limit": 16, "owner": "bench", "lease": 60, "lead": 1.0, "per_thread": 1_000_000, "scan": 128}
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + QUERIES["lock_due_threads"], params).fetchall())
             times = []
             for _ in range(50 if quick else 200):
                 t0 = time.perf_counter()
                 with conn.transaction():
-                    conn.execute(QUERIES["claim_due"], params).fetchall()
+                    ids = [r[0] for r in conn.execute(QUERIES["lock_due_threads"], params).fetchall()]
+                    conn.execute(QUERIES["claim_due"], {**params, "ids": ids}).fetchall()
                 times.append(time.perf_counter() - t0)
         out[str(size)] = {"claim_p50_ms": pct(times, 50) * 1000, "claim_p99_ms": pct(times, 99) * 1000,
                           "uses_index": "scheduled_jobs_pending_due" in plan}

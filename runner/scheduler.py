@@ -142,14 +142,13 @@ class Scheduler:
         """Claim up to ``limit`` due jobs, at most ``thread_concurrency`` running per thread (two
         statements in one transaction: the threads' locks first, then the claim with a fresh view)."""
         s = self.settings
+        params = {"limit": limit, "owner": self.owner, "lease": s.lease_seconds, "lead": s.prepare_seconds,
+                  "per_thread": s.thread_concurrency, "scan": max(64, 8 * limit)}
         with self.db.transaction() as conn:
-            threads = [r["thread_id"] for r in conn.execute(QUERIES["lock_due_threads"],
-                                                             {"lead": s.prepare_seconds}).fetchall()]
-            if not threads:
+            ids = [r["id"] for r in conn.execute(QUERIES["lock_due_threads"], params).fetchall()]
+            if not ids:
                 return []
-            return conn.execute(QUERIES["claim_due"], {
-                "limit": limit, "owner": self.owner, "lease": s.lease_seconds, "lead": s.prepare_seconds,
-                "threads": threads, "per_thread": s.thread_concurrency}).fetchall()
+            return conn.execute(QUERIES["claim_due"], {**params, "ids": ids}).fetchall()
 
     def _run_guarded(self, job: dict[str, Any]) -> None:
         try:

@@ -32,30 +32,41 @@ WHERE status = 'pending' AND NOT paused
       < %(per_thread)s;
 
 -- name: lock_due_threads
--- The threads with due work whose claim this transaction may make: a transaction-scoped advisory lock
--- per thread, so two runners never claim in one thread at once (the claim below then sees every run a
--- claim before it started, since that claim's transaction held the lock until it committed).
-SELECT thread_id FROM (
-    SELECT DISTINCT thread_id FROM scheduled_jobs
+-- The earliest %(scan)s due jobs of threads that are not already running %(per_thread)s jobs, limited to
+-- the threads whose claim this transaction may make: a transaction-scoped advisory lock per thread, so
+-- two runners never claim in one thread at once (claim_due then counts the thread's running jobs with
+-- a fresh view: a claim before it held the lock until it committed). Only the earliest due rows are
+-- read (the due-time index), however long a thread's backlog.
+WITH busy AS (
+    SELECT thread_id FROM scheduled_jobs WHERE status = 'running'
+    GROUP BY thread_id HAVING count(*) >= %(per_thread)s
+), candidates AS (
+    SELECT id, thread_id FROM scheduled_jobs
     WHERE status = 'pending' AND NOT paused
       AND due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
-) t
-WHERE pg_try_advisory_xact_lock(hashtextextended('runner-thread:' || thread_id, 0));
+      AND thread_id NOT IN (SELECT thread_id FROM busy)
+    ORDER BY due_time
+    LIMIT %(scan)s
+), locked AS (
+    SELECT thread_id FROM (SELECT DISTINCT thread_id FROM candidates) t
+    WHERE pg_try_advisory_xact_lock(hashtextextended('runner-thread:' || thread_id, 0))
+)
+SELECT c.id FROM candidates c JOIN locked l ON l.thread_id = c.thread_id;
 
 -- name: claim_due
--- Atomically take up to %(limit)s jobs due within %(lead)s seconds (their containers are created
--- ahead and started at the due time), in the threads locked above, at most %(per_thread)s running
--- per thread counting those already running: a thread's jobs share its jobs/ directory, so by default
--- they run one at a time. A second runner skips the rows this one has locked.
+-- Atomically take up to %(limit)s of the candidate jobs %(ids)s (due within the lead time: their
+-- containers are created ahead and started at the due time), at most %(per_thread)s running per thread
+-- counting those already running: a thread's jobs share its jobs/ directory, so by default they run one
+-- at a time. A second runner skips the rows this one has locked.
 WITH running AS (
     SELECT thread_id, count(*) AS n FROM scheduled_jobs
-    WHERE status = 'running' AND thread_id = ANY(%(threads)s)
+    WHERE status = 'running'
+      AND thread_id IN (SELECT thread_id FROM scheduled_jobs WHERE id = ANY(%(ids)s))
     GROUP BY thread_id
 ), ranked AS (
     SELECT j.id, COALESCE(r.n, 0) + row_number() OVER (PARTITION BY j.thread_id ORDER BY j.due_time, j.id) AS slot
     FROM scheduled_jobs j LEFT JOIN running r ON r.thread_id = j.thread_id
-    WHERE j.status = 'pending' AND NOT j.paused AND j.thread_id = ANY(%(threads)s)
-      AND j.due_time <= clock_timestamp() + make_interval(secs => %(lead)s)
+    WHERE j.id = ANY(%(ids)s) AND j.status = 'pending' AND NOT j.paused
 ), due AS (
     SELECT s.id FROM scheduled_jobs s JOIN ranked ON ranked.id = s.id
     WHERE ranked.slot <= %(per_thread)s
