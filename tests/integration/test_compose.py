@@ -26,6 +26,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from runner import sandbox
+
 from ..fakebotapi import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +182,13 @@ def stack(docker_client: docker.DockerClient, api: FakeBotAPI, tmp_path_factory:
         s.compose("build", "runner", timeout=900)
         yield s
     finally:
+        try:
+            store: str | None = s.store_id()  # the stack's database goes with `down -v`: so do its uids
+        except Exception:  # the stack never came up
+            store = None
         s.compose("down", "-v", "--remove-orphans", "--timeout", "30", check=False)
+        if store:
+            sandbox.release_uids(docker_client, store)
 
 
 def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack: Stack, api: FakeBotAPI) -> None:

@@ -161,6 +161,9 @@ def test_runners_of_two_databases_leave_each_others_containers_alone(
                 c.kill()
             t.join(timeout=60)
     finally:
+        row = other_db.one("ensure_store_id")
         other_db.close()
+        if row is not None:  # the other database is dropped: its uids on the engine go with it
+            sandbox.release_uids(docker_client, row["value"])
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(other_name)))
