@@ -23,6 +23,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -69,26 +70,37 @@ def text_name(name: str | bytes) -> str | None:
     return text if text.isprintable() else None
 
 
-def chmod_at(dir_fd: int, name: str, clear: int, add: int = 0) -> bool:
-    """Clear (and add) mode bits of ``name`` without following a link or opening a FIFO or device.
-
-    False if it is a link or gone, or the mode could not be changed."""
+def _at_inode(dir_fd: int, name: str, act: Callable[[str, int], bool], *, absent: bool) -> bool:
+    """``act(path, mode)`` on the inode ``name`` is now, through an ``O_PATH|O_NOFOLLOW`` descriptor
+    (``path`` is its /proc/self/fd entry, not a path the job can swap; a FIFO or device is never
+    opened). ``absent`` is the answer for a link or a name that is gone; any other failure is False."""
     try:
         pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return absent
     except OSError:
         return False
     try:
         st = os.fstat(pfd)
         if stat.S_ISLNK(st.st_mode):
-            return False
-        mode = (stat.S_IMODE(st.st_mode) & ~clear) | add
-        if mode != stat.S_IMODE(st.st_mode):
-            os.chmod(f"/proc/self/fd/{pfd}", mode)  # the inode pfd holds, not a path the job can swap
-        return True
+            return absent
+        return act(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode))
     except OSError:
         return False
     finally:
         os.close(pfd)
+
+
+def chmod_at(dir_fd: int, name: str, clear: int, add: int = 0) -> bool:
+    """Clear (and add) mode bits of ``name`` without following a link or opening a FIFO or device.
+
+    False if it is a link or gone, or the mode could not be changed."""
+    def change(path: str, mode: int) -> bool:
+        if (mode & ~clear) | add != mode:
+            os.chmod(path, (mode & ~clear) | add)
+        return True
+
+    return _at_inode(dir_fd, name, change, absent=False)
 
 
 ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")  # a job can grant any host uid access
@@ -96,23 +108,9 @@ ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")  # a job ca
 
 def repair_at(dir_fd: int, name: str) -> bool:
     """Make ``name`` safe to leave on the host: no setuid, setgid or world-write bit and no POSIX ACL
-    (the owner may set one granting any host user access), through an ``O_PATH|O_NOFOLLOW``
-    descriptor. True if it is safe now (or is a link, or is gone)."""
-    try:
-        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    try:
-        st = os.fstat(pfd)
-        if stat.S_ISLNK(st.st_mode):
-            return True
-        return _make_safe(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode))  # the inode pfd holds
-    except OSError:
-        return False
-    finally:
-        os.close(pfd)
+    (the owner may set one granting any host user access). True if it is safe now (or is a link, or
+    is gone)."""
+    return _at_inode(dir_fd, name, _make_safe, absent=True)
 
 
 def _make_safe(target: str | int, mode: int) -> bool:
