@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install host-deps gvisor image images wheels compose-prep run test test-unit lint clean bench bench-quick
+.PHONY: help install host-deps gvisor image images wheels compose-prep run test test-unit lint clean bench bench-quick bench-soak
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -81,3 +81,6 @@ bench: images ## the full benchmark (slow); results appended to BENCHMARKS.md
 
 bench-quick: images ## a reduced benchmark run (about two minutes); results appended to BENCHMARKS.md
 	$(BIN)/python -m bench.run --quick
+
+bench-soak: images ## an hour of jobs and messages under kill -9s, freezes and Postgres outages (not in CI)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
