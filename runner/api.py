@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, pinning
-from .db import QUERIES, Database, embedded_url, migrate
+from .db import QUERIES, Database, check_schema, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import AFTER_SENTINEL, parse_recurrence, parse_when, zone
@@ -454,10 +454,15 @@ class Jobs:
         raise ValidationError(f"job {job_id} is {row['status']}; only a pending job can be paused or resumed")
 
 
-def connect(settings: Settings | None = None, *, apply_migrations: bool = True) -> Jobs:
-    """Open the job store: DATABASE_URL, or the embedded Postgres when it is unset; migrate first."""
+def connect(settings: Settings | None = None, *, apply_migrations: bool = False) -> Jobs:
+    """Open the job store: DATABASE_URL, or the embedded Postgres when it is unset.
+
+    Only ``runner up`` passes ``apply_migrations=True`` (and ``runner migrate`` migrates by itself);
+    everyone else gets a ConfigError saying to run ``runner migrate`` when the schema is not this runner's."""
     settings = settings or Settings.from_env()
     url = settings.database_url or embedded_url(settings.embedded_pg_dir)
     if apply_migrations:
         migrate(url)
+    else:
+        check_schema(url)
     return Jobs(settings, Database(url, max_size=settings.concurrency + 4))

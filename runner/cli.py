@@ -38,10 +38,11 @@ def _runner_command() -> str:
     return rel if not rel.startswith("..") else me
 
 
-def _jobs(settings: Settings) -> Any:
+def _jobs(settings: Settings, *, apply_migrations: bool = False) -> Any:
+    """The job store. Only ``runner up`` migrates it; other commands refuse a schema not this runner's."""
     from .api import connect
 
-    return connect(settings)
+    return connect(settings, apply_migrations=apply_migrations)
 
 
 def _fmt_time(value: datetime | None, tz: str) -> str:
@@ -111,7 +112,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             raise RunnerError(f"image {settings.image} not found: run make image (or runner image build)")
         log.info("job image %s is missing: building it", settings.image)
         images.build_sandbox(settings.image)
-    jobs = _jobs(settings)
+    jobs = _jobs(settings, apply_migrations=True)
     _discover_host_addresses(settings, dc)
     telegram = None
     if settings.telegram_bot_token:
