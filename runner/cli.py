@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from .errors import RunnerError
+from .errors import ConfigError, RunnerError
 from .logsetup import setup_logging
 from .settings import Settings
 from .text import json_safe, visible
@@ -102,7 +102,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from .notify import ConsoleSender, Notifier
     from .scheduler import Scheduler
 
-    if args.concurrency:
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise ConfigError(f"--concurrency {args.concurrency} is too small: run at least 1 job at once")
         settings = settings.with_(concurrency=args.concurrency)
     if args.http:
         settings = settings.with_(http_addr=args.http)

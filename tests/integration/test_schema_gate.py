@@ -98,3 +98,9 @@ def test_a_newer_schema_is_refused_with_what_to_do(bare_url: str, tmp_path: Path
     r = _cli(bare_url, tmp_path / "files", "jobs")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"schema is at version {newest + 1}" in r.stderr and "newer runner" in r.stderr, r.stderr
+
+
+def test_up_refuses_a_concurrency_below_one(bare_url: str, tmp_path: Path) -> None:
+    r = _cli(bare_url, tmp_path / "files", "up", "--burst", "--no-build", "--concurrency", "0")
+    assert r.returncode == 1 and r.stderr.strip() == "runner: --concurrency 0 is too small: run at least 1 job at once"
+    assert _versions(bare_url) is None  # refused before touching the database
