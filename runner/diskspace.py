@@ -84,7 +84,7 @@ def full_reason(data_dir: Path, *, known_full: bool = False) -> str | None:
         return None
     log.warning("the file system holding the data directory %s is full (%s): %s", data_dir, found.describe(),
                 WHAT_TO_DO)
-    return (f"the runner host's file system holding the data directory is full ({found.describe()}), so the job "
+    return (f"the runner host's file system holding the data directory is full ({found.describe()}), so the run "
             f"could not write its files: not a job limit; the operator should {WHAT_TO_DO}")
 
 

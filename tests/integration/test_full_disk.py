@@ -5,6 +5,7 @@ refuses in one line and leaves nothing behind (no temporary file, no script, no 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,17 +29,27 @@ WRITER = ("import json\n"
           "open('jobs/writer_message.txt', 'w').write('saved')\n")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs (the tests run as root, as the runner does on a server), unmounted afterwards."""
-    mnt = tmp_path / "small"
+def _mounted(mnt: Path, options: str) -> Iterator[Path]:
+    """A tmpfs at ``mnt`` (the tests run as root, as the runner does on a server), unmounted afterwards."""
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
         if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system for the data directory."""
+    yield from _mounted(tmp_path / "small", "size=4m")
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A file system with room for bytes but only 64 inodes."""
+    yield from _mounted(tmp_path / "inodes", "size=16m,nr_inodes=64")
 
 
 def _fill(mnt: Path) -> None:
@@ -71,6 +82,27 @@ def test_a_run_on_a_full_host_disk_names_it_not_a_job_limit(settings: Settings, 
     assert "limit" not in reason.replace("not a job limit", ""), reason
     assert str(small_disk) not in reason  # the reason reaches the chat: no host path in it
     assert f"Job writer failed: {HOST_FULL}" in printed  # the chat is told, with the real cause
+
+
+def test_a_run_whose_directory_cannot_be_made_names_the_full_disk(settings: Settings, db: Database,
+                                                                  few_inodes: Path,
+                                                                  docker_client: docker.DockerClient) -> None:
+    s = settings.with_(data_dir=few_inodes / "files")
+    jobs = Jobs(s, db)
+    job = jobs.schedule_job(thread_id=THREAD, name="writer", script_text=WRITER, at="now")
+    shutil.rmtree(few_inodes / "files" / "telegram_5" / "jobs")  # the run must make jobs/ again
+    n = 0
+    try:
+        while True:  # every inode taken: a mkdir fails with ENOSPC although bytes are free
+            (few_inodes / f"f{n}").touch()
+            n += 1
+    except OSError as exc:
+        assert exc.errno == 28, exc
+    printed = run_burst(s, db, docker_client)
+    row = jobs.get_job(job["id"])
+    assert row["status"] == "failed" and row["exit_code"] is None  # it never started
+    assert row["error_message"].startswith(HOST_FULL + " (no free inodes of 64)"), row["error_message"]
+    assert f"Job writer failed: {HOST_FULL}" in printed
 
 
 def _schedule(s: Settings, thread: str, name: str) -> subprocess.CompletedProcess[str]:
