@@ -340,6 +340,8 @@ class Jobs:
                 self._write_and_rename(dfd, filename, source)
         except OSError as exc:
             raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc) from None
+        except artifacts.UnsafeFile as exc:
+            raise ValidationError(f"cannot save jobs/{filename}: {exc}; nothing was saved") from None
 
     def _write_and_rename(self, dfd: int, filename: str, source: bytes) -> None:
         tmp = f".{filename}.{secrets.token_hex(8)}.tmp"
