@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, pinning
-from .db import QUERIES, Database, embedded_url, migrate
+from . import artifacts, diskspace, pinning
+from .db import QUERIES, Database, check_schema, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import AFTER_SENTINEL, parse_recurrence, parse_when, zone
@@ -329,22 +329,36 @@ class Jobs:
 
     def _write_script(self, thread_id: str, filename: str, source: bytes) -> None:
         """Write ``jobs/<name>.py`` atomically: a temporary file of an unguessable name, then a rename
-        that replaces whatever a job left at that name (a file, a link, a FIFO, a directory tree)."""
-        prepare_jobs_dir(self.settings.data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range))
+        that replaces whatever a job left at that name (a file, a link, a FIFO, a directory tree).
+
+        A file system that refuses the write (full: ENOSPC) is a one-line RunnerError saying so and what
+        to do, and the temporary file is gone: the old script, if any, is left as it was."""
+        data_dir = self.settings.data_dir
+        try:
+            prepare_jobs_dir(data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range))
+            with artifacts.open_dir(data_dir, thread_dir_name(thread_id), "jobs") as dfd:
+                self._write_and_rename(dfd, filename, source)
+        except OSError as exc:
+            raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc) from None
+        except artifacts.UnsafeFile as exc:
+            raise ValidationError(f"cannot save jobs/{filename}: {exc}; nothing was saved") from None
+
+    def _write_and_rename(self, dfd: int, filename: str, source: bytes) -> None:
         tmp = f".{filename}.{secrets.token_hex(8)}.tmp"
-        with artifacts.open_dir(self.settings.data_dir, thread_dir_name(thread_id), "jobs") as dfd:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        try:
             try:
-                try:
-                    os.write(fd, source)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                self._clear_script_name(dfd, filename)
-                os.rename(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
-            except BaseException:
-                artifacts.remove(dfd, tmp)
-                raise
+                view = memoryview(source)
+                while view:  # a write on a nearly full file system may be short: never save half a script
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._clear_script_name(dfd, filename)
+            os.rename(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
+        except BaseException:
+            artifacts.remove(dfd, tmp)
+            raise
 
     @staticmethod
     def _clear_script_name(dfd: int, filename: str) -> None:
@@ -454,10 +468,15 @@ class Jobs:
         raise ValidationError(f"job {job_id} is {row['status']}; only a pending job can be paused or resumed")
 
 
-def connect(settings: Settings | None = None, *, apply_migrations: bool = True) -> Jobs:
-    """Open the job store: DATABASE_URL, or the embedded Postgres when it is unset; migrate first."""
+def connect(settings: Settings | None = None, *, apply_migrations: bool = False) -> Jobs:
+    """Open the job store: DATABASE_URL, or the embedded Postgres when it is unset.
+
+    Only ``runner up`` passes ``apply_migrations=True`` (and ``runner migrate`` migrates by itself);
+    everyone else gets a ConfigError saying to run ``runner migrate`` when the schema is not this runner's."""
     settings = settings or Settings.from_env()
     url = settings.database_url or embedded_url(settings.embedded_pg_dir)
     if apply_migrations:
         migrate(url)
+    else:
+        check_schema(url)
     return Jobs(settings, Database(url, max_size=settings.concurrency + 4))

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from .errors import RunnerError
+from .errors import ConfigError, RunnerError
 from .logsetup import setup_logging
 from .settings import Settings
 from .text import json_safe, visible
@@ -38,10 +38,11 @@ def _runner_command() -> str:
     return rel if not rel.startswith("..") else me
 
 
-def _jobs(settings: Settings) -> Any:
+def _jobs(settings: Settings, *, apply_migrations: bool = False) -> Any:
+    """The job store. Only ``runner up`` migrates it; other commands refuse a schema not this runner's."""
     from .api import connect
 
-    return connect(settings)
+    return connect(settings, apply_migrations=apply_migrations)
 
 
 def _fmt_time(value: datetime | None, tz: str) -> str:
@@ -101,7 +102,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from .notify import ConsoleSender, Notifier
     from .scheduler import Scheduler
 
-    if args.concurrency:
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise ConfigError(f"--concurrency {args.concurrency} is too small: run at least 1 job at once")
         settings = settings.with_(concurrency=args.concurrency)
     if args.http:
         settings = settings.with_(http_addr=args.http)
@@ -111,7 +114,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             raise RunnerError(f"image {settings.image} not found: run make image (or runner image build)")
         log.info("job image %s is missing: building it", settings.image)
         images.build_sandbox(settings.image)
-    jobs = _jobs(settings)
+    jobs = _jobs(settings, apply_migrations=True)
     _discover_host_addresses(settings, dc)
     telegram = None
     if settings.telegram_bot_token:

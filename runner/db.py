@@ -234,6 +234,37 @@ def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied_now
 
 
+def schema_versions(conn: psycopg.Connection[Any]) -> set[int] | None:
+    """The migrations applied to the database on ``conn``; None if it has no runner schema at all."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def check_schema(url: str, directory: Path = MIGRATIONS_DIR) -> None:
+    """Refuse, with what to do, a database whose schema is not the one this runner was built for.
+
+    Only ``runner up`` and ``runner migrate`` apply migrations: every other command reads the schema
+    as it is, so a newer binary run for a look (``runner jobs``) never alters a production database."""
+    files = migration_files(directory)
+    known = {v: p.name for v, p in files}
+    with translate_errors("checking the database schema"), psycopg.connect(url, autocommit=True) as conn:
+        done = schema_versions(conn)
+    if done is None:
+        raise ConfigError("the database has no runner schema yet: run `runner migrate` (or start `runner up`, "
+                          "which applies the migrations)")
+    newer = sorted(v for v in done if v not in known)
+    if newer:
+        raise ConfigError(f"the database schema is at version {max(done)} but this runner knows only up to "
+                          f"{max(known, default=0)}: run a newer runner (this one would misread the tables)")
+    missing = [known[v] for v in sorted(known) if v not in done]
+    if missing:
+        raise ConfigError(f"the database schema is older than this runner (it needs migration "
+                          f"{', '.join(missing)}): run `runner migrate` first (or start `runner up`, which "
+                          "applies the migrations)")
+
+
 # --- the embedded server ----------------------------------------------------------------------------
 
 _embedded_lock = threading.Lock()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, jobtree, metrics, pinning, sandbox
+from . import artifacts, diskspace, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
@@ -209,10 +209,12 @@ class Scheduler:
                     total_cap=s.attachments_total_cap)
         except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
             reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
+            if diskspace.is_no_space(exc):  # the host's disk, not the job: say so, and what to do
+                reason = diskspace.full_reason(s.data_dir, known_full=True) or reason
             log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
             self.finish(job, status="failed", error=reason, result=None, message=None)
             return
-        error = _worse(result.error, over)
+        error = diskspace.explain_failure(s.data_dir, _worse(result.error, over))
         notes = [n for n in (result.note, *attached.problems) if n]
         if message is not None and message.problem:
             error = error or message.problem

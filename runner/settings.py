@@ -5,13 +5,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .egress import parse_pins, unusable_outer_network
-from .errors import ConfigError
+from .errors import ConfigError, ScheduleError
 from .schedule import zone
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,10 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     if value < minimum:
         raise ConfigError(f"{name}={value} is too small (at least {minimum})")
     return value
+
+
+def _default(name: str) -> object:
+    return Settings.__dataclass_fields__[name].default
 
 
 def _list(env: dict[str, str], name: str, default: str) -> tuple[str, ...]:
@@ -110,6 +115,64 @@ def _allowed_addresses(env: dict[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Every number the runner reads: (field, variable, kind, minimum). from_env parses them with these
+# minima and Settings checks them again on every construction (with_ too), so no copy is ever invalid.
+_NUMBERS: tuple[tuple[str, str, type, float], ...] = (
+    ("concurrency", "RUNNER_CONCURRENCY", int, 1),
+    ("thread_concurrency", "RUNNER_THREAD_CONCURRENCY", int, 1),
+    ("poll_interval", "RUNNER_POLL_INTERVAL", float, 0.05),
+    ("lease_seconds", "RUNNER_LEASE_SECONDS", int, 5),
+    ("timeout_seconds", "RUNNER_TIMEOUT", int, 1),
+    ("max_timeout_seconds", "RUNNER_MAX_TIMEOUT", int, 1),
+    ("memory_mb", "RUNNER_MEMORY_MB", int, 16),
+    ("max_memory_mb", "RUNNER_MAX_MEMORY_MB", int, 16),
+    ("cpus", "RUNNER_CPUS", float, 0.01),
+    ("pids_limit", "RUNNER_PIDS_LIMIT", int, 8),
+    ("tmpfs_mb", "RUNNER_TMPFS_MB", int, 1),
+    ("nofile", "RUNNER_NOFILE", int, 16),
+    ("max_file_mb", "RUNNER_MAX_FILE_MB", int, 1),
+    ("disk_mb", "RUNNER_DISK_MB", int, 1),
+    ("max_files", "RUNNER_MAX_FILES", int, 10),
+    ("tmpfs_inodes", "RUNNER_TMPFS_INODES", int, 16),
+    ("message_cap", "RUNNER_MESSAGE_CAP", int, 16),
+    ("output_cap", "RUNNER_OUTPUT_CAP", int, 256),
+    ("script_cap", "RUNNER_SCRIPT_CAP", int, 64),
+    ("attachment_cap", "RUNNER_ATTACHMENT_CAP", int, 1024),
+    ("attachments_total_cap", "RUNNER_ATTACHMENTS_TOTAL_CAP", int, 1024),
+    ("max_attachments", "RUNNER_MAX_ATTACHMENTS", int, 0),
+    ("telegram_per_chat_interval", "TELEGRAM_PER_CHAT_INTERVAL", float, 0.0),
+    ("telegram_per_second", "TELEGRAM_PER_SECOND", float, 0.1),
+    ("telegram_backoff_max", "TELEGRAM_BACKOFF_MAX", float, 0.1),
+    ("history_keep", "RUNNER_HISTORY", int, 1),
+    ("shutdown_grace", "RUNNER_SHUTDOWN_GRACE", float, 0.0),
+    ("prepare_seconds", "RUNNER_PREPARE_SECONDS", float, 0.0),
+    ("grace_seconds", "RUNNER_GRACE_SECONDS", int, 0),
+)
+
+_id_lock = threading.Lock()
+_process_ids: dict[int, str] = {}
+
+
+def process_runner_id() -> str:
+    """This process's runner id when RUNNER_ID is unset: made once per process (keyed by pid, so a forked
+    child gets its own), the same for every Settings built in it. A runner's leases and containers carry
+    it, so two Settings of one process must never disagree about who the runner is."""
+    pid = os.getpid()
+    with _id_lock:
+        if pid not in _process_ids:
+            _process_ids[pid] = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        return _process_ids[pid]
+
+
+def _check_number(name: str, variable: str, kind: type, minimum: float, value: object) -> None:
+    number_types: tuple[type, ...] = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, number_types):
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{variable} ({name}) = {value!r} is not {what}")
+    if value < minimum:
+        raise ConfigError(f"{variable}={value} is too small (at least {minimum:g})")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner reads from its environment. Build with :meth:`from_env`."""
@@ -172,36 +235,16 @@ class Settings:
         """Read ``RUNNER_*``, ``DATABASE_URL`` and ``TELEGRAM_*`` variables; raise ConfigError on bad values."""
         e = dict(os.environ if env is None else env)
         tz = e.get("RUNNER_TIMEZONE", "UTC").strip() or "UTC"
-        zone(tz)  # refuse an unknown zone at start-up, not at the first job
-        s = cls(
+        numbers = {name: (_int if kind is int else _float)(e, variable, _default(name), minimum)  # type: ignore[arg-type]
+                   for name, variable, kind, minimum in _NUMBERS}
+        return cls(
+            **numbers,  # type: ignore[arg-type]
             database_url=e.get("DATABASE_URL", "").strip() or None,
             data_dir=Path(e.get("RUNNER_DATA_DIR", "data/files")).absolute(),
             embedded_pg_dir=Path(e.get("RUNNER_EMBEDDED_PG_DIR", "data/postgres")).absolute(),
             image=e.get("RUNNER_IMAGE", "runner-sandbox:latest").strip(),
             default_timezone=tz,
-            concurrency=_int(e, "RUNNER_CONCURRENCY", 4, 1),
-            thread_concurrency=_int(e, "RUNNER_THREAD_CONCURRENCY", 1, 1),
-            poll_interval=_float(e, "RUNNER_POLL_INTERVAL", 30.0, 0.05),
-            lease_seconds=_int(e, "RUNNER_LEASE_SECONDS", 60, 5),
-            runner_id=e.get("RUNNER_ID", "").strip() or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-            timeout_seconds=_int(e, "RUNNER_TIMEOUT", 30, 1),
-            max_timeout_seconds=_int(e, "RUNNER_MAX_TIMEOUT", 600, 1),
-            memory_mb=_int(e, "RUNNER_MEMORY_MB", 256, 16),
-            max_memory_mb=_int(e, "RUNNER_MAX_MEMORY_MB", 2048, 16),
-            cpus=_float(e, "RUNNER_CPUS", 1.0, 0.01),
-            pids_limit=_int(e, "RUNNER_PIDS_LIMIT", 64, 8),
-            tmpfs_mb=_int(e, "RUNNER_TMPFS_MB", 16, 1),
-            nofile=_int(e, "RUNNER_NOFILE", 256, 16),
-            max_file_mb=_int(e, "RUNNER_MAX_FILE_MB", 50, 1),
-            disk_mb=_int(e, "RUNNER_DISK_MB", 50, 1),
-            max_files=_int(e, "RUNNER_MAX_FILES", 10000, 10),
-            tmpfs_inodes=_int(e, "RUNNER_TMPFS_INODES", 4096, 16),
-            message_cap=_int(e, "RUNNER_MESSAGE_CAP", 64 * 1024, 16),
-            output_cap=_int(e, "RUNNER_OUTPUT_CAP", 64 * 1024, 256),
-            script_cap=_int(e, "RUNNER_SCRIPT_CAP", 256 * 1024, 64),
-            attachment_cap=_int(e, "RUNNER_ATTACHMENT_CAP", 10 * 1024 * 1024, 1024),
-            attachments_total_cap=_int(e, "RUNNER_ATTACHMENTS_TOTAL_CAP", 20 * 1024 * 1024, 1024),
-            max_attachments=_int(e, "RUNNER_MAX_ATTACHMENTS", 10, 0),
+            runner_id=e.get("RUNNER_ID", "").strip() or process_runner_id(),
             container_runtime=e.get("RUNNER_CONTAINER_RUNTIME", "").strip() or None,
             egress_allow=_list(e, "RUNNER_EGRESS_ALLOW", "*"),
             egress_image=e.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest").strip(),
@@ -212,29 +255,39 @@ class Settings:
             telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             telegram_api_url=e.get("TELEGRAM_API_URL", "").strip() or None,
             telegram_allowed_users=_user_ids(e),
-            telegram_per_chat_interval=_float(e, "TELEGRAM_PER_CHAT_INTERVAL", 1.0, 0.0),
-            telegram_per_second=_float(e, "TELEGRAM_PER_SECOND", 30.0, 0.1),
-            telegram_backoff_max=_float(e, "TELEGRAM_BACKOFF_MAX", 300.0, 0.1),
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
-            history_keep=_int(e, "RUNNER_HISTORY", 50, 1),
-            shutdown_grace=_float(e, "RUNNER_SHUTDOWN_GRACE", 20.0, 0.0),
-            prepare_seconds=_float(e, "RUNNER_PREPARE_SECONDS", 1.0, 0.0),
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
-            grace_seconds=_int(e, "RUNNER_GRACE_SECONDS", 3600, 0),
             uid_range=_uid_range(e),
         )
-        problem = unusable_outer_network(s.egress_network)
+
+    def __post_init__(self) -> None:
+        """Refuse what from_env refuses, however the settings were built (from_env, with_, directly)."""
+        if not self.runner_id:
+            object.__setattr__(self, "runner_id", process_runner_id())
+        for name, variable, kind, minimum in _NUMBERS:
+            _check_number(name, variable, kind, minimum, getattr(self, name))
+        try:
+            zone(self.default_timezone)  # refuse an unknown zone at start-up, not at the first job
+        except ScheduleError as exc:
+            raise ConfigError(f"RUNNER_TIMEZONE: {exc}") from None
+        problem = unusable_outer_network(self.egress_network)
         if problem:
             raise ConfigError(f"RUNNER_EGRESS_NETWORK: {problem}: use a bridge network such as 'bridge'")
-        if s.timeout_seconds > s.max_timeout_seconds:
+        if self.timeout_seconds > self.max_timeout_seconds:
             raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")
-        if s.memory_mb > s.max_memory_mb:
+        if self.memory_mb > self.max_memory_mb:
             raise ConfigError("RUNNER_MEMORY_MB is larger than RUNNER_MAX_MEMORY_MB")
-        return s
+        _uid_range({"RUNNER_UID_RANGE": f"{self.uid_range[0]}-{self.uid_range[1]}"})
+        _blocked_networks({"RUNNER_EGRESS_BLOCK": ",".join(self.egress_block)})
+        _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})
+        _allowed_addresses({"RUNNER_EGRESS_ALLOW_ADDRESSES": ",".join(self.egress_allow_addresses)})
 
     def with_(self, **changes: object) -> Settings:
-        """A copy with some fields changed (tests and the CLI use it)."""
+        """A copy with some fields changed (tests and the CLI use it), checked like :meth:`from_env`."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"no such setting: {', '.join(unknown)}")
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def public(self) -> dict[str, object]:
