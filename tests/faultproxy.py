@@ -90,6 +90,8 @@ class FaultProxy:
         try:
             await asyncio.gather(self._pump(reader, up_writer, held=False),
                                  self._pump(up_reader, writer, held=True))
+        except asyncio.CancelledError:
+            pass  # closing the proxy: asyncio's server callback would report a cancelled task as an error
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
