@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, jobtree, metrics, pinning, sandbox
-from .db import JOBS_CHANNEL, QUERIES, Database, Waker
+from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
@@ -81,6 +81,8 @@ class Scheduler:
         finally:
             self.pool.shutdown(wait=True)
             self.duties.shutdown()  # after the runs: their leases are renewed to the end
+            if self._beat_conn is not None:
+                self._beat_conn.close()
             self.waker.close()
 
     def stop(self) -> None:
@@ -405,6 +407,7 @@ class Scheduler:
         APScheduler (its own trigger and thread), so none waits behind another's slow call."""
         every = max(1.0, self.settings.lease_seconds / 3)
         self.link = Link(self.settings.lease_seconds, gap=2 * every)
+        self._beat_conn: Any = None  # the heartbeat's own connection, opened at its first beat
         return Duties([
             Duty("heartbeat", self.heartbeat, every),
             Duty("recovery", self._recovery, every),
@@ -418,17 +421,24 @@ class Scheduler:
             self.duties.run_once(name)
 
     def heartbeat(self) -> None:
-        """Renew the leases of our running jobs (the database only: nothing slow is ever in its way).
-        With none running it still asks the database: the link's health is what it also reports."""
+        """Renew the leases of our running jobs, on a connection of its own (not the pool's: nothing
+        else is ever in its way). With none running it still asks the database: the link's health is
+        what it also reports."""
         with self._lock:
             ids = list(self.active)
         try:
-            if ids:
-                self.db.all("renew_leases", {"ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
-            else:
-                self.db.query("SELECT 1 AS ok")
+            if self._beat_conn is None or self._beat_conn.closed:
+                self._beat_conn = self.db.connect(timeout=self.link.gap / 2)
+            with translate_errors("renewing the leases"):
+                if ids:
+                    self._beat_conn.execute(QUERIES["renew_leases"], {
+                        "ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
+                else:
+                    self._beat_conn.execute("SELECT 1")
         except DatabaseError:
             self.link.lost()
+            if self._beat_conn is not None:
+                self._beat_conn.close()  # a new one next time
             raise
         self.link.beat()
 
