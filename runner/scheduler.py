@@ -81,8 +81,7 @@ class Scheduler:
         finally:
             self.pool.shutdown(wait=True)
             self.duties.shutdown()  # after the runs: their leases are renewed to the end
-            if self._beat_conn is not None:
-                self._beat_conn.close()
+            self._close_beat()
             self.waker.close()
 
     def stop(self) -> None:
@@ -417,8 +416,12 @@ class Scheduler:
 
     def housekeeping(self) -> None:
         """Every duty once, now, in this thread (they run on their own while :meth:`run` runs)."""
-        for name in self.duties.duties:
-            self.duties.run_once(name)
+        try:
+            for name in self.duties.duties:
+                self.duties.run_once(name)
+        finally:
+            if not self.duties.scheduler.running:
+                self._close_beat()
 
     def heartbeat(self) -> None:
         """Renew the leases of our running jobs, on a connection of its own (not the pool's: nothing
@@ -437,10 +440,14 @@ class Scheduler:
                     self._beat_conn.execute("SELECT 1")
         except DatabaseError:
             self.link.lost()
-            if self._beat_conn is not None:
-                self._beat_conn.close()  # a new one next time
+            self._close_beat()  # a new one next time
             raise
         self.link.beat()
+
+    def _close_beat(self) -> None:
+        if self._beat_conn is not None:
+            self._beat_conn.close()
+            self._beat_conn = None
 
     def judging(self) -> bool:
         """Whether this runner may judge other runners dead now: connected for a full lease (so they
