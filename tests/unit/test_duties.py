@@ -102,3 +102,20 @@ def test_the_link_is_trusted_only_after_a_full_lease_of_beats() -> None:
     link.lost()
     link.beat()
     assert not link.trusted(), "a failed beat starts the lease over"
+
+
+def test_each_duty_is_an_interval_job_of_its_own_that_never_overlaps_itself() -> None:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    duties = Duties([Duty("a", lambda: None, 2.0), Duty("b", lambda: None, 300.0, at_start=False)])
+    duties.scheduler.start(paused=True)  # the jobs as the running scheduler holds them, none run
+    try:
+        jobs = {j.id: j for j in duties.scheduler.get_jobs()}
+        assert set(jobs) == {"a", "b"}
+        for job, seconds in ((jobs["a"], 2.0), (jobs["b"], 300.0)):
+            assert isinstance(job.trigger, IntervalTrigger) and job.trigger.interval.total_seconds() == seconds
+            assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
+        assert jobs["a"].next_run_time < jobs["b"].next_run_time, "a runs at once, b after its interval"
+        assert duties.scheduler._executors["default"]._pool._max_workers == 2, "a thread for every duty"
+    finally:
+        duties.shutdown()
