@@ -64,11 +64,11 @@ class Env:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for c in sandbox.managed_containers(self.dc):
-            sandbox.remove_container(c)
         with psycopg.connect(self.url, autocommit=True) as conn:  # the database goes: so do its uids
             row = conn.execute("SELECT value FROM runner_meta WHERE key = 'store_id'").fetchone()
-        if row:
+        if row:  # only this database's containers: other runners (tests) may share the engine
+            for c in sandbox.managed_containers(self.dc, row[0]):
+                sandbox.remove_container(c)
             sandbox.release_uids(self.dc, row[0])
         self.pg.stop()
         self.tmp.cleanup()

@@ -108,6 +108,15 @@ class Database:
             cur = conn.execute(sql)  # type: ignore[call-overload]
             return cur.fetchall() if cur.description is not None else []
 
+    def connect(self, *, timeout: float) -> psycopg.Connection[dict[str, Any]]:
+        """A dedicated autocommit connection (not from the pool, so never waiting for a free one), for
+        the lease heartbeat: it gives up connecting after ``timeout`` seconds, and a link that stops
+        acknowledging what is sent is dropped after as long (``tcp_user_timeout``)."""
+        with translate_errors("connecting to the database"):
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                                   connect_timeout=max(1, round(timeout)),
+                                   tcp_user_timeout=max(1000, int(timeout * 1000)))
+
     def listen(self, *channels: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on ``channels`` (not from the pool)."""
         with translate_errors("listening for notifications"):

@@ -27,6 +27,13 @@ CONTAINERS = Gauge("runner_containers_running", "Job containers running now", re
 MESSAGES = Counter("runner_messages", "Messages queued, sent and failed", ["event"], registry=REGISTRY)
 TELEGRAM_RETRIES = Counter("runner_telegram_retries", "Telegram deliveries put off for a retry", registry=REGISTRY)
 
+# The runner's periodic duties (runner/duties.py): heartbeat, orphan sweep, lease recovery, pruning.
+DUTY_FAILURES = Counter("runner_duty_failures", "Periodic duty runs that failed, by duty", ["duty"], registry=REGISTRY)
+DUTY_SKIPPED = Counter("runner_duty_skipped", "Periodic duty runs skipped: the last one was still going",
+                       ["duty"], registry=REGISTRY)
+DUTY_LAST_SUCCESS = Gauge("runner_duty_last_success_timestamp_seconds", "When each periodic duty last succeeded",
+                          ["duty"], registry=REGISTRY)
+
 
 class _TableCollector(Collector):
     """Jobs by status and outbox messages by status, read from the database at scrape time."""

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, diskspace, jobtree, metrics, pinning, sandbox
-from .db import JOBS_CHANNEL, QUERIES, Database, Waker
+from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
+from .duties import Duties, Duty, Link
 from .errors import DatabaseError, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
@@ -34,6 +35,8 @@ FAILURE_TEXT_LIMIT = 500
 WATCH_SECONDS = 5.0  # one walk of jobs/ while the job runs; one that cannot finish stops the job
 FINAL_SECONDS = 10.0  # the walk after the run, which also repairs modes and over-deep trees
 FINAL_ENTRIES = 10  # ... may visit this many times RUNNER_MAX_FILES, so modes are repaired past the limit
+PRUNE_SECONDS = 300.0  # the outbox's delivered messages of runs pruned from the history, between runs' own pruning
+FRESH_SECONDS = 1.0  # a round trip to the database slower than this, just before judging others, puts it off
 
 
 class Scheduler:
@@ -56,10 +59,10 @@ class Scheduler:
         assert row is not None
         self.store = row["value"]  # labels our containers; other databases' containers are not ours
         self.last_loop = time.monotonic()
-        self._next_housekeeping = 0.0
         self._killed_for_shutdown: set[int] = set()
         self._local = threading.local()
         self.uids = UidRegistry(self._docker, self.store)  # job uids no other database on the engine has
+        self.duties = self._duties()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -67,18 +70,18 @@ class Scheduler:
         """Run until :meth:`stop` (or, with ``burst``, until nothing is due or running)."""
         self.waker = Waker(self.db, JOBS_CHANNEL)
         try:
-            self.housekeeping()
+            self.duties.start()  # the heartbeat, lease recovery, sweeps and pruning, each on its own
             while not self.stopping.is_set():
                 self.last_loop = time.monotonic()
                 claimed = self.claim_and_dispatch()
-                if time.monotonic() >= self._next_housekeeping:
-                    self.housekeeping()
                 if burst and not claimed and not self.active and not self._due_now():
                     break
                 self.waker.sleep(self._sleep_seconds(burst))
             self._drain()
         finally:
             self.pool.shutdown(wait=True)
+            self.duties.shutdown()  # after the runs: their leases are renewed to the end
+            self._close_beat()
             self.waker.close()
 
     def stop(self) -> None:
@@ -110,15 +113,14 @@ class Scheduler:
         return bool(row and row["seconds"] is not None and row["seconds"] <= 0)
 
     def _sleep_seconds(self, burst: bool) -> float:
-        until_housekeeping = max(0.0, self._next_housekeeping - time.monotonic())
         if self._free_slots() == 0:
-            return min(until_housekeeping, self.settings.poll_interval)  # a finishing job wakes us
+            return self.settings.poll_interval  # a finishing job wakes us
         row = self.db.one("seconds_until_next_due", {"per_thread": self.settings.thread_concurrency})
         secs = row["seconds"] if row else None
         wait = self.settings.poll_interval if secs is None else max(0.0, secs - self.settings.prepare_seconds)
         if burst:
             wait = min(wait, 0.5)
-        return min(wait, until_housekeeping, self.settings.poll_interval)
+        return min(wait, self.settings.poll_interval)
 
     def _free_slots(self) -> int:
         with self._lock:
@@ -399,23 +401,77 @@ class Scheduler:
                                                                "still running when they fell due"})
         conn.execute(QUERIES["insert_next"], {"id": row["id"], "due_time": nxt})
 
-    # --- housekeeping --------------------------------------------------------------------------------
+    # --- housekeeping: the periodic duties (runner/duties.py) -----------------------------------------
+
+    def _duties(self) -> Duties:
+        """The heartbeat, lease recovery, the orphan sweep and pruning, each a job of its own on
+        APScheduler (its own trigger and thread), so none waits behind another's slow call."""
+        every = max(1.0, self.settings.lease_seconds / 3)
+        self.link = Link(self.settings.lease_seconds, gap=2 * every)
+        self._beat_conn: Any = None  # the heartbeat's own connection, opened at its first beat
+        return Duties([
+            Duty("heartbeat", self.heartbeat, every),
+            Duty("recovery", self._recovery, every),
+            Duty("sweep", self._sweep, every),
+            Duty("prune", self._prune, PRUNE_SECONDS),
+        ])
 
     def housekeeping(self) -> None:
-        """Renew our leases, recover runs of dead runners, remove orphaned containers."""
-        self._next_housekeeping = time.monotonic() + max(1.0, self.settings.lease_seconds / 3)
+        """Every duty once, now, in this thread (they run on their own while :meth:`run` runs)."""
         try:
-            with self._lock:
-                ids = list(self.active)
-            if ids:
-                self.db.all("renew_leases", {"ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
+            for name in self.duties.duties:
+                self.duties.run_once(name)
+        finally:
+            if not self.duties.scheduler.running:
+                self._close_beat()
+
+    def heartbeat(self) -> None:
+        """Renew the leases of our running jobs, on a connection of its own (not the pool's: nothing
+        else is ever in its way). With none running it still asks the database: the link's health is
+        what it also reports."""
+        with self._lock:
+            ids = list(self.active)
+        try:
+            if self._beat_conn is None or self._beat_conn.closed:
+                self._beat_conn = self.db.connect(timeout=self.link.gap / 2)
+            with translate_errors("renewing the leases"):
+                if ids:
+                    self._beat_conn.execute(QUERIES["renew_leases"], {
+                        "ids": ids, "owner": self.owner, "lease": self.settings.lease_seconds})
+                else:
+                    self._beat_conn.execute("SELECT 1")
+        except DatabaseError:
+            self.link.lost()
+            self._close_beat()  # a new one next time
+            raise
+        self.link.beat()
+
+    def _close_beat(self) -> None:
+        if self._beat_conn is not None:
+            self._beat_conn.close()
+            self._beat_conn = None
+
+    def judging(self) -> bool:
+        """Whether this runner may judge other runners dead now: connected for a full lease (so they
+        have renewed theirs since any outage), and the database answers at once, so the judgement is
+        not a statement held up by an outage that then lands after it."""
+        if not self.link.trusted():
+            return False
+        t0 = time.monotonic()
+        self.db.query("SELECT 1 AS ok")
+        return time.monotonic() - t0 <= FRESH_SECONDS
+
+    def _recovery(self) -> None:
+        if self.judging():
             self.recover_expired()
+
+    def _sweep(self) -> None:
+        if self.judging():  # a container is an orphan when its run's lease ran out: a judgement too
             self.remove_orphans()
-            self.remove_orphan_networks()
-        except DatabaseError as exc:
-            log.warning("housekeeping: %s", exc)
-        except RunnerError as exc:
-            log.warning("housekeeping: %s", exc)
+        self.remove_orphan_networks()
+
+    def _prune(self) -> None:
+        self.db.all("prune_outbox")  # the delivered messages of runs since pruned from the history
 
     def recover_expired(self) -> list[int]:
         """Mark runs whose lease ran out as failed and give recurring ones their next instance."""
