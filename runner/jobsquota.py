@@ -23,10 +23,11 @@ import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ConfigError, RunnerError
 
@@ -229,7 +230,12 @@ def ensure_mounted(jobs: Path, quota: Quota) -> bool:
         if made:
             _make_image(image, quota)
         if _has_entries(jobs):
-            _move_into(jobs, image, quota)
+            try:
+                _move_into(jobs, image, quota)
+            except RunnerError:
+                if made:  # what was half-copied into it goes too
+                    image.unlink(missing_ok=True)
+                raise
         _mount(image, jobs)
         lost = jobs / "lost+found"
         if made and lost.is_dir() and not lost.is_symlink():

@@ -107,10 +107,11 @@ attempt('mount', lambda: libc.mount(b'tmpfs', b'/work/jobs', b'tmpfs', 0, None))
 attempt('link out', lambda: os.link('jobs/probe.py', '/tmp/x'))
 st = os.statvfs('jobs')
 print('size', st.f_blocks * st.f_frsize, flush=True)
-with open('jobs/fill', 'wb') as f:   # real data this time, not only reservations
-    chunk = b'x' * (1 << 20)
-    while True:
-        f.write(chunk)
+chunk = b'x' * (1 << 20)
+for i in range(100):   # real data this time, not only reservations; files under the 50 MiB fsize limit
+    with open(f'jobs/fill{i}', 'wb') as f:
+        for _ in range(40):
+            f.write(chunk)
 """
 
 
@@ -164,8 +165,8 @@ def test_a_plain_jobs_dir_over_the_size_is_refused_with_what_to_do(
     and jobs/ keeps its files, still a plain directory."""
     plain = Jobs(settings.with_(disk_mb=200), db)
     filler = plain.schedule_job(thread_id=THREAD, name="filler", at="now", script_text=(
-        "import os\nfd = os.open('jobs/big', os.O_WRONLY | os.O_CREAT)\n"
-        "os.posix_fallocate(fd, 0, 80 << 20)\n"))
+        "for n in ('big', 'big2'):\n"  # data, not reservations: a copy keeps holes (and unwritten extents) sparse
+        "    open('jobs/' + n, 'wb').write(b'x' * (40 << 20))\n"))
     run_burst(settings.with_(disk_mb=200), db, docker_client)
     assert plain.get_job(filler["id"])["status"] == "completed"
     qjobs = Jobs(qsettings, db)
@@ -179,7 +180,8 @@ def test_a_plain_jobs_dir_over_the_size_is_refused_with_what_to_do(
     assert "holds more than its 50 MiB file system takes" in row["error_message"], row["error_message"]
     assert "remove files from it" in row["error_message"]
     d = jobs_dir(settings.data_dir, THREAD)
-    assert not jobsquota.is_mounted(d) and os.stat(d / "big").st_size == 80 << 20
+    assert not (d.parent / jobsquota.IMAGE).exists(), "the half-filled image was left behind"
+    assert not jobsquota.is_mounted(d) and os.stat(d / "big").st_size == os.stat(d / "big2").st_size == 40 << 20
 
 
 def test_doctor_reports_the_quota_and_that_the_job_sees_it(
