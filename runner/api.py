@@ -340,7 +340,8 @@ class Jobs:
             with artifacts.open_dir(data_dir, thread_dir_name(thread_id), "jobs") as dfd:
                 self._write_and_rename(dfd, filename, source)
         except OSError as exc:
-            raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc) from None
+            raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc,
+                                         data_dir / thread_dir_name(thread_id) / "jobs") from None
         except artifacts.UnsafeFile as exc:
             raise ValidationError(f"cannot save jobs/{filename}: {exc}; nothing was saved") from None
 

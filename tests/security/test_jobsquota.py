@@ -17,7 +17,7 @@ import pytest
 from runner import doctor, jobsquota
 from runner.api import Jobs
 from runner.db import Database
-from runner.errors import ConfigError
+from runner.errors import ConfigError, RunnerError
 from runner.settings import Settings
 from runner.threads import jobs_dir
 
@@ -200,3 +200,23 @@ def test_the_setting_is_checked() -> None:
     assert Settings.from_env({"RUNNER_ID": "x", "RUNNER_JOBS_QUOTA": " Loop "}).jobs_quota == "loop"
     with pytest.raises(ConfigError, match="RUNNER_JOBS_QUOTA='xfs' is not one of off, loop"):
         Settings.from_env({"RUNNER_ID": "x", "RUNNER_JOBS_QUOTA": "xfs"})
+
+
+def test_a_script_saved_into_a_full_thread_names_the_thread_not_the_host(
+        qjobs: Jobs, qsettings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
+    """Scheduling into a thread whose own file system a job filled is refused in one line that names the
+    thread's jobs/ and what to do, not the host's disk (which has room)."""
+    filler = qjobs.schedule_job(thread_id=THREAD, name="filler", at="now", script_text=(
+        "import os\nfor i in range(4):\n"
+        "    fd = os.open(f'jobs/b{i}', os.O_WRONLY | os.O_CREAT)\n"
+        "    try:\n        os.posix_fallocate(fd, 0, 40 << 20)\n    except OSError:\n        pass\n"
+        "fd = os.open('jobs/tail', os.O_WRONLY | os.O_CREAT)\n"
+        "while True:\n    os.write(fd, b'x' * 1024)\n"))
+    run_burst(qsettings, db, docker_client)
+    assert qjobs.get_job(filler["id"])["status"] == "failed"
+    with pytest.raises(RunnerError) as caught:
+        qjobs.schedule_job(thread_id=THREAD, name="late", at="now", script_text="print('x' * 4000)\n" * 64)
+    text = str(caught.value)
+    assert "cannot save jobs/late.py: the thread's jobs/ is full" in text, text
+    assert "remove files from it" in text and "nothing was saved" in text
+    assert "data directory" not in text
