@@ -187,7 +187,14 @@ def _has_entries(path: Path) -> bool:
         return any(True for _ in it)
 
 
-def _move_into(jobs: Path, image: Path, quota: Quota) -> None:
+def _remove_lost_found(root: Path) -> None:
+    """mkfs's empty lost+found: not the job's, and not worth a job's wondering."""
+    lost = root / "lost+found"
+    if lost.is_dir() and not lost.is_symlink():
+        lost.rmdir()
+
+
+def _move_into(jobs: Path, image: Path, quota: Quota, *, made: bool) -> None:
     """Copy what ``jobs/`` holds (a thread from before the option) into its image, then remove it.
 
     ``cp -a`` copies links as links and makes FIFOs anew without opening them. What does not fit is
@@ -196,6 +203,8 @@ def _move_into(jobs: Path, image: Path, quota: Quota) -> None:
     staging.mkdir(mode=0o700, exist_ok=True)
     _mount(image, staging)
     try:
+        if made:
+            _remove_lost_found(staging)
         _tool("cp", "-a", "--sparse=always", "--", f"{jobs}/.", f"{staging}/")
     except RunnerError as exc:
         raise RunnerError(f"{jobs} holds more than its {quota.disk_mb} MiB file system takes ({exc}): remove "
@@ -212,7 +221,7 @@ def _move_into(jobs: Path, image: Path, quota: Quota) -> None:
 
 def ensure_mounted(jobs: Path, quota: Quota) -> bool:
     """Make sure ``jobs`` is the mount of its own image, making the image (and moving what ``jobs/``
-    held into it) the first time. True if the file system is new (its root is then root's, empty).
+    held into it) the first time. True if the file system is new and empty (its root is then root's).
 
     Anything else mounted at ``jobs`` is refused, and a runner that is not root is refused: a run goes
     ahead only with its thread's limit in force, never on the bare directory."""
@@ -229,18 +238,18 @@ def ensure_mounted(jobs: Path, quota: Quota) -> bool:
         made = not image.exists()
         if made:
             _make_image(image, quota)
-        if _has_entries(jobs):
+        moved = _has_entries(jobs)
+        if moved:
             try:
-                _move_into(jobs, image, quota)
+                _move_into(jobs, image, quota, made=made)
             except RunnerError:
                 if made:  # what was half-copied into it goes too
                     image.unlink(missing_ok=True)
                 raise
         _mount(image, jobs)
-        lost = jobs / "lost+found"
-        if made and lost.is_dir() and not lost.is_symlink():
-            lost.rmdir()
-        return made
+        if made and not moved:
+            _remove_lost_found(jobs)
+        return made and not moved  # moved files are handed to the thread's uid by the caller's migration
 
 
 def size_of(jobs: Path) -> tuple[int, int]:

@@ -142,6 +142,7 @@ def test_files_from_before_the_option_move_into_the_threads_file_system(
     copied into its new file system (sparse files stay sparse), and later jobs read them there."""
     plain = Jobs(settings, db)
     writer = plain.schedule_job(thread_id=THREAD, name="writer", at="now", script_text=(
+        "import os\nos.makedirs('jobs/lost+found/x')\nos.chmod('jobs/lost+found', 0o700)\n"  # as mkfs names its own
         "open('jobs/state.txt', 'w').write('kept')\n"
         "f = open('jobs/sparse', 'wb'); f.truncate(40 << 20); f.close()\n"))
     run_burst(settings, db, docker_client)
@@ -157,6 +158,8 @@ def test_files_from_before_the_option_move_into_the_threads_file_system(
     assert jobsquota.is_mounted(d)
     assert os.stat(d / "sparse").st_size == 40 << 20 and os.stat(d / "sparse").st_blocks * 512 < 1 << 20
     assert not (d.parent / ".jobs-before-quota").exists()
+    assert (d / "lost+found" / "x").is_dir(), "the job's own lost+found was not kept"
+    assert {os.stat(p).st_uid for p in (d, d / "state.txt", d / "lost+found")} == {os.stat(d).st_uid} != {0}
 
 
 def test_a_plain_jobs_dir_over_the_size_is_refused_with_what_to_do(
