@@ -225,12 +225,12 @@ def ensure_mounted(jobs: Path, quota: Quota) -> bool:
 
     Anything else mounted at ``jobs`` is refused, and a runner that is not root is refused: a run goes
     ahead only with its thread's limit in force, never on the bare directory."""
+    if os.geteuid() != 0:
+        raise RunnerError("RUNNER_JOBS_QUOTA=loop needs a runner that is root (it mounts each thread's jobs/ "
+                          "file system); run it as root or turn the option off")
     with _locked(jobs.parent):
         if is_mounted(jobs):
             return False
-        if os.geteuid() != 0:
-            raise RunnerError("RUNNER_JOBS_QUOTA=loop needs a runner that is root (it mounts each thread's jobs/ "
-                              "file system); run it as root or turn the option off")
         other = mounted_source(jobs)
         if other is not None:
             raise RunnerError(f"{jobs} has {other} mounted on it, not its own {IMAGE}: unmount it")

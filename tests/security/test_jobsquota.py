@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -24,6 +25,7 @@ from runner.threads import jobs_dir
 from ..integration.helpers import run_burst
 
 THREAD = "telegram:4343"
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mkfs.ext4") is None,
@@ -223,3 +225,74 @@ def test_a_script_saved_into_a_full_thread_names_the_thread_not_the_host(
     assert "cannot save jobs/late.py: the thread's jobs/ is full" in text, text
     assert "remove files from it" in text and "nothing was saved" in text
     assert "data directory" not in text
+
+
+def test_preparing_one_thread_at_once_from_many_threads_mounts_it_once(settings: Settings) -> None:
+    """A save and runs of one thread (RUNNER_THREAD_CONCURRENCY > 1, several runners on one host) may
+    prepare its jobs/ at the same moment: one image is made and mounted once, and every caller gets it."""
+    import threading
+
+    from runner.threads import prepare_jobs_dir
+
+    quota = jobsquota.Quota(settings.disk_mb, settings.max_files)
+    start, errors, done = threading.Barrier(6), [], []
+
+    def prepare() -> None:
+        start.wait()
+        try:
+            done.append(prepare_jobs_dir(settings.data_dir, THREAD, settings.uid_range[0], quota))
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    workers = [threading.Thread(target=prepare) for _ in range(6)]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        assert not errors, errors
+        d = jobs_dir(settings.data_dir, THREAD)
+        assert len(done) == 6 and jobsquota.is_mounted(d)
+        with open("/proc/self/mountinfo") as f:
+            stacked = [line for line in f if line.split()[4] == str(d.resolve())]
+        assert len(stacked) == 1, stacked
+    finally:
+        jobsquota.unmount_under(settings.data_dir)
+
+
+NOT_ROOT = """
+import os, sys
+from pathlib import Path
+from runner import jobsquota
+from runner.errors import RunnerError
+jobs = Path(sys.argv[1])
+os.setgid(65534); os.setuid(65534)
+try:
+    jobsquota.ensure_mounted(jobs, jobsquota.Quota(50, 10000))
+    print('mounted?')
+except RunnerError as exc:
+    print('refused:', exc)
+"""
+
+
+def test_a_runner_that_is_not_root_refuses_rather_than_use_the_bare_directory() -> None:
+    """Without root nothing can be mounted: the preparation fails in one line saying what to do, so no
+    run and no save goes ahead on the bare directory."""
+    import subprocess
+    import sys
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="jobsquota-", dir="/tmp")  # reachable by uid 65534 (tmp_path is root's 0700)
+    try:
+        os.chmod(top, 0o755)
+        jobs = os.path.join(top, "telegram_1", "jobs")
+        os.makedirs(jobs)
+        for p in (os.path.dirname(jobs), jobs):
+            os.chown(p, 65534, 65534)
+        r = subprocess.run([sys.executable, "-c", NOT_ROOT, jobs], capture_output=True, text=True, timeout=60,
+                           check=False, cwd=str(ROOT))
+    finally:
+        shutil.rmtree(top)
+    assert r.returncode == 0, r.stderr
+    assert "refused: RUNNER_JOBS_QUOTA=loop needs a runner that is root" in r.stdout, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
