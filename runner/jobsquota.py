@@ -20,6 +20,7 @@ Needs: a root runner that shares the engine's mount namespace (on the host, not 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, RunnerError
+
+log = logging.getLogger(__name__)
 
 IMAGE = "jobs.img"
 MODES = ("off", "loop")
@@ -207,8 +210,10 @@ def _move_into(jobs: Path, image: Path, quota: Quota, *, made: bool) -> None:
             _remove_lost_found(staging)
         _tool("cp", "-a", "--sparse=always", "--", f"{jobs}/.", f"{staging}/")
     except RunnerError as exc:
-        raise RunnerError(f"{jobs} holds more than its {quota.disk_mb} MiB file system takes ({exc}): remove "
-                          "files from it, or turn RUNNER_JOBS_QUOTA off") from None
+        said = str(exc).replace(str(staging), str(jobs))
+        raise RunnerError(f"the thread's jobs/ could not be moved into its own {quota.disk_mb} MiB file system "
+                          f"({said}): if it holds more than that, remove files from it; or turn RUNNER_JOBS_QUOTA "
+                          "off") from None
     finally:
         unmount(staging)
         staging.rmdir()
@@ -228,28 +233,37 @@ def ensure_mounted(jobs: Path, quota: Quota) -> bool:
     if os.geteuid() != 0:
         raise RunnerError("RUNNER_JOBS_QUOTA=loop needs a runner that is root (it mounts each thread's jobs/ "
                           "file system); run it as root or turn the option off")
-    with _locked(jobs.parent):
-        if is_mounted(jobs):
-            return False
-        other = mounted_source(jobs)
-        if other is not None:
-            raise RunnerError(f"{jobs} has {other} mounted on it, not its own {IMAGE}: unmount it")
-        image = jobs.parent / IMAGE
-        made = not image.exists()
-        if made:
-            _make_image(image, quota)
-        moved = _has_entries(jobs)
-        if moved:
-            try:
-                _move_into(jobs, image, quota, made=made)
-            except RunnerError:
-                if made:  # what was half-copied into it goes too
-                    image.unlink(missing_ok=True)
-                raise
-        _mount(image, jobs)
-        if made and not moved:
-            _remove_lost_found(jobs)
-        return made and not moved  # moved files are handed to the thread's uid by the caller's migration
+    try:
+        with _locked(jobs.parent):
+            return _ensure_mounted(jobs, quota)
+    except RunnerError as exc:  # reasons reach the chat: thread-relative names only (the log has the paths)
+        log.warning("thread directory %s: %s", jobs.parent, exc)
+        raise RunnerError(str(exc).replace(f"{jobs.parent}/", "")) from None
+
+
+def _ensure_mounted(jobs: Path, quota: Quota) -> bool:
+    """ensure_mounted's work, under the thread's lock."""
+    if is_mounted(jobs):
+        return False
+    other = mounted_source(jobs)
+    if other is not None:
+        raise RunnerError(f"{jobs} has something else mounted on it ({other}), not its own {IMAGE}: unmount it")
+    image = jobs.parent / IMAGE
+    made = not image.exists()
+    if made:
+        _make_image(image, quota)
+    moved = _has_entries(jobs)
+    if moved:
+        try:
+            _move_into(jobs, image, quota, made=made)
+        except RunnerError:
+            if made:  # what was half-copied into it goes too
+                image.unlink(missing_ok=True)
+            raise
+    _mount(image, jobs)
+    if made and not moved:
+        _remove_lost_found(jobs)
+    return made and not moved  # moved files are handed to the thread's uid by the caller's migration
 
 
 def size_of(jobs: Path) -> tuple[int, int]:

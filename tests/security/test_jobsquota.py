@@ -182,8 +182,10 @@ def test_a_plain_jobs_dir_over_the_size_is_refused_with_what_to_do(
     assert qjobs.get_job(job["id"])["status"] == "completed"
     row = qjobs.get_job(stuck["id"])
     assert row["status"] == "failed", (row["error_message"], row["output_tail"])
-    assert "holds more than its 50 MiB file system takes" in row["error_message"], row["error_message"]
-    assert "remove files from it" in row["error_message"]
+    assert "jobs/ could not be moved into its own 50 MiB file system (cp failed:" in row["error_message"], (
+        row["error_message"])
+    assert "No space left on device" in row["error_message"] and "remove files from it" in row["error_message"]
+    assert str(settings.data_dir) not in row["error_message"], "a host path reached the reason"
     d = jobs_dir(settings.data_dir, THREAD)
     assert not (d.parent / jobsquota.IMAGE).exists(), "the half-filled image was left behind"
     assert not jobsquota.is_mounted(d) and os.stat(d / "big").st_size == os.stat(d / "big2").st_size == 40 << 20
