@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, diskspace, pinning
+from . import artifacts, diskspace, jobsquota, pinning
 from .db import QUERIES, Database, check_schema, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
@@ -335,11 +335,13 @@ class Jobs:
         to do, and the temporary file is gone: the old script, if any, is left as it was."""
         data_dir = self.settings.data_dir
         try:
-            prepare_jobs_dir(data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range))
+            prepare_jobs_dir(data_dir, thread_id, thread_uid(self.db, thread_id, self.settings.uid_range),
+                             jobsquota.from_settings(self.settings))
             with artifacts.open_dir(data_dir, thread_dir_name(thread_id), "jobs") as dfd:
                 self._write_and_rename(dfd, filename, source)
         except OSError as exc:
-            raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc) from None
+            raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc,
+                                         data_dir / thread_dir_name(thread_id) / "jobs") from None
         except artifacts.UnsafeFile as exc:
             raise ValidationError(f"cannot save jobs/{filename}: {exc}; nothing was saved") from None
 

@@ -99,8 +99,16 @@ def explain_failure(data_dir: Path, error: str | None) -> str | None:
     return f"{reason} (the job's own error: {error})" if reason else error
 
 
-def refuse_write(data_dir: Path, what: str, exc: OSError) -> RunnerError:
-    """The error for the runner's own write that failed (saving a script): one line with what to do."""
+def refuse_write(data_dir: Path, what: str, exc: OSError, jobs: Path | None = None) -> RunnerError:
+    """The error for the runner's own write that failed (saving a script): one line with what to do.
+
+    ``jobs`` is the thread's ``jobs/``: with RUNNER_JOBS_QUOTA=loop it is a file system of its own, and
+    when that is what is full, the thread's limit is named, not the host's disk."""
+    if is_no_space(exc) and jobs is not None:
+        own = _own_full(jobs)
+        if own is not None:
+            return RunnerError(f"cannot save {what}: the thread's jobs/ is full ({own.describe()}, its own file "
+                               "system of RUNNER_DISK_MB); remove files from it and try again; nothing was saved")
     if is_no_space(exc):
         found = space(data_dir)
         left = f", {found.describe()}" if found else ""
@@ -109,3 +117,16 @@ def refuse_write(data_dir: Path, what: str, exc: OSError) -> RunnerError:
                         "nothing was saved")
     return RunnerError(f"cannot save {what} in the data directory ({data_dir}): {exc.strerror or exc}; "
                        "nothing was saved")
+
+
+def _own_full(jobs: Path) -> Space | None:
+    """The space of ``jobs`` if it is its thread's own file system (RUNNER_JOBS_QUOTA=loop) and full."""
+    from .jobsquota import is_mounted
+
+    try:
+        if not is_mounted(jobs):
+            return None
+    except OSError:
+        return None
+    found = space(jobs)
+    return found if found is not None and found.full else None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import egress, sandbox
+from . import egress, jobsquota, sandbox
 from .db import Database, embedded_url, migration_files
 from .errors import RunnerError
 from .settings import Settings
@@ -132,12 +132,32 @@ def jobs_disk_limit(settings: Settings) -> Check:
     if not os.path.isdir("/proc/self/fd"):
         return Check(name, False, "/proc is not mounted in the runner: setuid modes a job sets in jobs/ cannot "
                                   "be cleared without following links; mount /proc")
+    walk = (f"a watchdog walks jobs/ while the job runs (every 0.25-2 s) and after it, and stops the job over "
+            f"{settings.disk_mb} MiB (apparent or allocated size), {settings.max_files:,} entries or {MAX_DEPTH} "
+            f"levels, or a walk not done within {WATCH_SECONDS:g} s")
+    quota = jobsquota.from_settings(settings)
+    if quota is not None:
+        size, inodes = jobsquota.size_of(_sample_dir(settings))  # made and mounted as a thread's would be
+        return Check(name, True, (
+            f"kernel-enforced (RUNNER_JOBS_QUOTA=loop): each thread's jobs/ is an ext4 file system of its own, "
+            f"{size / 2**20:.1f} MiB and {inodes:,} inodes for the sample thread, so nothing past that reaches "
+            f"the host's disk; and {walk}"))
     return Check(name, True, (
-        f"no kernel quota (a bind mount has none): a watchdog walks jobs/ while the job runs (every "
-        f"0.25-2 s) and after it, and stops the job over {settings.disk_mb} MiB (apparent or allocated size), "
-        f"{settings.max_files:,} entries or {MAX_DEPTH} levels, or a walk not done within {WATCH_SECONDS:g} s; "
-        "not a hard bound: a job can allocate past it between two walks (fallocate is instant), and the run then "
-        "fails (docs/security.md: why the jobs/ limit is a walk, not a quota)"))
+        f"no kernel quota (a bind mount has none): {walk}; not a hard bound: a job can allocate past it between "
+        "two walks (fallocate is instant), and the run then fails; RUNNER_JOBS_QUOTA=loop makes it one "
+        "(docs/security.md: why the jobs/ limit is a walk, not a quota)"))
+
+
+def _jobs_fs_seen_by_engine(settings: Settings, sample: Path, seen: str) -> Check:
+    """With RUNNER_JOBS_QUOTA=loop, the sample container must see the thread's own file system at jobs/: a
+    runner in another mount namespace than the engine's (in a container) mounts where the engine cannot see."""
+    name = "job container: jobs/ is its thread's own file system"
+    size, inodes = jobsquota.size_of(sample)
+    if seen.split() == [str(size), str(inodes)]:
+        return Check(name, True, f"{size / 2**20:.1f} MiB, {inodes:,} inodes, as the runner mounted it")
+    return Check(name, False, (
+        f"MISSING (the job sees a file system of {seen or 'unknown size'} (bytes, inodes) at jobs/, the runner "
+        f"mounted {size} {inodes}: run the runner on the engine's host, in its mount namespace)"))
 
 
 def _bot(settings: Settings) -> Check:
@@ -246,7 +266,8 @@ def egress_isolation(settings: Settings, dc: object) -> Check:
 
 def _sample_dir(settings: Settings) -> Path:
     """The sample job's jobs/ directory, prepared as a real thread's (the range's reserved last uid)."""
-    return prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range))
+    return prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range),
+                            jobsquota.from_settings(settings))
 
 
 def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox.RunSpec:
@@ -280,6 +301,8 @@ def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
     for name, ok, detail in rows:
         yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
     yield _job_ids(settings, probe.get("ids", ""))
+    if jobsquota.from_settings(settings) is not None:
+        yield _jobs_fs_seen_by_engine(settings, sample, probe.get("jobsfs", ""))
 
 
 def _job_ids(settings: Settings, seen: str) -> Check:

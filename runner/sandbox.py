@@ -934,6 +934,8 @@ PROBE = (
     "print('ifaces', ' '.join(sorted(l.split(':')[0].strip() for l in list(open('/proc/net/dev'))[2:])))\n"
     "try:\n    open('/usr/x', 'w')\n    print('rootfs writable')\nexcept OSError:\n    print('rootfs read-only')\n"
     "print('docker.sock', os.path.exists('/var/run/docker.sock'))\n"
+    "st = os.statvfs('jobs')\n"  # the jobs/ file system as the engine mounted it (doctor: RUNNER_JOBS_QUOTA)
+    "print('jobsfs', st.f_blocks * st.f_frsize, st.f_files)\n"
 )
 
 

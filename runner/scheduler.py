@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, diskspace, jobtree, metrics, pinning, sandbox
+from . import artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, RunnerError
@@ -174,7 +174,7 @@ class Scheduler:
             return
         try:
             uid = thread_uid(self.db, job["thread_id"], s.uid_range, self.uids)  # gid: the same number
-            directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid)
+            directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid, jobsquota.from_settings(s))
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 # Files present before the run are not this run's: queued already, or from a lost run.
                 artifacts.discard_message(dfd, job["name"])

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .egress import parse_pins, unusable_outer_network
 from .errors import ConfigError, ScheduleError
+from .jobsquota import parse_mode as parse_quota_mode
 from .schedule import zone
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -229,6 +230,7 @@ class Settings:
     log_format: str = "text"
     grace_seconds: int = 3600  # missed-run grace period (default per job)
     uid_range: tuple[int, int] = (200000, 299999)  # host uids for threads, one each (the last is doctor's)
+    jobs_quota: str = "off"  # "loop": each thread's jobs/ is a file system of its own, RUNNER_DISK_MB in size
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -259,6 +261,7 @@ class Settings:
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             uid_range=_uid_range(e),
+            jobs_quota=parse_quota_mode(e.get("RUNNER_JOBS_QUOTA", "off")),
         )
 
     def __post_init__(self) -> None:
@@ -278,6 +281,7 @@ class Settings:
             raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")
         if self.memory_mb > self.max_memory_mb:
             raise ConfigError("RUNNER_MEMORY_MB is larger than RUNNER_MAX_MEMORY_MB")
+        object.__setattr__(self, "jobs_quota", parse_quota_mode(self.jobs_quota))
         _uid_range({"RUNNER_UID_RANGE": f"{self.uid_range[0]}-{self.uid_range[1]}"})
         _blocked_networks({"RUNNER_EGRESS_BLOCK": ",".join(self.egress_block)})
         _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})

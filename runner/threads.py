@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import sandbox
+from . import jobsquota, sandbox
 from .db import QUERIES
 from .errors import ConfigError, RunnerError, ValidationError
 
@@ -190,7 +190,7 @@ def sample_uid(uid_range: tuple[int, int]) -> int:
     return checked_job_uid(uid_range[1])
 
 
-def prepare_jobs_dir(data_dir: Path, thread_id: str, uid: int) -> Path:
+def prepare_jobs_dir(data_dir: Path, thread_id: str, uid: int, quota: jobsquota.Quota | None = None) -> Path:
     """Create ``<data>/<thread>/jobs`` and make it writable by the thread's uid (and gid, the same number)
     and reachable by nobody else on the host.
 
@@ -198,12 +198,17 @@ def prepare_jobs_dir(data_dir: Path, thread_id: str, uid: int) -> Path:
     ``jobs/`` into the container, so the job needs no way through them, and no other host user has one.
     A runner that is root hands ``jobs/`` and what is in it to the thread's uid (migrating a directory
     an earlier uid, such as the old shared 10001, owned). One that is not keeps ``jobs/`` its own and
-    grants the thread's uid (and itself, on what the job creates) access with POSIX ACLs."""
+    grants the thread's uid (and itself, on what the job creates) access with POSIX ACLs.
+
+    With a ``quota`` (RUNNER_JOBS_QUOTA=loop), ``jobs/`` is first made the mount of the thread's own
+    file system of that size (:mod:`runner.jobsquota`), or the call fails: never the bare directory."""
     checked_job_uid(uid)
     secure_data_dir(data_dir)
     path = jobs_dir(data_dir, thread_id)
     own_private_dir(path.parent)
     created = _mkdir(path)
+    if quota is not None:
+        created = jobsquota.ensure_mounted(path, quota) or created
     fd = _open_dir(path)
     try:
         if os.geteuid() == 0:

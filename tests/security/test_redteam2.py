@@ -203,8 +203,9 @@ def _allocated(path) -> int:
     return total
 
 
-@pytest.mark.xfail(strict=True, reason="open: jobs/ has no kernel quota, and fallocate allocates past the limit "
-                   "before the next walk (docs/security.md, why the jobs/ limit is a walk)")
+@pytest.mark.xfail(strict=True, reason="open by default: jobs/ has no kernel quota unless RUNNER_JOBS_QUOTA=loop "
+                   "(test_jobsquota.py runs this attack with it), and fallocate allocates past the limit before "
+                   "the next walk (docs/security.md, why the jobs/ limit is a walk)")
 def test_the_jobs_disk_limit_holds_against_fallocate(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
     """A thread's jobs/ is limited to RUNNER_DISK_MB (50 MiB), but the limit is a walk every 0.25-2 s
