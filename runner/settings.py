@@ -57,6 +57,14 @@ def _user_ids(env: dict[str, str]) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _check_request_timeout(s: Settings) -> None:
+    t = s.telegram_request_timeout
+    if t is not None and t >= s.lease_seconds / 2:
+        raise ConfigError(f"TELEGRAM_REQUEST_TIMEOUT={t:g} must be shorter than half of RUNNER_LEASE_SECONDS "
+                          f"({s.lease_seconds}): a send must end before its message's lease can run out; "
+                          f"lower it or raise RUNNER_LEASE_SECONDS")
+
+
 UID_RANGE_DEFAULT = "200000-299999"
 
 
@@ -158,6 +166,7 @@ class Settings:
     telegram_per_chat_interval: float = 1.0
     telegram_per_second: float = 30.0
     telegram_backoff_max: float = 300.0
+    telegram_request_timeout: float | None = None  # unset: a third of the lease
     log_level: str = "INFO"
     history_keep: int = 50  # runs kept per job
     shutdown_grace: float = 20.0  # seconds running jobs get to finish on SIGTERM
@@ -215,6 +224,7 @@ class Settings:
             telegram_per_chat_interval=_float(e, "TELEGRAM_PER_CHAT_INTERVAL", 1.0, 0.0),
             telegram_per_second=_float(e, "TELEGRAM_PER_SECOND", 30.0, 0.1),
             telegram_backoff_max=_float(e, "TELEGRAM_BACKOFF_MAX", 300.0, 0.1),
+            telegram_request_timeout=_float(e, "TELEGRAM_REQUEST_TIMEOUT", 0.0, 0.5) or None,
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             history_keep=_int(e, "RUNNER_HISTORY", 50, 1),
             shutdown_grace=_float(e, "RUNNER_SHUTDOWN_GRACE", 20.0, 0.0),
@@ -231,7 +241,14 @@ class Settings:
             raise ConfigError("RUNNER_TIMEOUT is larger than RUNNER_MAX_TIMEOUT")
         if s.memory_mb > s.max_memory_mb:
             raise ConfigError("RUNNER_MEMORY_MB is larger than RUNNER_MAX_MEMORY_MB")
+        _check_request_timeout(s)
         return s
+
+    @property
+    def request_timeout(self) -> float:
+        """Each Bot API request's timeout: ``TELEGRAM_REQUEST_TIMEOUT``, or a third of the lease. Always
+        shorter than half the lease, so a send ends, answered or not, before its message's lease can run out."""
+        return self.telegram_request_timeout or self.lease_seconds / 3
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the CLI use it)."""

@@ -199,16 +199,25 @@ RETURNING o.*;
 
 -- name: part_sent
 -- Recorded right after each part goes out, so a retry resumes after it (and the lease is renewed).
+-- No row returned: the sender lost its lease, and stops before the next part.
 UPDATE outbox SET parts_sent = %(parts_sent)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
-WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+RETURNING id;
 
 -- name: attachments_of
 SELECT id, filename, content, sent FROM outbox_attachments WHERE outbox_id = %(outbox_id)s ORDER BY id;
 
 -- name: attachment_sent
--- Sent: its bytes are not needed again (a retry resumes after the attachments that are gone).
-DELETE FROM outbox_attachments WHERE id = %(id)s;
+-- Sent: its bytes are not needed again (a retry resumes after the attachments that are gone). Only
+-- the lease holder records it, renewing its lease; no row returned: the lease is lost.
+WITH held AS (
+    UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+    WHERE id = %(outbox_id)s AND status = 'sending' AND lease_owner = %(owner)s
+    RETURNING id
+)
+DELETE FROM outbox_attachments a USING held WHERE a.id = %(id)s AND a.outbox_id = held.id
+RETURNING a.id;
 
 -- name: migrate_chat
 -- A group became a supergroup: its thread's messages follow it.
@@ -381,3 +390,11 @@ WHERE series_id = %(series_id)s AND status <> 'running';
 -- Delivered or failed messages whose run has been pruned from the history (its job_id was set NULL):
 -- nothing shows them any more. Undelivered ones stay until they are delivered.
 DELETE FROM outbox WHERE job_id IS NULL AND status IN ('sent', 'failed');
+
+-- === Outbox send leases (issue 12, item 5) ========================================================
+
+-- name: renew_outbox_lease
+-- The heartbeat of a message being sent. No row returned: another runner holds it now.
+UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+RETURNING id;
