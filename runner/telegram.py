@@ -336,10 +336,11 @@ class TelegramDelivery:
         for att in await self._db("attachments_of", {"outbox_id": rid}):
             if att["sent"]:
                 continue
-            await self._call(chat, row, lease, lambda a=att: self._send_file(chat, a["filename"], bytes(a["content"])))
+            await self._call(chat, row, lease,
+                             lambda a=att: self._send_file(chat, a["filename"], bytes(a["content"]), lease))
             await lease.renew(lambda a=att: self._owned("attachment_sent", {"id": a["id"], "outbox_id": rid}))
 
-    async def _send_file(self, chat: str, filename: str, content: bytes) -> Any:
+    async def _send_file(self, chat: str, filename: str, content: bytes, lease: OutboxLease) -> Any:
         file = BufferedInputFile(content, filename=filename)
         timeout: Any = self.cfg.request_timeout
         if filename.lower().endswith(PHOTO_SUFFIXES) and len(content) <= PHOTO_LIMIT:
@@ -347,6 +348,7 @@ class TelegramDelivery:
                 return await self.bot.send_photo(chat_id=chat, photo=file, request_timeout=timeout)
             except TelegramBadRequest:
                 file = BufferedInputFile(content, filename=filename)  # not a photo Telegram accepts
+                await lease.before_request()  # a second request: the lease must outlast it too
         return await self.bot.send_document(chat_id=chat, document=file, request_timeout=timeout)
 
     async def _call(self, chat: str, row: dict[str, Any], lease: OutboxLease, fn: Callable[[], Awaitable[T]]) -> T:
