@@ -4,10 +4,14 @@ refused when it is too long (issue 12, item 5)."""
 from __future__ import annotations
 
 import pytest
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import SendMessage
+from aiohttp import ClientConnectorError, ConnectionTimeoutError, ServerDisconnectedError
+from aiohttp.client_reqrep import ConnectionKey
 
 from runner.errors import ConfigError
 from runner.settings import Settings
-from runner.telegram import DeliveryConfig
+from runner.telegram import DeliveryConfig, outcome_unknown
 
 
 def test_the_request_timeout_is_a_third_of_the_lease_by_default() -> None:
@@ -33,3 +37,20 @@ def test_a_delivery_config_whose_requests_could_outlive_the_lease_is_refused() -
     with pytest.raises(ValueError, match="shorter than half the outbox lease"):
         DeliveryConfig(lease_seconds=6, request_timeout=3)
     assert DeliveryConfig(lease_seconds=6, request_timeout=2.9).request_timeout == 2.9
+
+
+def _network_error(cause: BaseException) -> TelegramNetworkError:
+    try:
+        raise TelegramNetworkError(method=SendMessage(chat_id=1, text="x"), message="boom") from cause
+    except TelegramNetworkError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(("cause", "unknown"), [
+    (TimeoutError(), True),  # no answer in time: it may have gone out
+    (ServerDisconnectedError(), True),  # the connection broke after the request was written
+    (ClientConnectorError(ConnectionKey("h", 1, False, True, None, None, None), OSError(111, "refused")), False),
+    (ConnectionTimeoutError(), False),  # the connection was never made: nothing left
+])
+def test_only_a_request_that_may_have_left_is_an_unknown_outcome(cause: BaseException, unknown: bool) -> None:
+    assert outcome_unknown(_network_error(cause)) is unknown
