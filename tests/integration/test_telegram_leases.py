@@ -201,3 +201,21 @@ def test_a_frozen_runner_sends_no_part_twice(tg_settings: Settings, bot_api: Fak
     assert heads(bot_api.texts(CHAT)) == heads([p for _, parts in messages for p in parts]), "every part once, in order"
     lost = [line for line in logs[frozen].read_text().splitlines() if "lost its lease" in line]
     assert len(lost) == 1 and f"message {head['id']} " in lost[0], lost
+
+
+# --- a chat's order while its head is being renewed -----------------------------------------------
+
+
+def test_a_chat_head_locked_by_its_sender_is_not_overtaken(db: Database) -> None:
+    """While the sender of a chat's oldest message holds that row locked (renewing its lease, recording a
+    part), another runner's claim must not skip to the chat's next message: it claims nothing."""
+    queue(db, str(CHAT), "first")
+    queue(db, str(CHAT), "second")
+    with db.transaction() as conn:
+        conn.execute("UPDATE outbox SET status = 'sending', lease_owner = 'a', "
+                     "lease_expires_at = now() + interval '1 minute' WHERE text = 'first'")
+    with db.transaction() as holder:  # runner a renewing its lease, its transaction still open
+        holder.execute("UPDATE outbox SET lease_expires_at = now() + interval '1 minute' WHERE text = 'first'")
+        claimed = db.all("claim_chat_head", {"chat_id": str(CHAT), "owner": "b", "lease": LEASE})
+    assert claimed == [], "the second message overtook the first"
+    assert [r["status"] for r in outbox(db)] == ["sending", "pending"]
