@@ -180,21 +180,25 @@ WHERE chat_id IS NOT NULL AND (
 LIMIT %(limit)s;
 
 -- name: claim_chat_head
--- The oldest undelivered message of one chat, if it is due: messages to a chat go out in order.
+-- The oldest undelivered message of one chat, if it is due: messages to a chat go out in order. The
+-- head is found first and only then locked: while its sender holds it locked (renewing its lease,
+-- recording a part) nothing is claimed, rather than skipping to the chat's next message.
 WITH head AS (
-    SELECT id, status, next_attempt_at, lease_expires_at FROM outbox
+    SELECT id FROM outbox
     WHERE chat_id = %(chat_id)s AND status IN ('pending', 'sending')
     ORDER BY id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+), locked AS (
+    SELECT o.id FROM outbox o JOIN head ON o.id = head.id
+    FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE outbox o
 SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
-FROM head
-WHERE o.id = head.id
-  AND ((head.status = 'pending' AND head.next_attempt_at <= clock_timestamp())
-    OR (head.status = 'sending' AND head.lease_expires_at < clock_timestamp()))
+FROM locked
+WHERE o.id = locked.id
+  AND ((o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
+    OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
 RETURNING o.*;
 
 -- name: part_sent
