@@ -65,6 +65,7 @@ class FakeBotAPI:
     silent_seconds: float = 0.0
     abandoned: list[Abandoned] = field(default_factory=list)
     holding: int = 0  # requests being held now
+    on_accept: Any = None  # called with each Sent as it is accepted, before it is answered
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -266,6 +267,8 @@ class FakeBotAPI:
         with self._lock:
             self.sent.append(Sent(method, chat, data.get("text"), filename, now,
                                   json.loads(markup) if isinstance(markup, str) else None, size))
+        if self.on_accept is not None:
+            self.on_accept(self.sent[-1])
         if self.silent_next > 0:
             self.silent_next -= 1
             waited = await self._hold(request, self.silent_seconds)

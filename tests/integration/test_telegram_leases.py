@@ -219,3 +219,40 @@ def test_a_chat_head_locked_by_its_sender_is_not_overtaken(db: Database) -> None
         claimed = db.all("claim_chat_head", {"chat_id": str(CHAT), "owner": "b", "lease": LEASE})
     assert claimed == [], "the second message overtook the first"
     assert [r["status"] for r in outbox(db)] == ["sending", "pending"]
+
+
+def test_a_runner_frozen_with_a_part_in_flight_doubles_that_part_only(tg_settings: Settings, bot_api: FakeBotAPI,
+                                                                      db: Database, tmp_path: Path) -> None:
+    """The crash window, made real: the only runner is stopped the moment Telegram accepts the first
+    part, before it can record it. A second runner takes over after the lease and sends that part
+    again (the documented window); the first, woken, finds its record of the part refused (it lost
+    the lease) and sends nothing more."""
+    text, parts = three_parts("inflight")
+    queue(db, str(CHAT), text)
+    a, b = f"{tg_settings.runner_id}-a", f"{tg_settings.runner_id}-b"
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def freeze_a(sent: object) -> None:
+        bot_api.on_accept = None
+        procs[a].send_signal(signal.SIGSTOP)
+
+    bot_api.on_accept = freeze_a
+    procs[a] = _runner_up(tg_settings, bot_api, a, tmp_path / "a.log")
+    try:
+        wait_for(lambda: bot_api.on_accept is None, 60, "the first part accepted and its sender stopped")
+        procs[b] = _runner_up(tg_settings, bot_api, b, tmp_path / "b.log")
+        wait_for(lambda: all_sent(db, 1), 90, "the second runner delivering the message")
+        procs[a].send_signal(signal.SIGCONT)
+        wait_for(lambda: len(bot_api.texts(CHAT)) > 4 or "lost its lease" in (tmp_path / "a.log").read_text(),
+                 30, "the woken runner to act")
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert heads(bot_api.texts(CHAT)) == heads([parts[0], *parts]), "the window: the part in flight once more"
+    assert (tmp_path / "a.log").read_text().count("lost its lease") == 1
