@@ -26,6 +26,11 @@ DURATION = Histogram("runner_run_duration_seconds", "Container run time",
 CONTAINERS = Gauge("runner_containers_running", "Job containers running now", registry=REGISTRY)
 MESSAGES = Counter("runner_messages", "Messages queued, sent and failed", ["event"], registry=REGISTRY)
 TELEGRAM_RETRIES = Counter("runner_telegram_retries", "Telegram deliveries put off for a retry", registry=REGISTRY)
+TELEGRAM_UNKNOWN = Counter("runner_telegram_unknown_outcomes",
+                           "Bot API sends with no answer within their timeout after they left: each is sent again "
+                           "and may have been delivered twice (the documented window)", registry=REGISTRY)
+TELEGRAM_LEASE_LOST = Counter("runner_telegram_leases_lost",
+                              "Messages whose sender lost its lease to another runner and stopped", registry=REGISTRY)
 
 # The runner's periodic duties (runner/duties.py): heartbeat, orphan sweep, lease recovery, pruning.
 DUTY_FAILURES = Counter("runner_duty_failures", "Periodic duty runs that failed, by duty", ["duty"], registry=REGISTRY)
@@ -65,9 +70,13 @@ REGISTRY.register(TABLES)
 
 
 def on_message_event(event: str) -> None:
-    """Count a delivery event: "sent", "failed" or "retry"."""
+    """Count a delivery event: "sent", "failed", "retry", "unknown" (an unanswered send) or "lease_lost"."""
     if event == "retry":
         TELEGRAM_RETRIES.inc()
+    elif event == "unknown":
+        TELEGRAM_UNKNOWN.inc()
+    elif event == "lease_lost":
+        TELEGRAM_LEASE_LOST.inc()
     else:
         MESSAGES.labels(event).inc()
 

@@ -21,7 +21,8 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
     """Delivery rates and backoff from the settings."""
     return DeliveryConfig(per_chat_interval=settings.telegram_per_chat_interval,
                           global_per_second=settings.telegram_per_second, lease_seconds=settings.lease_seconds,
-                          backoff_max=settings.telegram_backoff_max, poll_interval=settings.poll_interval)
+                          backoff_max=settings.telegram_backoff_max, poll_interval=settings.poll_interval,
+                          request_timeout=settings.request_timeout)
 
 
 def install_redaction(token: str) -> None:
@@ -62,7 +63,7 @@ class TelegramService:
     async def _run(self) -> None:
         s = self.settings
         token = s.telegram_bot_token or ""
-        bot = make_bot(token, s.telegram_api_url)
+        bot = make_bot(token, s.telegram_api_url, timeout=s.request_timeout)
         self.delivery = TelegramDelivery(self.jobs.db, bot, s.runner_id, token, delivery_config(s),
                                          on_event=metrics.on_message_event)
         self._dp = build_dispatcher(self.jobs, s.telegram_allowed_users, upload_cap=s.script_cap)

@@ -63,6 +63,14 @@ def _user_ids(env: dict[str, str]) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _check_request_timeout(s: Settings) -> None:
+    t = s.telegram_request_timeout
+    if t is not None and t >= s.lease_seconds / 2:
+        raise ConfigError(f"TELEGRAM_REQUEST_TIMEOUT={t:g} must be shorter than half of RUNNER_LEASE_SECONDS "
+                          f"({s.lease_seconds}): a send must end before its message's lease can run out; "
+                          f"lower it or raise RUNNER_LEASE_SECONDS")
+
+
 UID_RANGE_DEFAULT = "200000-299999"
 
 
@@ -222,6 +230,7 @@ class Settings:
     telegram_per_chat_interval: float = 1.0
     telegram_per_second: float = 30.0
     telegram_backoff_max: float = 300.0
+    telegram_request_timeout: float | None = None  # unset: a third of the lease
     log_level: str = "INFO"
     history_keep: int = 50  # runs kept per job
     shutdown_grace: float = 20.0  # seconds running jobs get to finish on SIGTERM
@@ -257,6 +266,7 @@ class Settings:
             telegram_bot_token=e.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             telegram_api_url=e.get("TELEGRAM_API_URL", "").strip() or None,
             telegram_allowed_users=_user_ids(e),
+            telegram_request_timeout=_float(e, "TELEGRAM_REQUEST_TIMEOUT", 0.0, 0.5) or None,
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
@@ -286,6 +296,13 @@ class Settings:
         _blocked_networks({"RUNNER_EGRESS_BLOCK": ",".join(self.egress_block)})
         _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})
         _allowed_addresses({"RUNNER_EGRESS_ALLOW_ADDRESSES": ",".join(self.egress_allow_addresses)})
+        _check_request_timeout(self)
+
+    @property
+    def request_timeout(self) -> float:
+        """Each Bot API request's timeout: ``TELEGRAM_REQUEST_TIMEOUT``, or a third of the lease. Always
+        shorter than half the lease, so a send ends, answered or not, before its message's lease can run out."""
+        return self.telegram_request_timeout or self.lease_seconds / 3
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the CLI use it), checked like :meth:`from_env`."""

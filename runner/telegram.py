@@ -5,9 +5,14 @@ Exactly once, as far as it can be:
 * a message is claimed with a lease, chat by chat, oldest first (a chat's messages keep their order);
 * each part of a long text and each attachment is recorded as sent right after Telegram accepts it,
   so a retry (after an outage, a 429 or a restart) resumes after the last part that went out;
-* the one window that cannot be closed: Telegram accepted a part and the runner died before the
-  one-row UPDATE recording it. That part is sent again after the lease expires. The window is one
-  database round trip long.
+* the lease is renewed while a message is sent, and checked before every request (see
+  :mod:`runner.outbox_lease`): a sender that has lost it (frozen or cut off past it) stops before its
+  next part, and a request never outlives it (its timeout is shorter than half the lease);
+* the windows that cannot be closed, each at most one extra copy of one part: Telegram accepted a part
+  and the runner died (or lost its lease) before the one-row UPDATE recording it, so that part is
+  sent again after the lease expires (one database round trip long); and a request whose outcome is
+  unknown (no answer within its timeout after it left): it is sent again, and counted in
+  ``runner_telegram_unknown_outcomes_total``.
 
 Rates: at most one message per second per chat and about 30 per second in all; a 429 pauses only its
 chat for ``retry_after``; one slow or failing chat never holds up the others (each chat has its own
@@ -26,6 +31,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -48,9 +54,11 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile
+from aiohttp import ClientConnectorError, ClientError, ConnectionTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from .db import OUTBOX_CHANNEL, QUERIES, Database
+from .outbox_lease import LeaseLost, LeaseTooShort, OutboxLease
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 T = TypeVar("T")
 
 
-def make_bot(token: str, api_url: str | None = None, timeout: float = 60) -> Bot:
+def make_bot(token: str, api_url: str | None = None, timeout: float = 20) -> Bot:
     """An aiogram Bot, pointed at ``api_url`` (a self-hosted Bot API server) when given. Plain text."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
     session.timeout = timeout
@@ -149,6 +157,12 @@ class DeliveryConfig:
     quick_retries: int = 3
     quick_wait: float = 0.5
     poll_interval: float = 30.0
+    request_timeout: float = 20.0  # each send's timeout: shorter than half the lease
+
+    def __post_init__(self) -> None:
+        if self.request_timeout >= self.lease_seconds / 2:
+            raise ValueError(f"the Bot API request timeout ({self.request_timeout} s) must be shorter than "
+                             f"half the outbox lease ({self.lease_seconds} s)")
 
 
 class _Permanent(Exception):
@@ -159,6 +173,15 @@ class _Later(Exception):
     def __init__(self, reason: str, delay: float) -> None:
         super().__init__(reason)
         self.delay = delay
+
+
+def outcome_unknown(exc: TelegramNetworkError) -> bool:
+    """A request that may have reached Telegram: no answer in time, or the connection broke after it
+    was made. Not when the connection could not be made (then nothing left)."""
+    cause = exc.__cause__
+    if isinstance(cause, ClientConnectorError | ConnectionTimeoutError):
+        return False
+    return isinstance(cause, TimeoutError | ClientError)
 
 
 class TelegramDelivery:
@@ -250,13 +273,22 @@ class TelegramDelivery:
             pause = self.paused_until.get(chat, 0.0) - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
+            claimed_at = time.monotonic()
             rows = await self._db("claim_chat_head", {"chat_id": chat, "owner": self.owner,
                                                       "lease": self.cfg.lease_seconds})
             if not rows:
                 return
             row = rows[0]
             try:
-                await self._send_row(row)
+                await self._send_leased(row, claimed_at)
+            except LeaseLost:
+                log.warning("message %s for chat %s: lost its lease to another runner, which sends the rest; "
+                            "stopped before the next part", row["id"], chat)
+                self.on_event("lease_lost")
+                return
+            except LeaseTooShort as exc:
+                await self._later(row, chat, _Later(str(exc), 1.0))
+                return
             except _Permanent as exc:
                 await self._db("mark_failed", {"id": row["id"], "owner": self.owner, "error": str(exc)})
                 log.warning("message %s for chat %s failed: %s", row["id"], chat, exc)
@@ -279,29 +311,47 @@ class TelegramDelivery:
         log.info("message %s for chat %s: %s; retrying in %.1f s", row["id"], chat, exc, exc.delay)
         self.on_event("retry")
 
-    async def _send_row(self, row: dict[str, Any]) -> None:
-        chat = row["chat_id"]
+    async def _send_leased(self, row: dict[str, Any], claimed_at: float) -> None:
+        """Send one claimed row while a heartbeat keeps its lease."""
+        lease = OutboxLease(lambda: self._owned("renew_outbox_lease", {"id": row["id"]}),
+                            self.cfg.lease_seconds, self.cfg.request_timeout, claimed_at)
+        beat = asyncio.create_task(lease.heartbeat(), name=f"lease-{row['id']}")
+        try:
+            await self._send_row(row, lease)
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+
+    async def _owned(self, name: str, params: dict[str, Any]) -> bool:
+        """Run an owner-checked outbox update (it renews the lease); False if it changed no row."""
+        return bool(await self._db(name, {**params, "owner": self.owner, "lease": self.cfg.lease_seconds}))
+
+    async def _send_row(self, row: dict[str, Any], lease: OutboxLease) -> None:
+        chat, rid = row["chat_id"], row["id"]
         parts = split_text(row["text"])
         for i in range(row["parts_sent"], len(parts)):
-            await self._call(chat, row, lambda p=parts[i]: self.bot.send_message(chat_id=chat, text=p))
-            await self._db("part_sent", {"id": row["id"], "owner": self.owner, "parts_sent": i + 1,
-                                         "lease": self.cfg.lease_seconds})
-        for att in await self._db("attachments_of", {"outbox_id": row["id"]}):
+            await self._call(chat, row, lease, lambda p=parts[i]: self.bot.send_message(
+                chat_id=chat, text=p, request_timeout=self.cfg.request_timeout))  # type: ignore[arg-type]
+            await lease.renew(lambda n=i + 1: self._owned("part_sent", {"id": rid, "parts_sent": n}))
+        for att in await self._db("attachments_of", {"outbox_id": rid}):
             if att["sent"]:
                 continue
-            await self._call(chat, row, lambda a=att: self._send_file(chat, a["filename"], bytes(a["content"])))
-            await self._db("attachment_sent", {"id": att["id"]})
+            await self._call(chat, row, lease,
+                             lambda a=att: self._send_file(chat, a["filename"], bytes(a["content"]), lease))
+            await lease.renew(lambda a=att: self._owned("attachment_sent", {"id": a["id"], "outbox_id": rid}))
 
-    async def _send_file(self, chat: str, filename: str, content: bytes) -> Any:
+    async def _send_file(self, chat: str, filename: str, content: bytes, lease: OutboxLease) -> Any:
         file = BufferedInputFile(content, filename=filename)
+        timeout: Any = self.cfg.request_timeout
         if filename.lower().endswith(PHOTO_SUFFIXES) and len(content) <= PHOTO_LIMIT:
             try:
-                return await self.bot.send_photo(chat_id=chat, photo=file)
+                return await self.bot.send_photo(chat_id=chat, photo=file, request_timeout=timeout)
             except TelegramBadRequest:
                 file = BufferedInputFile(content, filename=filename)  # not a photo Telegram accepts
-        return await self.bot.send_document(chat_id=chat, document=file)
+                await lease.before_request()  # a second request: the lease must outlast it too
+        return await self.bot.send_document(chat_id=chat, document=file, request_timeout=timeout)
 
-    async def _call(self, chat: str, row: dict[str, Any], fn: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, chat: str, row: dict[str, Any], lease: OutboxLease, fn: Callable[[], Awaitable[T]]) -> T:
         """One Bot API call under the rate limits; exceptions become _Permanent or _Later."""
         loop = asyncio.get_running_loop()
         wait = self.last_sent.get(chat, -1e9) + self.cfg.per_chat_interval - loop.time()
@@ -316,8 +366,13 @@ class TelegramDelivery:
             ):
                 with attempt:
                     await self.limiter.acquire()
+                    await lease.before_request()
                     try:
                         return await fn()
+                    except TelegramNetworkError as exc:
+                        if outcome_unknown(exc):
+                            self._unknown(row, chat)
+                        raise
                     finally:
                         self.last_sent[chat] = loop.time()
         except TelegramRetryAfter as exc:
@@ -340,6 +395,13 @@ class TelegramDelivery:
             delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
             raise _Later(f"Telegram unavailable: {redact(str(exc), self.token)[:200]}", delay) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unknown(self, row: dict[str, Any], chat: str) -> None:
+        """The documented window: the request may have gone out. It is sent again (one extra copy at most)."""
+        log.warning("message %s for chat %s: no answer from the Bot API within %g s; the part may have been "
+                    "delivered and is sent again (counted in runner_telegram_unknown_outcomes_total)",
+                    row["id"], chat, self.cfg.request_timeout)
+        self.on_event("unknown")
 
     def _migrate(self, thread_id: str, old: str, new: str) -> None:
         with self.db.transaction() as conn:

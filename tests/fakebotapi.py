@@ -4,6 +4,12 @@ It speaks the Bot API's HTTP shape (``/bot<token>/<method>``, form or multipart 
 for the methods the runner uses, records every call, and can misbehave on demand: 429 with
 ``retry_after``, an outage (502s), a blocked chat (403), a missing chat (400), a migrated group
 (400 with ``migrate_to_chat_id``).
+
+Two ways of being slow, for the lease tests: ``slow_next`` sends are held ``slow_seconds`` before they
+are accepted (a client that gives up first has sent nothing: Telegram never accepted it), and
+``silent_next`` sends are accepted at once but answered only after ``silent_seconds`` (a client that
+gives up first does not know that its message went out). Each client that gives up is recorded in
+``abandoned``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ class Sent:
 
 
 @dataclass
+class Abandoned:
+    method: str
+    chat_id: str
+    text: str | None
+    accepted: bool  # True: recorded as sent before the client gave up (the unknown outcome)
+    after: float  # seconds the client waited
+
+
+@dataclass
 class FakeBotAPI:
     token: str = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
     sent: list[Sent] = field(default_factory=list)
@@ -44,6 +59,13 @@ class FakeBotAPI:
     retry_after: int = 1
     down_until: float = 0.0
     slow_chats: dict[str, float] = field(default_factory=dict)
+    slow_next: int = 0  # sends held slow_seconds before they are accepted
+    slow_seconds: float = 0.0
+    silent_next: int = 0  # sends accepted at once, answered after silent_seconds
+    silent_seconds: float = 0.0
+    abandoned: list[Abandoned] = field(default_factory=list)
+    holding: int = 0  # requests being held now
+    on_accept: Any = None  # called with each Sent as it is accepted, before it is answered
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -175,7 +197,7 @@ class FakeBotAPI:
             return self._ok({"file_id": fid, "file_unique_id": f"u{fid}", "file_size": len(self.files[fid]),
                              "file_path": f"documents/{fid}.py"})
         if method in ("sendMessage", "sendPhoto", "sendDocument"):
-            return await self._send(method, data)
+            return await self._send(method, data, request)
         return self._error(404, f"Not Found: method {method}")
 
     async def _get_updates(self, data: dict[str, Any]) -> web.Response:
@@ -191,7 +213,21 @@ class FakeBotAPI:
                     pass
             return self._ok(list(self._updates))
 
-    async def _send(self, method: str, data: dict[str, Any]) -> web.Response:
+    async def _hold(self, request: web.Request, seconds: float) -> float | None:
+        """Hold a request ``seconds``; return how long its client waited if it gave up first."""
+        t0 = time.monotonic()
+        self.holding += 1
+        try:
+            while (waited := time.monotonic() - t0) < seconds:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return waited
+                await asyncio.sleep(0.02)
+            return None
+        finally:
+            self.holding -= 1
+
+    async def _send(self, method: str, data: dict[str, Any], request: web.Request) -> web.Response:
         chat = str(data.get("chat_id"))
         now = time.monotonic()
         if now < self.down_until:
@@ -212,6 +248,13 @@ class FakeBotAPI:
                                {"migrate_to_chat_id": int(self.migrated[chat])})
         if chat in self.slow_chats:
             await asyncio.sleep(self.slow_chats[chat])
+        if self.slow_next > 0:
+            self.slow_next -= 1
+            waited = await self._hold(request, self.slow_seconds)
+            if waited is not None:  # the client gave up before Telegram accepted: nothing was sent
+                with self._lock:
+                    self.abandoned.append(Abandoned(method, chat, data.get("text"), False, waited))
+                return self._error(504, "Gateway Timeout")
         field_name = {"sendPhoto": "photo", "sendDocument": "document"}.get(method)
         filename, size = None, 0
         if field_name:
@@ -224,6 +267,14 @@ class FakeBotAPI:
         with self._lock:
             self.sent.append(Sent(method, chat, data.get("text"), filename, now,
                                   json.loads(markup) if isinstance(markup, str) else None, size))
+        if self.on_accept is not None:
+            self.on_accept(self.sent[-1])
+        if self.silent_next > 0:
+            self.silent_next -= 1
+            waited = await self._hold(request, self.silent_seconds)
+            if waited is not None:  # sent, but the client will never know
+                with self._lock:
+                    self.abandoned.append(Abandoned(method, chat, data.get("text"), True, waited))
         msg: dict[str, Any] = {"message_id": next(self._message_ids), "date": int(time.time()),
                                "chat": {"id": int(chat), "type": "private"}}
         if method == "sendMessage":

@@ -180,35 +180,48 @@ WHERE chat_id IS NOT NULL AND (
 LIMIT %(limit)s;
 
 -- name: claim_chat_head
--- The oldest undelivered message of one chat, if it is due: messages to a chat go out in order.
+-- The oldest undelivered message of one chat, if it is due: messages to a chat go out in order. The
+-- head is found first and only then locked: while its sender holds it locked (renewing its lease,
+-- recording a part) nothing is claimed, rather than skipping to the chat's next message.
 WITH head AS (
-    SELECT id, status, next_attempt_at, lease_expires_at FROM outbox
+    SELECT id FROM outbox
     WHERE chat_id = %(chat_id)s AND status IN ('pending', 'sending')
     ORDER BY id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+), locked AS (
+    SELECT o.id FROM outbox o JOIN head ON o.id = head.id
+    FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE outbox o
 SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
-FROM head
-WHERE o.id = head.id
-  AND ((head.status = 'pending' AND head.next_attempt_at <= clock_timestamp())
-    OR (head.status = 'sending' AND head.lease_expires_at < clock_timestamp()))
+FROM locked
+WHERE o.id = locked.id
+  AND ((o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
+    OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
 RETURNING o.*;
 
 -- name: part_sent
 -- Recorded right after each part goes out, so a retry resumes after it (and the lease is renewed).
+-- No row returned: the sender lost its lease, and stops before the next part.
 UPDATE outbox SET parts_sent = %(parts_sent)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
-WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+RETURNING id;
 
 -- name: attachments_of
 SELECT id, filename, content, sent FROM outbox_attachments WHERE outbox_id = %(outbox_id)s ORDER BY id;
 
 -- name: attachment_sent
--- Sent: its bytes are not needed again (a retry resumes after the attachments that are gone).
-DELETE FROM outbox_attachments WHERE id = %(id)s;
+-- Sent: its bytes are not needed again (a retry resumes after the attachments that are gone). Only
+-- the lease holder records it, renewing its lease; no row returned: the lease is lost.
+WITH held AS (
+    UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+    WHERE id = %(outbox_id)s AND status = 'sending' AND lease_owner = %(owner)s
+    RETURNING id
+)
+DELETE FROM outbox_attachments a USING held WHERE a.id = %(id)s AND a.outbox_id = held.id
+RETURNING a.id;
 
 -- name: migrate_chat
 -- A group became a supergroup: its thread's messages follow it.
@@ -381,3 +394,11 @@ WHERE series_id = %(series_id)s AND status <> 'running';
 -- Delivered or failed messages whose run has been pruned from the history (its job_id was set NULL):
 -- nothing shows them any more. Undelivered ones stay until they are delivered.
 DELETE FROM outbox WHERE job_id IS NULL AND status IN ('sent', 'failed');
+
+-- === Outbox send leases (issue 12, item 5) ========================================================
+
+-- name: renew_outbox_lease
+-- The heartbeat of a message being sent. No row returned: another runner holds it now.
+UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+RETURNING id;

@@ -87,7 +87,8 @@ def test_healthz_metrics_and_json_logs(jobs: Jobs, settings: Settings) -> None:
                        'runner_jobs{status="completed"} 1.0', "runner_lateness_seconds_bucket",
                        "runner_run_duration_seconds_count 1.0", "runner_containers_running 0.0",
                        'runner_messages_total{event="queued"} 1.0', 'runner_outbox_messages{status="sent"} 1.0',
-                       "runner_telegram_retries_total 0.0"):
+                       "runner_telegram_retries_total 0.0", "runner_telegram_unknown_outcomes_total 0.0",
+                       "runner_telegram_leases_lost_total 0.0"):
             assert needle in metrics, needle
         assert get("/nope")[0] == 404
         proc.send_signal(signal.SIGTERM)
