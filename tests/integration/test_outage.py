@@ -191,7 +191,7 @@ def _outage_lines(up: Up) -> tuple[list[str], list[str]]:
     return began, ended
 
 
-def _outage(pg: Postgres, up: Up, seconds: float) -> None:
+def _outage(pg: Postgres, up: Up, seconds: float, jobs: Jobs) -> None:
     """Stop Postgres for ``seconds`` (the fault's length, not a synchronisation), checking the
     runner stays up and unhealthy all along, then start it again."""
     pg.stop()
@@ -204,6 +204,7 @@ def _outage(pg: Postgres, up: Up, seconds: float) -> None:
         assert code == 503
         time.sleep(0.5)
     pg.start()
+    jobs.db.pool.check()  # the test's own pooled connections did not survive the restart either
 
 
 @pytest.mark.parametrize("seconds", [3, 20])
@@ -212,7 +213,7 @@ def test_an_idle_runner_waits_out_an_outage(outage_pg: Postgres, osettings: Sett
     up = Up(osettings)
     try:
         up.wait_health(200, 60)
-        _outage(outage_pg, up, seconds)
+        _outage(outage_pg, up, seconds, ojobs)
         body = up.wait_health(200, 60)
         assert body["database"] == "ok"
         job = ojobs.schedule_job(thread_id="console:1", name="after", at="now",
@@ -239,7 +240,7 @@ def test_a_busy_runner_waits_out_an_outage_and_delivers(outage_pg: Postgres, ose
         wait_for(lambda: _status(ojobs, running["id"]) == "running", 60, "the long job to start")
         due = ojobs.schedule_job(thread_id="telegram:7302", name="due", at="in 2 seconds",
                                  script_text="open('jobs/due_message.txt','w').write('due')\n")
-        _outage(outage_pg, up, seconds)
+        _outage(outage_pg, up, seconds, ojobs)
         up.wait_health(200, 60)
         after = ojobs.schedule_job(thread_id="telegram:7303", name="after", at="now",
                                    script_text="open('jobs/after_message.txt','w').write('after')\n")
