@@ -94,10 +94,22 @@ class TelegramService:
                                    f"{f'{type(exc).__name__}: {exc}' if exc else 'it returned'}") from exc
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._end(tasks)
             await bot.session.close()
+
+    async def _end(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """End this life's tasks: polling is stopped the dispatcher's way (its own tasks go with it)."""
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.polling and self._dp is not None and any(t.get_name() == "polling" and not t.done() for t in tasks):
+            try:
+                await asyncio.wait_for(self._dp.stop_polling(), timeout=10)
+            except (RuntimeError, TimeoutError):
+                pass  # polling had not started, or would not stop: cancelled below
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def drain(self, timeout: float = 60) -> None:
         """Deliver everything due now (burst mode)."""
