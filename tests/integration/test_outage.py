@@ -255,3 +255,23 @@ def test_a_busy_runner_waits_out_an_outage_and_delivers(outage_pg: Postgres, ose
         rc = up.stop()
         api.stop()
     assert rc == 0, up.tail()
+
+
+def test_sigterm_during_an_outage_stops_the_runner_cleanly(outage_pg: Postgres, osettings: Settings) -> None:
+    api = FakeBotAPI().start()
+    up = Up(osettings, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS="1")
+    try:
+        up.wait_health(200, 60)
+        outage_pg.stop()
+        up.wait_health(503, 30)
+        t0 = time.monotonic()
+        up.proc.send_signal(signal.SIGTERM)
+        up.proc.wait(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        rc = up.stop()
+        api.stop()
+        outage_pg.start()
+    assert rc == 0, up.tail()
+    assert took < 40, f"stopping took {took:.1f} s"
+    assert "Traceback" not in up.log.read_text()
