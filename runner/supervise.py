@@ -47,13 +47,13 @@ class Part:
             self.thread.join(timeout=timeout)
 
     def _main(self) -> None:
-        retrying = Retrying(retry=retry_if_exception_type(Exception),
+        retrying = Retrying(retry=retry_if_exception_type(BaseException),  # a cancelled event loop too
                             wait=wait_exponential(multiplier=self.backoff_min, max=self.backoff_max),
                             stop=stop_when_event_set(self._stopping), sleep=self._stopping.wait,
                             before_sleep=self._died, reraise=True)
         try:
             retrying(self._life)
-        except Exception as exc:  # noqa: BLE001 - stopping while it was dead: nothing left to do
+        except BaseException as exc:  # noqa: BLE001 - stopping while it was dead: nothing left to do
             log.debug("%s: stopped while down: %s", self.name, exc)
         self._state = "stopped"
 
@@ -70,5 +70,5 @@ class Part:
         delay = state.next_action.sleep if state.next_action else 0.0
         reason = self.scrub(f"{type(exc).__name__}: {exc}" if exc else "unknown")[:300]
         self.deaths += 1
-        self._state = f"dead: {reason}; restarting in {delay:.0f} s"
+        self._state = f"dead: {reason}; restarting in {delay:.1f} s"
         log.error("%s died (%s); restarting it in %.1f s", self.name, reason, delay)
