@@ -37,6 +37,7 @@ from .helpers import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = 7301
 THREAD = f"telegram:{CHAT}"
+RECOVERY_BOUND = 20.0  # s from Postgres answering again to a healthy runner: backoff (5 s) + pool retry (5 s), with room
 
 
 def _free_port() -> int:
@@ -214,8 +215,12 @@ def test_an_idle_runner_waits_out_an_outage(outage_pg: Postgres, osettings: Sett
     try:
         up.wait_health(200, 60)
         _outage(outage_pg, up, seconds, ojobs)
+        t0 = time.monotonic()
         body = up.wait_health(200, 60)
         assert body["database"] == "ok"
+        back = time.monotonic() - t0
+        print(f"healthy {back:.2f} s after a {seconds} s outage ended")
+        assert back < RECOVERY_BOUND, f"{back:.1f} s to notice the database is back"
         job = ojobs.schedule_job(thread_id="console:1", name="after", at="now",
                                  script_text="open('jobs/after_message.txt','w').write('after')\n")
         wait_for(lambda: _status(ojobs, job["id"]) == "completed", 90, "the job scheduled after the outage")
@@ -241,11 +246,13 @@ def test_a_busy_runner_waits_out_an_outage_and_delivers(outage_pg: Postgres, ose
         due = ojobs.schedule_job(thread_id="telegram:7302", name="due", at="in 2 seconds",
                                  script_text="open('jobs/due_message.txt','w').write('due')\n")
         _outage(outage_pg, up, seconds, ojobs)
+        t0 = time.monotonic()
         up.wait_health(200, 60)
         after = ojobs.schedule_job(thread_id="telegram:7303", name="after", at="now",
                                    script_text="open('jobs/after_message.txt','w').write('after')\n")
         for job, what in ((due, "due during the outage"), (after, "scheduled after it"), (running, "running across it")):
             wait_for(lambda j=job: _status(ojobs, j["id"]) == "completed", 120, f"the job {what}")
+        print(f"three jobs completed {time.monotonic() - t0:.2f} s after a {seconds} s outage ended")
         api.wait_for(lambda: {"long", "due", "after"} <= {s.text for s in api.sent}, timeout=60)
         assert sorted(s.text for s in api.sent if s.text in {"long", "due", "after"}) == ["after", "due", "long"]
         assert up.proc.poll() is None
