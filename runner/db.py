@@ -210,14 +210,21 @@ class Waker:
                 pass
         if fd is not None and fd in ready and self.conn is not None:
             try:
+                self.conn.pgconn.consume_input()  # raises at the end of the stream (the server went away)
                 for _ in self.conn.notifies(timeout=0, stop_after=1000):
                     pass
             except psycopg.Error:
                 self._drop()
+            if self.conn is not None and (self.conn.closed or self.conn.broken):
+                self._drop()  # the server went away (it may say so without an exception)
+            if self.conn is None:
                 self._connect()
 
     def _fileno(self) -> int | None:
         if self.conn is None:
+            return None
+        if self.conn.closed or self.conn.broken:
+            self._drop()
             return None
         try:
             return self.conn.fileno()

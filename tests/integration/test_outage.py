@@ -282,3 +282,31 @@ def test_sigterm_during_an_outage_stops_the_runner_cleanly(outage_pg: Postgres, 
     assert rc == 0, up.tail()
     assert took < 40, f"stopping took {took:.1f} s"
     assert "Traceback" not in up.log.read_text()
+
+
+def test_the_waker_sleeps_through_an_outage_and_listens_again(outage_pg: Postgres, odb_url: str) -> None:
+    from runner.db import JOBS_CHANNEL, Waker
+
+    db = Database(odb_url, max_size=2)
+    waker = Waker(db, JOBS_CHANNEL)
+    try:
+        outage_pg.stop()
+        t0 = time.monotonic()
+        waker.sleep(1.0)  # the LISTEN connection breaks: no exception, and no busy loop either
+        waker.sleep(1.0)  # reconnecting fails: it sleeps on its own clock
+        assert time.monotonic() - t0 >= 1.0
+        assert waker.conn is None
+        outage_pg.start()
+        waker.sleep(0)  # listens again
+        assert waker.conn is not None
+        with psycopg.connect(odb_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(JOBS_CHANNEL)))
+        t1 = time.monotonic()
+        waker.sleep(30)
+        assert time.monotonic() - t1 < 10, "the NOTIFY after the outage woke it"
+        t2 = time.monotonic()
+        waker.sleep(1.0)
+        assert time.monotonic() - t2 >= 1.0, "the notification was consumed: no busy loop"
+    finally:
+        waker.close()
+        db.close()
