@@ -26,6 +26,11 @@ DURATION = Histogram("runner_run_duration_seconds", "Container run time",
 CONTAINERS = Gauge("runner_containers_running", "Job containers running now", registry=REGISTRY)
 MESSAGES = Counter("runner_messages", "Messages queued, sent and failed", ["event"], registry=REGISTRY)
 TELEGRAM_RETRIES = Counter("runner_telegram_retries", "Telegram deliveries put off for a retry", registry=REGISTRY)
+# outages and side parts (issue 12, items 1 and 7)
+DB_OUTAGES = Counter("runner_database_outages", "Database outages waited out (counted as each begins)",
+                     registry=REGISTRY)
+PART_DEATHS = Counter("runner_part_deaths", "Side parts (notifier, telegram) that died and were restarted",
+                      ["part"], registry=REGISTRY)
 
 
 class _TableCollector(Collector):

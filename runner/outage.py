@@ -24,6 +24,7 @@ from tenacity import (
     wait_random,
 )
 
+from . import metrics
 from .errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Outage:
             if self.since is not None:
                 return
             self.since = time.monotonic()
+        metrics.DB_OUTAGES.inc()
         log.warning("the database is unreachable (%s): waiting for it; work resumes by itself when it is back",
                     reason)
 

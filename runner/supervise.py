@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -70,5 +72,6 @@ class Part:
         delay = state.next_action.sleep if state.next_action else 0.0
         reason = self.scrub(f"{type(exc).__name__}: {exc}" if exc else "unknown")[:300]
         self.deaths += 1
+        metrics.PART_DEATHS.labels(self.name).inc()
         self._state = f"dead: {reason}; restarting in {delay:.1f} s"
         log.error("%s died (%s); restarting it in %.1f s", self.name, reason, delay)

@@ -160,6 +160,10 @@ class Up:
 
         return wait_for(check, timeout, f"/healthz to answer {code}", interval=0.25)
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            return r.read().decode()
+
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
@@ -225,6 +229,7 @@ def test_an_idle_runner_waits_out_an_outage(outage_pg: Postgres, osettings: Sett
                                  script_text="open('jobs/after_message.txt','w').write('after')\n")
         wait_for(lambda: _status(ojobs, job["id"]) == "completed", 90, "the job scheduled after the outage")
         assert up.proc.poll() is None
+        assert "runner_database_outages_total 1.0" in up.metrics()
         began, ended = _outage_lines(up)
         assert len(began) == 1 and len(ended) == 1, (began, ended)
     finally:

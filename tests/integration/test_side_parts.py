@@ -79,6 +79,8 @@ def test_a_dead_notifier_is_named_by_healthz_and_restarted(db: Database, setting
         assert body["notifier"].startswith("dead: RuntimeError: injected fault; restarting in"), body
         assert body["status"] == "unhealthy" and body["database"] == "ok"
         assert part.deaths >= 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{http.port}/metrics", timeout=10) as r:
+            assert 'runner_part_deaths_total{part="notifier"}' in r.read().decode()
         broken.clear()
         body = wait_for(lambda: _up(http.port), 30, "/healthz to be healthy once the notifier runs again")
         assert body["notifier"] == "ok"
