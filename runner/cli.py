@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from .text import json_safe, visible
 
 log = logging.getLogger("runner")
 
+HEALTH_DB_TIMEOUT = 3.0  # seconds /healthz and /metrics wait for a database connection: an outage is a quick 503
 FIRST_JOB_HINT = ("{runner} schedule examples/check_price.py --thread telegram:42 --name check_price "
                   "--at 'in 1 minute' --every 'daily 9am'")
 
@@ -101,6 +101,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from . import images, sandbox
     from .notify import ConsoleSender, Notifier
     from .scheduler import Scheduler
+    from .supervise import Part
 
     if args.concurrency is not None:
         if args.concurrency < 1:
@@ -140,18 +141,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping (running jobs finish first; again to force)", signum)
-        scheduler.stop()
-        notifier.stop()
+        scheduler.stop()  # the notifier goes on delivering until the scheduler has drained, then stops
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    parts: list[Any] = [telegram.part] if telegram is not None else []  # side parts, restarted if they die
     http = None
     if settings.http_addr:
         from .metrics import HealthServer
 
         http = HealthServer(settings.http_addr, loop_age=lambda: time.monotonic() - scheduler.last_loop,
-                            max_loop_age=settings.poll_interval + 30, db_query=jobs.db.query)
+                            max_loop_age=settings.poll_interval + 30,
+                            db_query=lambda q: jobs.db.query(q, timeout=HEALTH_DB_TIMEOUT),
+                            parts=lambda: {p.name: p.status() for p in parts})
         http.start()
         log.info("health and metrics on http://%s:%s/healthz and /metrics", settings.http_addr.rpartition(":")[0],
                  http.port)
@@ -164,12 +167,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             if telegram is not None:
                 telegram.drain()
         else:
-            t = threading.Thread(target=notifier.run, name="notifier", daemon=True)
-            t.start()
+            notifier_part = Part("notifier", notifier.run, notifier.stop)
+            parts.append(notifier_part)
+            notifier_part.start()
             scheduler.run()
-            notifier.stop()
-            t.join(timeout=10)
     finally:
+        for part in parts:
+            if part.name == "notifier":
+                part.stop(timeout=10)
         if telegram is not None:
             telegram.stop()
         if http is not None:

@@ -22,7 +22,8 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .errors import ConfigError, DatabaseError
+from .errors import ConfigError, DatabaseError, DatabaseUnavailable
+from .outage import Outage, patiently
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_LOCK_KEY = 0x72756E6E  # "runn": serialises migrations of runners starting together
 JOBS_CHANNEL = "runner_jobs"
 OUTBOX_CHANNEL = "runner_outbox"
+RECONNECT_TIMEOUT = 5.0  # seconds: the pool's give-up on one reconnection attempt; a ping's wait in an outage
+LISTEN_CONNECT_TIMEOUT = 5  # seconds: a LISTEN connection to a host that does not answer at all
 
 _HEADER = re.compile(r"^-- name: *([a-z_][a-z0-9_]*) *$", re.MULTILINE)
 
@@ -63,8 +66,8 @@ def translate_errors(what: str) -> Iterator[None]:
     """Turn psycopg errors into :class:`DatabaseError` with a message that says what failed."""
     try:
         yield
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(f"{what}: the database is unreachable ({_describe(exc)}); check DATABASE_URL") from exc
+    except psycopg.OperationalError as exc:  # the pool's timeouts are OperationalErrors too
+        raise DatabaseUnavailable(f"{what}: the database is unreachable ({_describe(exc)}); check DATABASE_URL") from exc
     except psycopg.Error as exc:
         raise DatabaseError(f"{what}: {_describe(exc)}") from exc
 
@@ -74,10 +77,14 @@ class Database:
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.url = url
+        self.outage = Outage()
         with translate_errors("opening the connection pool"):
+            # reconnect_timeout: a connection attempt that failed through an outage is given up after
+            # a few seconds and the next request starts afresh, so the pool's own backoff (doubling,
+            # without a cap) never leaves it minutes behind a server that is back.
             self.pool = ConnectionPool(
                 url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row},
-                open=False, name="runner",
+                open=False, name="runner", reconnect_timeout=RECONNECT_TIMEOUT,
             )
             self.pool.open(wait=True, timeout=15)
 
@@ -86,10 +93,54 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """A pooled connection inside one transaction (committed on success, rolled back on error)."""
-        with translate_errors("database"), self.pool.connection() as conn:
+    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection inside one transaction (committed on success, rolled back on error).
+
+        ``timeout`` bounds the wait for a connection (the pool's 30 s by default; a few seconds
+        while the database is known to be down, so that callers get back to waiting it out)."""
+        if timeout is None and self.outage.down:
+            timeout = RECONNECT_TIMEOUT
+        with self._tracked("database"), self.pool.connection(timeout=timeout) as conn:
             yield conn  # the pool commits on a clean exit, rolls back on an exception
+
+    @contextmanager
+    def _tracked(self, what: str) -> Iterator[None]:
+        """:func:`translate_errors`, noting in :attr:`outage` when the database stops or starts answering."""
+        try:
+            with translate_errors(what):
+                yield
+        except DatabaseUnavailable as exc:
+            self.outage.began(_describe(exc.__cause__ or exc))
+            raise
+        if self.outage.down and self.outage.ended():
+            self._drop_broken()
+
+    def _drop_broken(self) -> None:
+        """After an outage: replace the idle pooled connections the server's restart has broken."""
+        try:
+            self.pool.check()
+        except Exception as exc:  # noqa: BLE001 - a best effort; a broken one is dropped on use anyway
+            log.debug("checking the pool after an outage: %s", exc)
+
+    def ping(self, timeout: float = 3.0) -> None:
+        """``SELECT 1``, waiting at most about ``timeout`` s for a connection; DatabaseUnavailable if none."""
+        with self.transaction(timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+
+    def wait_until_reachable(self, stopping: threading.Event, tick: Any = None) -> bool:
+        """Block until the database answers (True) or ``stopping`` is set (False), trying again with
+        a backoff; ``tick()`` is called before each try (the caller is alive, only waiting)."""
+
+        def probe() -> None:
+            if tick is not None:
+                tick()
+            self.ping(timeout=RECONNECT_TIMEOUT)
+
+        try:
+            patiently(probe, stopping)
+        except DatabaseUnavailable:
+            return False
+        return True
 
     def all(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run the named query in its own transaction and return every row."""
@@ -102,9 +153,9 @@ class Database:
         rows = self.all(name, params)
         return rows[0] if rows else None
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
+    def query(self, sql: str, timeout: float | None = None) -> list[dict[str, Any]]:
         """Run a fixed, parameterless statement (health checks and metrics)."""
-        with self.transaction() as conn:
+        with self.transaction(timeout=timeout) as conn:
             cur = conn.execute(sql)  # type: ignore[call-overload]
             return cur.fetchall() if cur.description is not None else []
 
@@ -119,15 +170,18 @@ class Database:
 
     def listen(self, *channels: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on ``channels`` (not from the pool)."""
-        with translate_errors("listening for notifications"):
-            conn = psycopg.connect(self.url, autocommit=True)
+        with self._tracked("listening for notifications"):
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=LISTEN_CONNECT_TIMEOUT)
             for ch in channels:
                 conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(ch)))
         return conn
 
 
 class Waker:
-    """Sleep until a deadline, a NOTIFY on a LISTEN connection, or :meth:`wake` from another thread."""
+    """Sleep until a deadline, a NOTIFY on a LISTEN connection, or :meth:`wake` from another thread.
+
+    The LISTEN connection only makes the wake-up prompt: while the database is away the Waker sleeps
+    on its own clock and connects again at a later :meth:`sleep`, never raising."""
 
     def __init__(self, db: Database, channel: str) -> None:
         self.db, self.channel = db, channel
@@ -135,7 +189,8 @@ class Waker:
         self._lock = threading.Lock()
         self._closed = False
         os.set_blocking(self._w, False)
-        self.conn = db.listen(channel)
+        self.conn: psycopg.Connection[Any] | None = None
+        self._connect()
 
     def wake(self) -> None:
         """Interrupt a :meth:`sleep` now (thread-safe; a no-op once closed, so a late stop() cannot
@@ -150,8 +205,11 @@ class Waker:
 
     def sleep(self, seconds: float) -> None:
         """Block up to ``seconds``; return early on a notification or a wake-up."""
+        if self.conn is None:
+            self._connect()
+        fd = self._fileno()
         try:
-            ready, _, _ = select.select([self.conn.fileno(), self._r], [], [], max(0.0, seconds))
+            ready, _, _ = select.select([self._r] + ([fd] if fd is not None else []), [], [], max(0.0, seconds))
         except InterruptedError:
             return
         if self._r in ready:
@@ -159,18 +217,45 @@ class Waker:
                 os.read(self._r, 4096)
             except BlockingIOError:
                 pass
-        if self.conn.fileno() in ready:
+        if fd is not None and fd in ready and self.conn is not None:
             try:
+                self.conn.pgconn.consume_input()  # raises at the end of the stream (the server went away)
                 for _ in self.conn.notifies(timeout=0, stop_after=1000):
                     pass
             except psycopg.Error:
-                self._reconnect()
+                self._drop()
+            if self.conn is not None and (self.conn.closed or self.conn.broken):
+                self._drop()  # the server went away (it may say so without an exception)
+            if self.conn is None:
+                self._connect()
 
-    def _reconnect(self) -> None:
+    def _fileno(self) -> int | None:
+        if self.conn is None:
+            return None
+        if self.conn.closed or self.conn.broken:
+            self._drop()
+            return None
         try:
-            self.conn.close()
-        finally:
+            return self.conn.fileno()
+        except psycopg.Error:
+            self._drop()
+            return None
+
+    def _connect(self) -> None:
+        """LISTEN again; on failure stay without a connection (the caller's queries see the outage)."""
+        try:
             self.conn = self.db.listen(self.channel)
+        except DatabaseError as exc:
+            log.debug("LISTEN %s: %s", self.channel, exc)
+            self.conn = None
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
     def close(self) -> None:
         """Close the LISTEN connection and the wake-up pipe."""
@@ -178,7 +263,7 @@ class Waker:
             if self._closed:
                 return
             self._closed = True
-            self.conn.close()
+            self._drop()
             os.close(self._r)
             os.close(self._w)
 

@@ -28,6 +28,10 @@ class DatabaseError(RunnerError):
     """The database could not be reached or refused an operation."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached (down, restarting, unreachable): a fault to wait out."""
+
+
 class SandboxError(RunnerError):
     """The Docker engine could not run a job container."""
 

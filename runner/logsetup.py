@@ -63,3 +63,5 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root.setLevel(getattr(logging, level, logging.INFO))
     for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The pool warns at each failed reconnection; an outage is logged once by runner.outage instead.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

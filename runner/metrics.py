@@ -38,6 +38,11 @@ DUTY_SKIPPED = Counter("runner_duty_skipped", "Periodic duty runs skipped: the l
                        ["duty"], registry=REGISTRY)
 DUTY_LAST_SUCCESS = Gauge("runner_duty_last_success_timestamp_seconds", "When each periodic duty last succeeded",
                           ["duty"], registry=REGISTRY)
+# outages and side parts (issue 12, items 1 and 7)
+DB_OUTAGES = Counter("runner_database_outages", "Database outages waited out (counted as each begins)",
+                     registry=REGISTRY)
+PART_DEATHS = Counter("runner_part_deaths", "Side parts (notifier, telegram) that died and were restarted",
+                      ["part"], registry=REGISTRY)
 
 
 class _TableCollector(Collector):
@@ -82,12 +87,14 @@ def on_message_event(event: str) -> None:
 
 
 class HealthServer:
-    """Serves /healthz (scheduler loop alive, database reachable) and /metrics on ``addr``."""
+    """Serves /healthz (scheduler loop alive, database reachable, side parts running) and /metrics on ``addr``."""
 
     def __init__(self, addr: str, *, loop_age: Callable[[], float], max_loop_age: float,
-                 db_query: Callable[[str], list[dict[str, Any]]]) -> None:
+                 db_query: Callable[[str], list[dict[str, Any]]],
+                 parts: Callable[[], dict[str, str]] = dict) -> None:
         host, _, port = addr.rpartition(":")
         self.loop_age, self.max_loop_age, self.db_query = loop_age, max_loop_age, db_query
+        self.parts = parts  # the side parts' states by name ("ok", or why not): any other makes it 503
         TABLES.query = db_query
         server = self
 
@@ -119,7 +126,7 @@ class HealthServer:
         return int(self.httpd.server_address[1])
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, details): the loop ran recently and the database answers."""
+        """(healthy, details): the loop ran recently, the database answers and every side part runs."""
         age = self.loop_age()
         checks: dict[str, Any] = {"scheduler_loop_age_seconds": round(age, 3),
                                   "scheduler": "ok" if age <= self.max_loop_age else "stalled"}
@@ -130,7 +137,12 @@ class HealthServer:
             checks["database_seconds"] = round(time.monotonic() - t0, 4)
         except Exception as exc:
             checks["database"] = f"unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ok = checks["scheduler"] == "ok" and checks["database"] == "ok"
+        parts = self.parts()
+        checks.update(parts)
+        down = sorted(name for name, state in parts.items() if state != "ok")
+        if down:
+            checks["down"] = down
+        ok = checks["scheduler"] == "ok" and checks["database"] == "ok" and not down
         return ok, {"status": "ok" if ok else "unhealthy", **checks}
 
     def start(self) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Protocol, TextIO
 
 from . import metrics
 from .db import OUTBOX_CHANNEL, QUERIES, Database, Waker
-from .errors import DatabaseError
+from .errors import DatabaseError, DatabaseUnavailable
+from .outage import patiently
 from .text import visible, visible_name
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,17 @@ class Notifier:
             self._exec("retry_later", {**params, "error": outcome.error, "delay": outcome.delay})
 
     def _exec(self, name: str, params: dict[str, Any]) -> None:
+        """Record a delivery's outcome, waiting out an outage: a message sent and not recorded would
+        be sent again once its lease ran out."""
+        patiently(self._exec_once, self.stopping, name, params)
+
+    def _exec_once(self, name: str, params: dict[str, Any]) -> None:
         with self.db.transaction() as conn:
             conn.execute(QUERIES[name], params)
 
     def run(self) -> None:
-        """Deliver until :meth:`stop`, sleeping until the next retry or a NOTIFY."""
+        """Deliver until :meth:`stop`, sleeping until the next retry or a NOTIFY; a database outage
+        is waited out (logged once), however long."""
         self._waker = Waker(self.db, OUTBOX_CHANNEL)
         try:
             while not self.stopping.is_set():
@@ -127,11 +134,17 @@ class Notifier:
                     self.deliver_due()
                     row = self.db.one("seconds_until_next_message")
                     secs = row["seconds"] if row and row["seconds"] is not None else self.poll_interval
+                except DatabaseUnavailable:
+                    self.db.wait_until_reachable(self.stopping)
+                    continue
                 except DatabaseError as exc:
                     log.warning("delivery: %s", exc)
                     secs = 5.0
                 self._waker.sleep(min(max(secs, 0.0), self.poll_interval))
-            self.deliver_due()
+            try:
+                self.deliver_due()
+            except DatabaseUnavailable as exc:  # stopping during an outage: the messages wait in the outbox
+                log.warning("delivery: %s", exc)
         finally:
             self._waker.close()
 

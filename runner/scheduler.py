@@ -24,7 +24,7 @@ from typing import Any
 from . import artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
-from .errors import DatabaseError, RunnerError
+from .errors import DatabaseError, DatabaseUnavailable, RunnerError
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
@@ -73,16 +73,30 @@ class Scheduler:
             self.duties.start()  # the heartbeat, lease recovery, sweeps and pruning, each on its own
             while not self.stopping.is_set():
                 self.last_loop = time.monotonic()
-                claimed = self.claim_and_dispatch()
-                if burst and not claimed and not self.active and not self._due_now():
-                    break
-                self.waker.sleep(self._sleep_seconds(burst))
+                try:
+                    if not self._turn(burst):
+                        break
+                except DatabaseUnavailable:  # an outage is waited out, however long (logged once)
+                    self.db.wait_until_reachable(self.stopping, tick=self._alive)
             self._drain()
         finally:
             self.pool.shutdown(wait=True)
             self.duties.shutdown()  # after the runs: their leases are renewed to the end
             self._close_beat()
             self.waker.close()
+
+    def _turn(self, burst: bool) -> bool:
+        """One pass of the loop: claim, then sleep. False when a burst is done."""
+        claimed = self.claim_and_dispatch()
+        if burst and not claimed and not self.active and not self._due_now():
+            return False
+        assert self.waker is not None
+        self.waker.sleep(self._sleep_seconds(burst))
+        return True
+
+    def _alive(self) -> None:
+        """The loop is alive while it waits for the database (/healthz reports the database apart)."""
+        self.last_loop = time.monotonic()
 
     def stop(self) -> None:
         """Stop claiming; running jobs finish (each is bounded by its timeout)."""

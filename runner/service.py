@@ -12,7 +12,8 @@ from . import metrics
 from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
 from .settings import Settings
-from .telegram import DeliveryConfig, RedactingFilter, TelegramDelivery, make_bot
+from .supervise import Part
+from .telegram import DeliveryConfig, RedactingFilter, TelegramDelivery, make_bot, redact
 
 log = logging.getLogger(__name__)
 
@@ -33,32 +34,40 @@ def install_redaction(token: str) -> None:
 
 
 class TelegramService:
-    """Runs the bot and the delivery loop until :meth:`stop`."""
+    """Runs the bot and the delivery loop until :meth:`stop`, on a :class:`~runner.supervise.Part`:
+    if either dies, the whole service is started again with a backoff, and /healthz names it."""
 
     def __init__(self, settings: Settings, jobs: Jobs, *, polling: bool = True) -> None:
         assert settings.telegram_bot_token
         self.settings, self.jobs, self.polling = settings, jobs, polling
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._main, name="telegram", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        token = settings.telegram_bot_token
+        self.part = Part("telegram", self._main, self._stop_life, scrub=lambda text: redact(text, token))
         self.delivery: TelegramDelivery | None = None
         self._dp: Any = None
         self._started = threading.Event()
         self.error: BaseException | None = None
 
+    @property
+    def thread(self) -> threading.Thread:
+        return self.part.thread
+
     def start(self) -> None:
-        self.thread.start()
+        self.part.start()
         self._started.wait(timeout=30)
 
     def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
+        """One life of the service: a fresh event loop, bot and dispatcher. Raises when it dies."""
+        loop = self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            self.loop.run_until_complete(self._run())
-        except BaseException as exc:  # reported by stop()
+            loop.run_until_complete(self._run())
+        except BaseException as exc:
             self.error = exc
-            log.error("telegram service stopped: %s", exc)
+            raise
         finally:
             self._started.set()
-            self.loop.close()
+            loop.close()
 
     async def _run(self) -> None:
         s = self.settings
@@ -78,18 +87,44 @@ class TelegramService:
                 name="polling"))
         self._started.set()
         try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if not self.delivery.stopping.is_set():  # one ended while nobody stopped it: the service died
+                ended = next(iter(done))
+                exc = ended.exception()
+                raise RuntimeError(f"its {ended.get_name()} task stopped: "
+                                   f"{f'{type(exc).__name__}: {exc}' if exc else 'it returned'}") from exc
             await asyncio.gather(*tasks)
         finally:
+            await self._end(tasks)
             await bot.session.close()
+
+    async def _end(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """End this life's tasks: polling is stopped the dispatcher's way (its own tasks go with it)."""
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.polling and self._dp is not None and any(t.get_name() == "polling" and not t.done() for t in tasks):
+            try:
+                await asyncio.wait_for(self._dp.stop_polling(), timeout=10)
+            except (RuntimeError, TimeoutError):
+                pass  # polling had not started, or would not stop: cancelled below
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def drain(self, timeout: float = 60) -> None:
         """Deliver everything due now (burst mode)."""
-        if self.delivery is not None:
+        if self.delivery is not None and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self.delivery.drain(timeout), self.loop).result(timeout + 5)
 
-    def stop(self) -> None:
-        """Stop polling and delivery, and wait for the thread."""
-        if self.loop.is_closed():
+    def status(self) -> str:
+        """``ok`` while the bot and the delivery run (for /healthz)."""
+        return self.part.status()
+
+    def _stop_life(self) -> None:
+        """Stop polling and delivery of the current life, if it runs."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
             return
 
         async def _stop() -> None:
@@ -102,7 +137,10 @@ class TelegramService:
                     pass  # polling had not started
 
         try:
-            asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=15)
+            asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=15)
         except (RuntimeError, TimeoutError):
             pass
-        self.thread.join(timeout=20)
+
+    def stop(self) -> None:
+        """Stop polling and delivery for good, and wait for the thread."""
+        self.part.stop(timeout=20)

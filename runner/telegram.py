@@ -55,9 +55,10 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile
 from aiohttp import ClientConnectorError, ClientError, ConnectionTimeoutError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .db import OUTBOX_CHANNEL, QUERIES, Database
+from .outage import apatiently
 from .outbox_lease import LeaseLost, LeaseTooShort, OutboxLease
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,9 @@ class TelegramDelivery:
         self.on_event = on_event or (lambda _e: None)
 
     async def _db(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.db.all, name, params)
+        """A named query off the event loop, waiting out a database outage (until stopped): a part
+        Telegram accepted is recorded once the database is back, not sent again."""
+        return await apatiently(asyncio.to_thread, self.stopping, self.db.all, name, params)
 
     # --- the loop --------------------------------------------------------------------------------------
 
@@ -228,17 +231,26 @@ class TelegramDelivery:
             await asyncio.gather(listener, *self.workers.values(), return_exceptions=True)
 
     async def _listen(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-                    async for _ in conn.notifies():
-                        self.wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("outbox listener: %s", exc)
-                await asyncio.sleep(2)
+        """Wake the loop on each NOTIFY; through an outage, connect again with a backoff (tenacity)."""
+        async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0) + wait_random(0, 0.5),
+                                           retry=retry_if_exception_type(Exception), reraise=True):
+            with attempt:
+                if self.stopping.is_set():
+                    return
+                await self._listen_once()
+
+    async def _listen_once(self) -> None:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.db.url, autocommit=True, connect_timeout=5) as conn:
+                await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                self.wake.set()  # anything queued while it was not listening is looked at now
+                async for _ in conn.notifies():
+                    self.wake.set()
+            if not self.stopping.is_set():
+                raise psycopg.OperationalError("the LISTEN connection ended")
+        except psycopg.Error as exc:
+            log.debug("outbox listener: %s", exc)  # the outage itself is logged once, by the queries
+            raise
 
     def stop(self) -> None:
         self.stopping.set()
