@@ -19,8 +19,9 @@ from typing import Any
 
 from .api import Jobs, Limits, Policy, public_row
 from .errors import RunnerError
+from .settings import Settings
 
-SYSTEM_PROMPT = """You can schedule Python scripts that run later, on their own, in a sandbox.
+_PROMPT = """You can schedule Python scripts that run later, on their own, in a sandbox.
 
 Tools: schedule_job, list_jobs, get_job, get_job_logs, run_job_now, pause_job, resume_job, cancel_job,
 update_job. Check a recurrence first with the schedule language below; a schedule you get wrong is
@@ -30,16 +31,16 @@ How a job runs:
 - The script is saved as jobs/<name>.py and runs with the working directory one level above jobs/, so
   open files as 'jobs/...'. Only this conversation's jobs/ directory is visible; other jobs of this
   conversation share it.
-- To message the user, write the text to jobs/<name>_message.txt (UTF-8, at most 64 KiB). It is sent
+- To message the user, write the text to jobs/<name>_message.txt (UTF-8, at most {message}). It is sent
   after the run and then deleted. Write nothing to stay silent (e.g. only when a price drops).
 - To pass data to a later job, write jobs/<name>_output.json; it stays. A job scheduled with
   after="<other job>" runs each time that job completes successfully and can read its output.
 - To send files, put them in jobs/<name>_attachments/ (images go as photos, others as documents;
-  at most 10 files, 10 MiB each).
-- Limits: 30 s of wall time, 256 MiB of memory, 1 CPU, 64 processes, 50 MiB in jobs/ (ask for more time
-  or memory with timeout_seconds / memory_mb, within the operator's maximum). Standard library only.
-- No network unless you grant host names with allow_hosts (e.g. ["api.example.com"]); then only HTTP(S)
-  to those names works, through a proxy (urllib picks it up by itself).
+  at most {attachments} files, {attachment} each, {attachments_total} in all).
+- Limits: {timeout} s of wall time, {memory} MiB of memory, {cpus} CPU, {pids} processes, {disk} MiB in jobs/
+  (ask for more time or memory with timeout_seconds / memory_mb, up to {max_timeout} s and
+  {max_memory} MiB). Standard library only.
+- {network}
 - A failing run (exception, non-zero exit, timeout) is reported to the user once with its reason;
   get_job_logs shows the output and the reason.
 - A job runs only the script it was scheduled (or last updated) with. If jobs/<name>.py is changed
@@ -51,6 +52,37 @@ When: "now", "in 10 minutes", "tomorrow 9am", "next monday 8:30", "dec 24 18:00"
 Recurrence: "hourly", "daily 9am", "weekdays 8:30", "weekends 10am", "every monday 9am",
 "mon,wed,fri 7:00", "monthly on the 1st 9am", "every 15 minutes", or a 5-field cron line. Times are in
 the user's time zone unless you give tz (an IANA name such as "Europe/Berlin")."""
+
+_OPEN_NETWORK = ("No network unless you grant host names with allow_hosts (e.g. [\"api.example.com\"]); then only "
+                 "HTTP(S)\n  to those names works, through a proxy (urllib picks it up by itself).")
+
+
+def _size(n: int) -> str:
+    """Bytes as the prompt states them: '64 KiB', '10 MiB', '1500 bytes'."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} bytes"
+
+
+def _network(settings: Settings) -> str:
+    allow = settings.egress_allow
+    if not allow:
+        return "No network: this runner grants no host names (allow_hosts is refused)."
+    if "*" in allow:
+        return _OPEN_NETWORK
+    return _OPEN_NETWORK + f"\n  This runner grants only names within: {', '.join(allow)}."
+
+
+def system_prompt(settings: Settings) -> str:
+    """The text for the agent's system prompt, stating the limits in force on this runner (``settings``):
+    its defaults and maxima, not constants, so an agent never plans with limits the runner does not have."""
+    s = settings
+    return _PROMPT.format(
+        message=_size(s.message_cap), attachments=s.max_attachments, attachment=_size(s.attachment_cap),
+        attachments_total=_size(s.attachments_total_cap), timeout=s.timeout_seconds, memory=s.memory_mb,
+        cpus=f"{s.cpus:g}", pids=s.pids_limit, disk=s.disk_mb, max_timeout=s.max_timeout_seconds,
+        max_memory=s.max_memory_mb, network=_network(s))
 
 
 class AgentTools:
@@ -80,8 +112,8 @@ class AgentTools:
             tz: IANA time zone of the schedule; empty for the user's zone.
             allow_hosts: host names the job may reach over HTTP(S); empty for no network.
             after: name of another job of this conversation; this job then runs each time that one completes.
-            timeout_seconds: wall-time limit; 0 for the default (30).
-            memory_mb: memory limit; 0 for the default (256).
+            timeout_seconds: wall-time limit in seconds; 0 for the runner's default (the system prompt states it).
+            memory_mb: memory limit in MiB; 0 for the runner's default (the system prompt states it).
             retries: how often a failed run is retried, with backoff; 0 for none.
         """
         return self._call(lambda: {"job": public_row(self.jobs.schedule_job(

@@ -287,10 +287,10 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
-    from .agent import SYSTEM_PROMPT, tool_definitions
+    from .agent import system_prompt, tool_definitions
 
     if args.prompt:
-        print(SYSTEM_PROMPT)
+        print(system_prompt(settings))
     else:
         _print_json(tool_definitions(args.style))
     return 0

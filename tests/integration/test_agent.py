@@ -6,7 +6,7 @@ import json
 
 import docker
 
-from runner.agent import SYSTEM_PROMPT, TOOL_NAMES, AgentTools, call_tool, tool_definitions
+from runner.agent import TOOL_NAMES, AgentTools, call_tool, system_prompt, tool_definitions
 from runner.api import Jobs
 from runner.db import Database
 from runner.settings import Settings
@@ -82,7 +82,7 @@ def test_tool_definitions_match_the_functions() -> None:
                                     "description": "host names the job may reach over HTTP(S); empty for no network."}
     assert all(p["description"] for t in tool_definitions() for p in t["input_schema"]["properties"].values())
     for needle in ("_message.txt", "_output.json", "_attachments", "jobs/", "allow_hosts", "30 s"):
-        assert needle in SYSTEM_PROMPT
+        assert needle in system_prompt(Settings())
 
 
 def test_cli_mirrors_the_api_with_json(settings: Settings) -> None:
