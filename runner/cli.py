@@ -10,7 +10,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,7 +102,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from . import images, sandbox
     from .notify import ConsoleSender, Notifier
     from .scheduler import Scheduler
-    from .supervise import Part
 
     if args.concurrency is not None:
         if args.concurrency < 1:
@@ -139,13 +139,36 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     notifier = Notifier(jobs.db, sender, settings.runner_id, lease_seconds=settings.lease_seconds,
                         poll_interval=settings.poll_interval, without_chat=telegram is not None)
 
+    with stop_on_signals(scheduler.stop):  # the notifier delivers until the scheduler has drained
+        return _serve(args, settings, jobs, scheduler, notifier, telegram)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``stop`` (a second SIGINT raises KeyboardInterrupt, to force); on the way
+    out the handlers that were there before are put back, so ``runner up`` run in-process (tests, an
+    embedding program) leaves its caller's signal handling as it found it."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping (running jobs finish first; again to force)", signum)
-        scheduler.stop()  # the notifier goes on delivering until the scheduler has drained, then stops
+        stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in previous:
+        signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, jobs: Any, scheduler: Any, notifier: Any,
+           telegram: Any) -> int:
+    """Run the scheduler (and the side parts) until it stops; close everything on the way out."""
+    from .supervise import Part
+
     parts: list[Any] = [telegram.part] if telegram is not None else []  # side parts, restarted if they die
     http = None
     if settings.http_addr:
