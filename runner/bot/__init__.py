@@ -11,7 +11,7 @@ from aiogram import Dispatcher
 from aiogram.types import BotCommand
 
 from ..api import Jobs
-from . import auth, common, jobs, upload
+from . import auth, common, errors, jobs, upload
 
 COMMANDS = [
     BotCommand(command="jobs", description="this chat's jobs"),
@@ -30,10 +30,12 @@ COMMANDS = [
 
 
 def build_dispatcher(service: Jobs, allowed_users: frozenset[int], *, upload_cap: int) -> Dispatcher:
-    """A Dispatcher with every router, the auth middleware, and ``service`` injected into handlers."""
+    """A Dispatcher with every router, the auth middleware, the error handlers (a refusal answered the
+    same way for every command and button), and ``service`` injected into handlers."""
     dp = Dispatcher(jobs_service=service, upload_cap=upload_cap)
     guard = auth.AllowedUsers(allowed_users)
     dp.message.outer_middleware(guard)
     dp.callback_query.outer_middleware(guard)
     dp.include_routers(common.build(), jobs.build(), upload.build())
+    errors.install(dp)
     return dp

@@ -9,7 +9,6 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
 from ..api import Jobs
-from ..errors import RunnerError
 from .util import thread_of
 
 HELP = """I run small Python scripts on a schedule, each in a locked-down container, and send you what they write.
@@ -40,11 +39,7 @@ async def set_tz(message: Message, command: CommandObject, jobs_service: Jobs) -
         tz = await asyncio.to_thread(jobs_service.thread_timezone, thread)
         await message.answer(f"This chat's time zone is {tz}. Change it with /tz Area/City, e.g. /tz Europe/Berlin")
         return
-    try:
-        tz = await asyncio.to_thread(jobs_service.set_thread_timezone, thread, command.args.strip())
-    except RunnerError as exc:
-        await message.answer(str(exc))
-        return
+    tz = await asyncio.to_thread(jobs_service.set_thread_timezone, thread, command.args.strip())
     await message.answer(f"Time zone set to {tz}. New schedules of this chat use it.")
 
 

@@ -1,6 +1,7 @@
 """/jobs, /job, /run, /cancel, /pause, /resume, /logs, /approve, and the buttons on a job's card.
 
-Every lookup passes the chat's own thread id, so another chat's job id answers "no such job"."""
+Every lookup passes the chat's own thread id, so another chat's job id answers "no such job". A refusal
+(``RunnerError``) is not caught here: runner.bot.errors answers it, for every handler alike."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from ..api import Jobs
-from ..errors import NotFound, RunnerError
 from ..text import visible
+from .callbacks import ACTIONS, JobButton
 from .util import clip, job_buttons, job_card, thread_of, when
 
 
@@ -55,16 +56,8 @@ async def list_jobs(message: Message, jobs_service: Jobs) -> None:
     await message.answer(clip("\n".join(lines)))
 
 
-async def _act(message: Message, jobs_service: Jobs, jid: int, action: Callable[..., Any], done: str) -> None:
-    thread = thread_of(message.chat.id)
-    try:
-        row = await asyncio.to_thread(action, jid, thread)
-    except NotFound:
-        await message.answer(f"No such job: {jid}")
-        return
-    except RunnerError as exc:
-        await message.answer(str(exc))
-        return
+async def _act(message: Message, jid: int, action: Callable[..., Any], done: str) -> None:
+    row = await asyncio.to_thread(action, jid, thread_of(message.chat.id))
     await message.answer(done.format(**row))
 
 
@@ -73,46 +66,37 @@ async def show_job(message: Message, command: CommandObject, jobs_service: Jobs)
     if jid is None:
         return
     thread = thread_of(message.chat.id)
-    try:
-        row, runs, tz = await asyncio.to_thread(
-            lambda: (jobs_service.get_job(jid, thread), jobs_service.job_runs(jid, thread),
-                     jobs_service.thread_timezone(thread)))
-    except NotFound:
-        await message.answer(f"No such job: {jid}")
-        return
+    row, runs, tz = await asyncio.to_thread(
+        lambda: (jobs_service.get_job(jid, thread), jobs_service.job_runs(jid, thread),
+                 jobs_service.thread_timezone(thread)))
     await message.answer(clip(job_card(row, runs, tz)), reply_markup=job_buttons(row))
 
 
 async def run_now(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
     if (jid := await _need_id(message, command)) is not None:
-        await _act(message, jobs_service, jid, jobs_service.run_job_now, "Job {name} will run now (run #{id}).")
+        await _act(message, jid, jobs_service.run_job_now, "Job {name} will run now (run #{id}).")
 
 
 async def cancel(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
     if (jid := await _need_id(message, command)) is not None:
-        await _act(message, jobs_service, jid, jobs_service.cancel_job, "Job {name} (#{id}) is {status}.")
+        await _act(message, jid, jobs_service.cancel_job, "Job {name} (#{id}) is {status}.")
 
 
 async def pause(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
     if (jid := await _need_id(message, command)) is not None:
-        await _act(message, jobs_service, jid, jobs_service.pause_job, "Job {name} (#{id}) is paused.")
+        await _act(message, jid, jobs_service.pause_job, "Job {name} (#{id}) is paused.")
 
 
 async def resume(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
     if (jid := await _need_id(message, command)) is not None:
-        await _act(message, jobs_service, jid, jobs_service.resume_job, "Job {name} (#{id}) is resumed.")
+        await _act(message, jid, jobs_service.resume_job, "Job {name} (#{id}) is resumed.")
 
 
 async def logs(message: Message, command: CommandObject, jobs_service: Jobs) -> None:
     jid = await _need_id(message, command)
     if jid is None:
         return
-    thread = thread_of(message.chat.id)
-    try:
-        info = await asyncio.to_thread(jobs_service.get_job_logs, jid, thread)
-    except NotFound:
-        await message.answer(f"No such job: {jid}")
-        return
+    info = await asyncio.to_thread(jobs_service.get_job_logs, jid, thread_of(message.chat.id))
     head = f"Job {visible(info['name'], one_line=True)} (#{info['id']}): {info['status']}"
     if info["exit_code"] is not None:
         head += f", exit code {info['exit_code']}"
@@ -133,49 +117,31 @@ async def approve(message: Message, command: CommandObject, jobs_service: Jobs) 
         await message.answer("Give a job id: /approve <id> (see /jobs)")
         return
     jid, thread = int(args[0].lstrip("#")), thread_of(message.chat.id)
-    try:
-        if len(args) == 1:
-            text, sha = await asyncio.to_thread(jobs_service.read_job_script, jid, thread)
-            await message.answer(clip(text, 3000) or "(empty)")
-            await message.answer(f"That is job #{jid}'s script now (sha256 {sha[:12]}). To run this version, "
-                                 f"send /approve {jid} {sha[:12]}")
-            return
-        done = await asyncio.to_thread(lambda: jobs_service.approve_script(jid, thread, sha256=args[1]))
-    except NotFound:
-        await message.answer(f"No such job: {jid}")
+    if len(args) == 1:
+        text, sha = await asyncio.to_thread(jobs_service.read_job_script, jid, thread)
+        await message.answer(clip(text, 3000) or "(empty)")
+        await message.answer(f"That is job #{jid}'s script now (sha256 {sha[:12]}). To run this version, "
+                             f"send /approve {jid} {sha[:12]}")
         return
-    except RunnerError as exc:
-        await message.answer(str(exc))
-        return
+    done = await asyncio.to_thread(lambda: jobs_service.approve_script(jid, thread, sha256=args[1]))
     await message.answer(f"Approved {done['script_path']} (sha256 {done['sha256'][:12]}) for job "
                          f"{done['job']['name']} (#{jid}): its runs run this version.")
 
 
-_ACTIONS = {"run": ("run_job_now", "will run now"), "pause": ("pause_job", "is paused"),
-            "resume": ("resume_job", "is resumed"), "cancel": ("cancel_job", "is cancelled")}
-
-
-async def button(query: CallbackQuery, jobs_service: Jobs) -> None:
-    try:
-        _, action, raw = (query.data or "").split(":", 2)
-        method, said = _ACTIONS[action]
-        jid = int(raw)
-    except (ValueError, KeyError):
-        await query.answer("Unknown button")
-        return
-    if query.message is None:
+async def button(query: CallbackQuery, callback_data: JobButton, jobs_service: Jobs) -> None:
+    """A button on a job's card (a refusal is answered by runner.bot.errors, as an alert)."""
+    if query.message is None:  # too old for Telegram to say which chat it was in
         await query.answer()
         return
-    thread = thread_of(query.message.chat.id)
-    try:
-        row = await asyncio.to_thread(getattr(jobs_service, method), jid, thread)
-    except NotFound:
-        await query.answer(f"No such job: {jid}", show_alert=True)
-        return
-    except RunnerError as exc:
-        await query.answer(str(exc)[:190], show_alert=True)
-        return
+    method, said = ACTIONS[callback_data.action]
+    row = await asyncio.to_thread(getattr(jobs_service, method), callback_data.job_id,
+                                  thread_of(query.message.chat.id))
     await query.answer(f"Job {row['name']} {said}")
+
+
+async def unknown_button(query: CallbackQuery) -> None:
+    """A ``job:`` button this runner cannot read (malformed, or an action it does not have)."""
+    await query.answer("Unknown button")
 
 
 def build() -> Router:
@@ -189,5 +155,6 @@ def build() -> Router:
     r.message.register(resume, Command("resume"))
     r.message.register(logs, Command("logs"))
     r.message.register(approve, Command("approve"))
-    r.callback_query.register(button, F.data.startswith("job:"))
+    r.callback_query.register(button, JobButton.filter())
+    r.callback_query.register(unknown_button, F.data.startswith(f"{JobButton.__prefix__}:"))
     return r

@@ -11,7 +11,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from ..api import Jobs
-from ..errors import NotFound, RunnerError, ScheduleError
+from ..errors import ScheduleError
 from ..schedule import parse_recurrence
 from .util import thread_of, when
 
@@ -60,14 +60,10 @@ async def schedule(message: Message, command: CommandObject, bot: Bot, jobs_serv
     name = re.sub(r"[^a-z0-9_-]", "_", filename[:-3].lower())[:64] or "job"
     at, every = split_when((command.args or "").strip())
     thread = thread_of(message.chat.id)
-    try:
-        row = await asyncio.to_thread(lambda: jobs_service.schedule_job(
-            thread_id=thread, name=name, script_text=text, at=at, every=every,
-            user_id=str(message.from_user.id) if message.from_user else ""))
-        tz = await asyncio.to_thread(jobs_service.thread_timezone, thread)
-    except RunnerError as exc:
-        await message.answer(f"Not scheduled: {exc}")
-        return
+    row = await asyncio.to_thread(lambda: jobs_service.schedule_job(  # a refusal: "Not scheduled: …"
+        thread_id=thread, name=name, script_text=text, at=at, every=every,
+        user_id=str(message.from_user.id) if message.from_user else ""))
+    tz = await asyncio.to_thread(jobs_service.thread_timezone, thread)
     repeat = f", then {row['recurrence']}" if row["recurrence"] else ""
     await message.answer(f"Scheduled job {row['name']} (#{row['id']}) for {when(row['due_time'], row['timezone'] or tz)}{repeat}.")
 
@@ -82,14 +78,8 @@ async def update(message: Message, command: CommandObject, bot: Bot, jobs_servic
     if got is None:
         return
     thread = thread_of(message.chat.id)
-    try:
-        done = await asyncio.to_thread(lambda: jobs_service.approve_script(int(arg), thread, script_text=got[1]))
-    except NotFound:
-        await message.answer(f"No such job: {arg}")
-        return
-    except RunnerError as exc:
-        await message.answer(f"Not updated: {exc}")
-        return
+    # a refusal is answered by runner.bot.errors: "No such job: <id>" or "Not updated: <reason>"
+    done = await asyncio.to_thread(lambda: jobs_service.approve_script(int(arg), thread, script_text=got[1]))
     await message.answer(f"Job {done['job']['name']} (#{arg}) now runs the new {done['script_path']} "
                          f"(sha256 {done['sha256'][:12]}).")
 

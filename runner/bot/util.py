@@ -9,6 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from ..schedule import zone
 from ..text import visible
+from .callbacks import Action, JobButton
 
 
 def thread_of(chat_id: int) -> str:
@@ -46,11 +47,10 @@ def job_card(row: dict[str, Any], runs: list[dict[str, Any]], tz: str) -> str:
 def job_buttons(row: dict[str, Any]) -> InlineKeyboardMarkup:
     """Run now / pause or resume / cancel, on a job's card."""
     jid = row["id"]
-    pause = ("Resume", f"job:resume:{jid}") if row.get("paused") else ("Pause", f"job:pause:{jid}")
+    pause = ("Resume", Action.RESUME) if row.get("paused") else ("Pause", Action.PAUSE)
     return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text="Run now", callback_data=f"job:run:{jid}"),
-        InlineKeyboardButton(text=pause[0], callback_data=pause[1]),
-        InlineKeyboardButton(text="Cancel", callback_data=f"job:cancel:{jid}"),
+        InlineKeyboardButton(text=text, callback_data=JobButton(action=action, job_id=jid).pack())
+        for text, action in (("Run now", Action.RUN), pause, ("Cancel", Action.CANCEL))
     ]])
 
 
