@@ -14,6 +14,8 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from .outage import Outage, patiently
 log = logging.getLogger(__name__)
 
 SQL_FILE = Path(__file__).with_name("sql") / "queries.sql"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Package data (importlib.resources), so an installed wheel migrates as well as a source checkout.
+MIGRATIONS_DIR: Traversable = resources.files(__package__ or "runner") / "migrations"
 MIGRATION_LOCK_KEY = 0x72756E6E  # "runn": serialises migrations of runners starting together
 JOBS_CHANNEL = "runner_jobs"
 OUTBOX_CHANNEL = "runner_outbox"
@@ -273,12 +276,12 @@ class Waker:
 _MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
+def migration_files(directory: Traversable = MIGRATIONS_DIR) -> list[tuple[int, Traversable]]:
     """Numbered ``NNN_name.sql`` files in order; a duplicate number is an error."""
     if not directory.is_dir():
         raise ConfigError(f"migrations directory {directory} is missing")
-    found: dict[int, Path] = {}
-    for path in sorted(directory.iterdir()):
+    found: dict[int, Traversable] = {}
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
         m = _MIGRATION_NAME.match(path.name)
         if not m:
             continue
@@ -289,7 +292,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def migrate(url: str, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction, under an advisory lock.
 
     Returns the names applied. Refuses to run against a schema newer than this runner knows.
@@ -336,7 +339,7 @@ def schema_versions(conn: psycopg.Connection[Any]) -> set[int] | None:
     return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
 
 
-def check_schema(url: str, directory: Path = MIGRATIONS_DIR) -> None:
+def check_schema(url: str, directory: Traversable = MIGRATIONS_DIR) -> None:
     """Refuse, with what to do, a database whose schema is not the one this runner was built for.
 
     Only ``runner up`` and ``runner migrate`` apply migrations: every other command reads the schema

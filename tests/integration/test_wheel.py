@@ -1,0 +1,90 @@
+"""A plain wheel (``pip install .``, not ``-e``) carries its migrations and migrates a real Postgres
+from its own copy: built from this checkout, installed into a fresh venv outside it, run from elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import uuid
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from runner.db import MIGRATIONS_DIR, migration_files
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def empty_url(pg_admin_url: str) -> Iterator[str]:
+    """A database with no runner schema at all (not copied from the migrated template)."""
+    name = f"wheel_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{pg_admin_url.rpartition('/')[0]}/{name}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _run(*cmd: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
+                          check=False)
+    assert proc.returncode == 0, f"{cmd[:4]} failed: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+def _wheel(dest: Path) -> Path:
+    """The runner's wheel, built offline with this environment's setuptools (no index is asked), from a
+    copy of what the image copies too: a checkout's build/ left by an earlier build cannot leak in."""
+    src = dest / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "runner", src / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-q",
+         "-w", dest, src, cwd=dest)
+    (wheel,) = dest.glob("runner-*.whl")
+    return wheel
+
+
+def _fresh_venv(where: Path, wheel: Path) -> Path:
+    """A new venv with only the wheel installed in it; its dependencies are borrowed from the test's own
+    environment by a path entry (a .pth line adds the directory, not the .pth files in it, so the
+    editable install of this checkout stays out)."""
+    venv.EnvBuilder(with_pip=False).create(where)
+    python = where / "bin" / "python"
+    site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=where).strip())
+    (site / "zz_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel,
+         cwd=where)
+    return python
+
+
+def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(empty_url: str, tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path)
+    shipped = sorted(n.rsplit("/", 1)[1] for n in zipfile.ZipFile(wheel).namelist()
+                     if n.startswith("runner/migrations/") and n.endswith(".sql"))
+    known = [p.name for _, p in migration_files(MIGRATIONS_DIR)]
+    assert shipped == known and known, (shipped, known)
+
+    python = _fresh_venv(tmp_path / "venv", wheel)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
+    where = _run(python, "-c", "import runner.db as d; print(d.__file__); print(d.MIGRATIONS_DIR)", cwd=elsewhere, env=env)
+    assert all(line.startswith(str(tmp_path / "venv")) for line in where.split()), where  # not this checkout
+    out = _run(python, "-m", "runner.cli", "migrate", cwd=elsewhere, env={**env, "DATABASE_URL": empty_url})
+    assert f"applied {len(known)} migration(s)" in out, out
+    with psycopg.connect(empty_url) as conn:
+        applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
+    assert applied == known
