@@ -16,18 +16,19 @@ RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
  && python3 -m venv /opt/venv
 
 COPY docker/runner/wheels/ /tmp/wheels/
-COPY pyproject.toml README.md /opt/runner/
-COPY migrations /opt/runner/migrations
-COPY runner /opt/runner/runner
+COPY pyproject.toml README.md /tmp/src/
+COPY runner /tmp/src/runner
 # The examples, so the start-up hint (runner schedule examples/check_price.py ...) works in here too.
 COPY examples /opt/runner/examples
-# Editable, so the migrations/ next to the package are the ones it applies.
+# A wheel, installed as a user would install it (not editable): the migrations it applies are the
+# package data inside it (runner/migrations), so the image holds no source tree of its own.
 RUN set -e; \
     if ls /tmp/wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links /tmp/wheels; fi; \
-    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@" -e /opt/runner; \
-    rm -rf /tmp/wheels; \
-    /opt/venv/bin/python -m compileall -q /opt/runner/runner; \
-    /opt/venv/bin/runner --version
+    /opt/venv/bin/pip wheel --no-cache-dir --disable-pip-version-check "$@" --no-deps -w /tmp/dist /tmp/src; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@" /tmp/dist/runner-*.whl; \
+    rm -rf /tmp/wheels /tmp/src /tmp/dist; \
+    /opt/venv/bin/runner --version; \
+    /opt/venv/bin/python -c "from runner.db import migration_files; assert migration_files(), 'no migrations'"
 
 LABEL io.runner.image="runner"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8 \
