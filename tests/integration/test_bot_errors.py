@@ -16,8 +16,6 @@ from runner.settings import Settings
 
 from ..fakebotapi import FakeBotAPI
 
-pytestmark = pytest.mark.integration
-
 USER, CHAT = 1001, 42
 THREAD = f"telegram:{CHAT}"
 

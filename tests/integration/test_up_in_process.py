@@ -12,8 +12,6 @@ import pytest
 from runner.cli import main
 from runner.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def caller_handlers() -> Iterator[dict[int, Any]]:

@@ -20,8 +20,6 @@ from psycopg import sql
 
 from runner.db import MIGRATIONS_DIR, migration_files
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
