@@ -26,6 +26,10 @@ DURATION = Histogram("runner_run_duration_seconds", "Container run time",
 CONTAINERS = Gauge("runner_containers_running", "Job containers running now", registry=REGISTRY)
 MESSAGES = Counter("runner_messages", "Messages queued, sent and failed", ["event"], registry=REGISTRY)
 TELEGRAM_RETRIES = Counter("runner_telegram_retries", "Telegram deliveries put off for a retry", registry=REGISTRY)
+# Fencing and adoption (issue 12, items 3-4)
+LEASES_LOST = Counter("runner_leases_lost", "Runs this runner stopped touching: its lease was gone", registry=REGISTRY)
+RUNS_ADOPTED = Counter("runner_runs_adopted", "Runs of a dead or frozen runner adopted, by outcome", ["outcome"],
+                       registry=REGISTRY)
 
 
 class _TableCollector(Collector):
