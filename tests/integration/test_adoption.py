@@ -201,7 +201,7 @@ def test_a_frozen_runner_does_nothing_with_the_runs_it_lost(
         # Woken, the frozen runner finds both leases gone, says so, and does nothing else.
         for job in (busy, ahead):
             wait_for(lambda j=job: f"job {j['id']}: lease lost" in frozen.text(), 60,
-                     f"the woken runner to notice it lost {j['name']}'s lease")
+                     f"the woken runner to notice it lost {job['name']}'s lease")
         wait_for(lambda: not any(_containers(docker_client, store_id, j["id"]) for j in (busy, ahead)), 60,
                  "no container of either run left")
     finally:
