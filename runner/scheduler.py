@@ -234,6 +234,9 @@ class Scheduler:
         while the database is away), then the files and the container removed, if the lease still held."""
         s = self.settings
         parts = (thread_dir_name(job["thread_id"]), "jobs")
+        if not self._still_held(job):
+            self.lease_lost(job, "when its run ended; its files and container are left to the runner that holds it")
+            return
         metrics.DURATION.observe(result.duration_ms / 1000)
         if job["id"] in self._killed_for_shutdown:
             result = dataclasses.replace(result, error=(
@@ -279,6 +282,14 @@ class Scheduler:
         """One indexed UPDATE: is the run still this runner's, under this claim's token (renewed so)?"""
         return self.db.one(query, {"id": job["id"], "owner": self.owner, "token": str(job["lease_token"]),
                                    "lease": self.settings.lease_seconds}) is not None
+
+    def _still_held(self, job: dict[str, Any]) -> bool:
+        """False only when the lease is known lost; with the database away, True: the finish that
+        follows is fenced itself, and retried until the database is back."""
+        try:
+            return self._holds(job)
+        except DatabaseError:
+            return True
 
     def fence(self, job: dict[str, Any]) -> None:
         """Raise LeaseLost unless this runner still holds the run (before a step with an effect)."""
