@@ -427,12 +427,24 @@ def _wait(container: Any, spec: RunSpec, seconds: float) -> tuple[dict[str, Any]
     try:
         status = container.wait(timeout=max(1.0, seconds))
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        if known_lost(spec):  # woken from a freeze past the lease: the run (and its kill) is another's
+            raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's") from None
         timed_out = True
         _kill(container)
         status = container.wait(timeout=30)
     finally:
         watch.stop()
     return status, timed_out, watch
+
+
+def known_lost(spec: RunSpec) -> bool:
+    """True only if the fence says the lease is gone (not when it cannot be asked: the database is away)."""
+    if spec.fence is None:
+        return False
+    try:
+        return not spec.fence()
+    except Exception:
+        return False
 
 
 def _result(container: Any, spec: RunSpec, status: dict[str, Any], timed_out: bool, watch: _Watch,
@@ -815,6 +827,8 @@ class _Watch:
             interval = min(max(self.spec.watch_interval, 10 * (time.monotonic() - t0)), 2.0)
             next_walk = time.monotonic() + interval
             if reason:
+                if known_lost(self.spec):
+                    return  # the run is another runner's now: so is stopping it
                 self.reason = reason
                 _kill(self.container)
                 return

@@ -170,7 +170,7 @@ class Scheduler:
         try:
             (work or self.run_job)(job)
         except sandbox.LeaseLost:
-            self.lease_lost(job, "before the container started; it is left to the runner that holds it")
+            self.lease_lost(job, "(the run is left to the runner that holds it now)")
         except DatabaseError as exc:  # before the start: nothing ran, the run is recovered (and runs again)
             log.warning("job %s: left for lease recovery, the database is away: %s", job["id"], exc)
         except Exception:  # a bug must not kill the worker thread or leave the slot taken

@@ -134,7 +134,8 @@ def test_a_claimed_run_whose_script_never_started_runs_again(
                                 script_text=_script("ahead", 0, "ahead done"))
     doomed = Runner(settings, tmp_path, "doomed", RUNNER_PREPARE_SECONDS="30")
     runners.append(doomed)
-    wait_for(lambda: _containers(docker_client, store_id, created["id"], "created"), 60, "the container created ahead")
+    [ahead] = wait_for(lambda: _containers(docker_client, store_id, created["id"], "created"), 60,
+                       "the container created ahead")
     doomed.kill()
     # Claimed by a runner that died before it made a container at all.
     bare = jobs.schedule_job(thread_id="telegram:5", name="bare", at="now", script_text=_script("bare", 0, "bare done"))
@@ -149,7 +150,9 @@ def test_a_claimed_run_whose_script_never_started_runs_again(
         assert (row["status"], row["exit_code"]) == ("completed", 0), row["error_message"]
         assert [(m["kind"], m["text"]) for m in _messages(db, job["id"])] == [("message", f"{job['name']} done")]
         assert (jobs_dir(settings.data_dir, job["thread_id"]) / f"{job['name']}_runs.txt").read_text() == "x"
-    assert not _containers(docker_client, store_id, created["id"]), "the never-started container is gone"
+    assert ahead.id not in {c.id for c in _containers(docker_client, store_id, created["id"])}, "never started, removed"
+    # The run's own container goes right after its result is committed.
+    wait_for(lambda: not _containers(docker_client, store_id, created["id"]), 30, "no container of the run left")
 
 
 def test_a_run_whose_container_is_gone_fails_and_its_chat_is_told(
