@@ -509,7 +509,7 @@ class Scheduler:
         """Adopt runs whose lease ran out (runner/adoption.py): taken over under a new token, each is
         then settled from its container in a worker (waiting for a running one may take its time limit)."""
         free = max(0, self._free_slots())
-        if free == 0:
+        if free == 0 or self.stopping.is_set():  # adopted later (by us when a slot frees, or by another)
             return []
         rows = self.db.all("adopt_expired", {"owner": self.owner, "lease": self.settings.lease_seconds,
                                              "limit": free})
