@@ -1,11 +1,14 @@
 """The only module that talks to the Docker engine.
 
 One function, :func:`run`, takes a :class:`RunSpec` and returns a :class:`RunResult`. It always goes
-create -> start -> wait(timeout) -> kill if over -> logs (bounded) -> remove, the removal in ``finally``
-(``containers.run`` would wait forever and buffer all output; ``auto_remove`` races with wait/logs).
+create -> fence -> start -> wait(timeout) -> kill if over -> logs (bounded) -> remove, the removal in
+``finally`` (``containers.run`` would wait forever and buffer all output; ``auto_remove`` races with
+wait/logs). With ``RunSpec.keep`` a finished container is left for the caller to remove once the result
+is recorded; ``RunSpec.fence`` is asked before the start (and before a kill or removal): a runner that
+lost the run's lease starts, kills and removes nothing (:class:`LeaseLost`).
 
-Every container carries the runner's labels so that a restarted runner can find and remove the
-containers a dead runner left behind (:func:`managed_containers`).
+Every container carries the runner's labels so that a restarted runner can find the containers a dead
+runner left behind (:func:`managed_containers`) and adopt them (:func:`adopt`).
 """
 
 from __future__ import annotations
