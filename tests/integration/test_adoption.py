@@ -223,3 +223,28 @@ def test_a_frozen_runner_does_nothing_with_the_runs_it_lost(
     for job in (busy, ahead):
         said = [ln for ln in log.splitlines() if f"job {job['id']}" in ln and "lease" in ln]
         assert len(said) == 1, f"the frozen runner says once that it lost job {job['id']}: {said}"
+
+
+def test_kill_9_in_the_middle_of_many_short_runs_loses_no_result_and_no_message(
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, store_id: str,
+        tmp_path: Path, runners: list[Runner]) -> None:
+    # The chaos run's case: scripts that write their message and exit, the runner killed wherever it is.
+    made = [jobs.schedule_job(thread_id=f"telegram:{20 + i % 3}", name=f"m{i:02d}", at="now",
+                              script_text=_script(f"m{i:02d}", 0.3, f"message {i}")) for i in range(12)]
+
+    def done() -> int:
+        return sum(_status(jobs, j["id"]) == "completed" for j in made)
+
+    doomed = Runner(settings, tmp_path, "doomed")
+    runners.append(doomed)
+    wait_for(lambda: done() >= 4, 120, "a few runs to finish")
+    doomed.kill()
+    assert done() < len(made), "killed in the middle"
+    runners.append(Runner(settings, tmp_path, "doomed"))
+    wait_for(lambda: all(_status(jobs, j["id"]) not in ("pending", "running") for j in made), 180,
+             "every run to be recorded")
+    for i, job in enumerate(made):
+        row = jobs.get_job(job["id"])
+        assert (row["status"], row["exit_code"]) == ("completed", 0), row["error_message"]
+        assert [(m["kind"], m["text"]) for m in _messages(db, job["id"])] == [("message", f"message {i}")]
+        assert (jobs_dir(settings.data_dir, job["thread_id"]) / f"{job['name']}_runs.txt").read_text() == "x"
