@@ -5,8 +5,8 @@ table changed, whichever is first; ``poll_interval`` is only the fallback. Due r
 ``FOR UPDATE SKIP LOCKED`` and a lease that a heartbeat renews, so two runners never run one job and a
 dead runner's jobs are recovered once its leases run out.
 
-Lease recovery policy (runner/adoption.py): a run whose lease ran out is adopted under a new token. Its
-labelled container tells what happened: exited, its real result is recorded and its message queued;
+Lease recovery policy (runner/adoption.py): a run whose lease ran out is adopted (this runner becomes
+its owner; the claim's token, which labels its container, stays). Its container tells what happened: exited, its real result is recorded and its message queued;
 still running, it is waited for within its time limit; never started (or never made), the run goes
 back to pending and runs again. Only a run whose script may have started and whose container is gone
 is failed "runner stopped during the run" (its chat is told), and not retried.
@@ -506,14 +506,20 @@ class Scheduler:
             log.warning("housekeeping: %s", exc)
 
     def recover_expired(self) -> list[int]:
-        """Adopt runs whose lease ran out (runner/adoption.py): taken over under a new token, each is
-        then settled from its container in a worker (waiting for a running one may take its time limit)."""
+        """Adopt runs whose lease ran out (runner/adoption.py): taken over (this runner becomes the owner),
+        each is then settled from its container in a worker (waiting for a running one may take its time
+        limit). A run this runner is still running itself (its heartbeat was late) is only renewed."""
         free = max(0, self._free_slots())
         if free == 0 or self.stopping.is_set():  # adopted later (by us when a slot frees, or by another)
             return []
         rows = self.db.all("adopt_expired", {"owner": self.owner, "lease": self.settings.lease_seconds,
                                              "limit": free})
         for row in rows:
+            with self._lock:
+                ours = self._tokens.get(row["id"]) == str(row["lease_token"]) and row["id"] in self.active
+            if ours and row["dead_owner"] == self.owner:
+                log.warning("job %s (%s): its lease ran out while this runner ran it; renewed", row["id"], row["name"])
+                continue
             log.warning("job %s (%s): its runner %s stopped holding its lease; adopting the run",
                         row["id"], row["name"], row["dead_owner"])
             self._dispatch(row, lambda job: adoption.adopt(self, job))
