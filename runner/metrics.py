@@ -43,6 +43,10 @@ DB_OUTAGES = Counter("runner_database_outages", "Database outages waited out (co
                      registry=REGISTRY)
 PART_DEATHS = Counter("runner_part_deaths", "Side parts (notifier, telegram) that died and were restarted",
                       ["part"], registry=REGISTRY)
+# Fencing and adoption (issue 12, items 3-4)
+LEASES_LOST = Counter("runner_leases_lost", "Runs this runner stopped touching: its lease was gone", registry=REGISTRY)
+RUNS_ADOPTED = Counter("runner_runs_adopted", "Runs of a dead or frozen runner adopted, by outcome", ["outcome"],
+                       registry=REGISTRY)
 
 
 class _TableCollector(Collector):

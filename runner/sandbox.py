@@ -1,15 +1,19 @@
 """The only module that talks to the Docker engine.
 
 One function, :func:`run`, takes a :class:`RunSpec` and returns a :class:`RunResult`. It always goes
-create -> start -> wait(timeout) -> kill if over -> logs (bounded) -> remove, the removal in ``finally``
-(``containers.run`` would wait forever and buffer all output; ``auto_remove`` races with wait/logs).
+create -> fence -> start -> wait(timeout) -> kill if over -> logs (bounded) -> remove, the removal in
+``finally`` (``containers.run`` would wait forever and buffer all output; ``auto_remove`` races with
+wait/logs). With ``RunSpec.keep`` a finished container is left for the caller to remove once the result
+is recorded; ``RunSpec.fence`` is asked before the start (and before a kill or removal): a runner that
+lost the run's lease starts, kills and removes nothing (:class:`LeaseLost`).
 
-Every container carries the runner's labels so that a restarted runner can find and remove the
-containers a dead runner left behind (:func:`managed_containers`).
+Every container carries the runner's labels so that a restarted runner can find the containers a dead
+runner left behind (:func:`managed_containers`) and adopt them (:func:`adopt`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -40,6 +44,7 @@ LABEL_THREAD = "io.runner.thread"
 LABEL_ROLE = "io.runner.role"  # "job" or "egress"
 LABEL_STORE = "io.runner.store"  # the database the run belongs to (runner_meta.store_id)
 LABEL_UID = "io.runner.uid"  # a uid registry entry (a volume runner-uid-<n>); never io.runner.managed
+LABEL_LEASE = "io.runner.lease"  # the claim's fencing token (scheduled_jobs.lease_token)
 WORKDIR = "/work"
 JOBS_MOUNT = "/work/jobs"
 
@@ -80,6 +85,16 @@ class RunSpec:
     on_start: Callable[[datetime], None] | None = field(default=None, compare=False)  # right after start
     start_at: datetime | None = None  # create the container now, start it at this time (the due time)
     source: str = field(default="", repr=False)  # the checked script itself; the container runs this
+    # Fencing: asked right before the container is started (and before a failed run's container is
+    # removed); False means this runner no longer holds the run's lease: nothing is started (LeaseLost).
+    fence: Callable[[], bool] | None = field(default=None, compare=False)
+    # Keep the finished container: the caller removes it once the result is recorded, so a runner that
+    # dies in between leaves the result for the runner that adopts the run (RunResult.container).
+    keep: bool = False
+
+
+class LeaseLost(SandboxError):
+    """This runner no longer holds the run's lease: it must not start, record or remove anything."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class RunResult:
     duration_ms: int
     error: str | None  # the reason a person can act on; None when the script exited 0
     note: str | None = None  # something worth saying about a successful run ("output truncated at 64 KiB")
+    container: Any = field(default=None, compare=False, repr=False)  # kept for the caller (RunSpec.keep)
 
     @property
     def ok(self) -> bool:
@@ -357,7 +373,9 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
             ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - START_LATENCY.value - LAUNCH_MARGIN
             if ahead > 0:
                 time.sleep(ahead)
-        t_start = time.monotonic()
+        t_start = time.monotonic()  # the fence is inside the measured start-up: it is started that much earlier
+        if spec.fence is not None and not spec.fence():
+            raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's")
         try:
             _retry_docker(container.start)()
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
@@ -371,35 +389,18 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
             started_at = spec.start_at  # when the script begins
         if spec.on_start is not None:
             spec.on_start(started_at)
-        timed_out = False
-        watch = _Watch(container, spec)
-        watch.start()
-        try:
-            status = container.wait(timeout=spec.timeout_seconds + pre_wait)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            timed_out = True
-            _kill(container)
-            status = container.wait(timeout=30)
-        finally:
-            watch.stop()
+        status, timed_out, watch = _wait(container, spec, spec.timeout_seconds + pre_wait)
         duration_ms = max(0, int((time.monotonic() - t0 - pre_wait) * 1000))
-        exit_code = status.get("StatusCode")
-        container.reload()
-        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-        output, truncated = _bounded_logs(container, spec.output_cap)
-        error = watch.reason if watch.reason and not timed_out else _reason(
-            spec, exit_code, timed_out, oom, container, watch.pids_hit)
-        if truncated:
-            note = f"output truncated at {spec.output_cap // 1024} KiB"
-            error = f"{error}; {note}" if error else None
-            truncated_note = note
-        else:
-            truncated_note = None
-        return RunResult(exit_code=exit_code, timed_out=timed_out, oom_killed=oom, output=output,
-                         output_truncated=truncated, started_at=started_at, duration_ms=duration_ms, error=error,
-                         note=truncated_note)
+        result = _result(container, spec, status, timed_out, watch, started_at, duration_ms)
+        if spec.keep:
+            kept, container = container, None  # the caller removes it once the result is recorded
+            return dataclasses.replace(result, container=kept)
+        return result
+    except docker.errors.NotFound as exc:  # removed under us (by the runner that adopted the run)
+        container = None
+        raise SandboxError(f"the job container disappeared during the run: {exc.explanation or exc}") from exc
     finally:
-        if container is not None:
+        if container is not None and _still_ours(spec):
             try:
                 container.remove(force=True, v=True)
             except docker.errors.NotFound:
@@ -408,6 +409,92 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
                 log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
         if proxy is not None:
             proxy.remove()
+
+
+def _still_ours(spec: RunSpec) -> bool:
+    """May this runner remove the run's container? Not once another runner holds the run (it adopted
+    the container); if the lease cannot be checked, the container is left for the orphan sweep."""
+    if spec.fence is None:
+        return True
+    try:
+        return spec.fence()
+    except Exception:  # the database is away: the sweep removes it once its run is over
+        return False
+
+
+def _wait(container: Any, spec: RunSpec, seconds: float) -> tuple[dict[str, Any], bool, _Watch]:
+    """Wait for the container up to ``seconds`` (killing it then), watching its disk use meanwhile."""
+    timed_out = False
+    watch = _Watch(container, spec)
+    watch.start()
+    try:
+        status = container.wait(timeout=max(1.0, seconds))
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        if known_lost(spec):  # woken from a freeze past the lease: the run (and its kill) is another's
+            raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's") from None
+        timed_out = True
+        _kill(container)
+        status = container.wait(timeout=30)
+    finally:
+        watch.stop()
+    return status, timed_out, watch
+
+
+def known_lost(spec: RunSpec) -> bool:
+    """True only if the fence says the lease is gone (not when it cannot be asked: the database is away)."""
+    if spec.fence is None:
+        return False
+    try:
+        return not spec.fence()
+    except Exception:
+        return False
+
+
+def _result(container: Any, spec: RunSpec, status: dict[str, Any], timed_out: bool, watch: _Watch,
+            started_at: datetime | None, duration_ms: int) -> RunResult:
+    """The finished container's result: exit code, reason, bounded output."""
+    exit_code = status.get("StatusCode")
+    container.reload()
+    oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    output, truncated = _bounded_logs(container, spec.output_cap)
+    error = watch.reason if watch.reason and not timed_out else _reason(
+        spec, exit_code, timed_out, oom, container, watch.pids_hit)
+    note = f"output truncated at {spec.output_cap // 1024} KiB" if truncated else None
+    if note:
+        error = f"{error}; {note}" if error else None
+    return RunResult(exit_code=exit_code, timed_out=timed_out, oom_killed=oom, output=output,
+                     output_truncated=truncated, started_at=started_at, duration_ms=duration_ms, error=error,
+                     note=note)
+
+
+def _engine_time(value: Any) -> datetime | None:
+    """A time the engine reports ("2026-12-01T23:04:50.123456789Z"; zero before it happened)."""
+    text = str(value or "")
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}" if frac else head).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def adopt(container: Any, spec: RunSpec) -> RunResult:
+    """The result of a run another runner started and left (it died or froze): wait for a running
+    container within what is left of the run's time limit (killing it then, "timed out"), or read an
+    exited one. The container is kept: the caller removes it once the result is recorded."""
+    container.reload()
+    state = container.attrs.get("State", {})
+    began = _engine_time(state.get("StartedAt")) or datetime.now(UTC)
+    if spec.start_at is not None and spec.start_at > began:
+        began = spec.start_at  # the launcher waited for the due time: the script began then
+    left = spec.timeout_seconds - (datetime.now(UTC) - began).total_seconds()
+    status, timed_out, watch = _wait(container, spec, left)
+    container.reload()
+    ended = _engine_time(container.attrs.get("State", {}).get("FinishedAt")) or datetime.now(UTC)
+    duration_ms = max(0, int((ended - began).total_seconds() * 1000))
+    return dataclasses.replace(_result(container, spec, status, timed_out, watch, began, duration_ms),
+                               container=container)
 
 
 class _Egress:
@@ -743,6 +830,8 @@ class _Watch:
             interval = min(max(self.spec.watch_interval, 10 * (time.monotonic() - t0)), 2.0)
             next_walk = time.monotonic() + interval
             if reason:
+                if known_lost(self.spec):
+                    return  # the run is another runner's now: so is stopping it
                 self.reason = reason
                 _kill(self.container)
                 return

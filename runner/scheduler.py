@@ -5,9 +5,15 @@ table changed, whichever is first; ``poll_interval`` is only the fallback. Due r
 ``FOR UPDATE SKIP LOCKED`` and a lease that a heartbeat renews, so two runners never run one job and a
 dead runner's jobs are recovered once its leases run out.
 
-Lease recovery policy: a run whose runner died is marked failed with "runner stopped during the run"
-and is *not* retried (a script may already have had effects, such as a message); a recurring job still
-gets its next instance. Containers left by a dead runner are found by label and removed.
+Lease recovery policy (runner/adoption.py): a run whose lease ran out is adopted (this runner becomes
+its owner; the claim's token, which labels its container, stays). Its container tells what happened: exited, its real result is recorded and its message queued;
+still running, it is waited for within its time limit; never started (or never made), the run goes
+back to pending and runs again. Only a run whose script may have started and whose container is gone
+is failed "runner stopped during the run" (its chat is told), and not retried.
+
+Fencing: every step with an effect (starting the container, recording the result, deleting the run's
+files, removing its container) first checks in one indexed UPDATE that this runner still holds the
+run under its claim's token; a runner that finds it gone says so once and touches nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
+import psycopg
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
+
+from . import adoption, artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
@@ -60,6 +69,7 @@ class Scheduler:
         self.store = row["value"]  # labels our containers; other databases' containers are not ours
         self.last_loop = time.monotonic()
         self._killed_for_shutdown: set[int] = set()
+        self._tokens: dict[int, str] = {}  # job id -> the lease token this runner holds it under
         self._local = threading.local()
         self.uids = UidRegistry(self._docker, self.store)  # job uids no other database on the engine has
         self.duties = self._duties()
@@ -116,8 +126,9 @@ class Scheduler:
         if late:
             ids = {jid for jid, f in futures.items() if f in late}
             self._killed_for_shutdown |= ids
+            tokens = {self._tokens.get(i) for i in ids} - {None}
             for c in sandbox.managed_containers(self.dc, self.store):
-                if c.labels.get(sandbox.LABEL_OWNER) == self.owner and c.labels.get(sandbox.LABEL_JOB) in {str(i) for i in ids}:
+                if c.labels.get(sandbox.LABEL_ROLE) == "job" and c.labels.get(sandbox.LABEL_LEASE) in tokens:
                     log.warning("stopping job %s: the grace period is over", c.labels.get(sandbox.LABEL_JOB))
                     sandbox.kill_container(c)  # its run then reads the logs and removes it as usual
         wait(list(futures.values()))
@@ -150,9 +161,14 @@ class Scheduler:
         for job in rows:
             log.info("claimed job %s (%s, thread %s, due %s)", job["id"], job["name"], job["thread_id"],
                      job["due_time"].isoformat())
-            with self._lock:
-                self.active[job["id"]] = self.pool.submit(self._run_guarded, job)
+            self._dispatch(job, self.run_job)
         return len(rows)
+
+    def _dispatch(self, job: dict[str, Any], work: Any) -> None:
+        """Run ``work(job)`` in the pool; the job's lease is renewed while it is active."""
+        with self._lock:
+            self._tokens[job["id"]] = str(job["lease_token"])
+            self.active[job["id"]] = self.pool.submit(self._run_guarded, job, work)
 
     def _claim(self, limit: int) -> list[dict[str, Any]]:
         """Claim up to ``limit`` due jobs, at most ``thread_concurrency`` running per thread (two
@@ -166,14 +182,20 @@ class Scheduler:
                 return []
             return conn.execute(QUERIES["claim_due"], {**params, "ids": ids}).fetchall()
 
-    def _run_guarded(self, job: dict[str, Any]) -> None:
+    def _run_guarded(self, job: dict[str, Any], work: Any = None) -> None:
         try:
-            self.run_job(job)
+            (work or self.run_job)(job)
+        except sandbox.LeaseLost:
+            self.lease_lost(job, "(the run is left to the runner that holds it now)")
+        except DatabaseError as exc:  # before the start: nothing ran, the run is recovered (and runs again)
+            log.warning("job %s: left for lease recovery, the database is away: %s", job["id"], exc)
         except Exception:  # a bug must not kill the worker thread or leave the slot taken
             log.exception("job %s: unexpected error while running it", job["id"])
         finally:
             with self._lock:
-                self.active.pop(job["id"], None)
+                if self._tokens.get(job["id"]) == str(job.get("lease_token")):
+                    self.active.pop(job["id"], None)
+                    self._tokens.pop(job["id"], None)
             if self.waker and self.wake_after_job:
                 self.waker.wake()
 
@@ -189,6 +211,7 @@ class Scheduler:
         try:
             uid = thread_uid(self.db, job["thread_id"], s.uid_range, self.uids)  # gid: the same number
             directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid, jobsquota.from_settings(s))
+            self.fence(job)
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 # Files present before the run are not this run's: queued already, or from a lost run.
                 artifacts.discard_message(dfd, job["name"])
@@ -204,31 +227,50 @@ class Scheduler:
                 allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
                 egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
                 egress_allowed=s.egress_allow_addresses,
-                extra_labels={sandbox.LABEL_STORE: self.store}, on_start=lambda at: self._started(job, at),
-                start_at=job["due_time"], source=source,
+                extra_labels={sandbox.LABEL_STORE: self.store, sandbox.LABEL_LEASE: str(job["lease_token"])},
+                on_start=lambda at: self._started(job, at), start_at=job["due_time"], source=source,
+                fence=lambda: self._holds(job, "fence_start"), keep=True,
             )
             metrics.CONTAINERS.inc()
             try:
                 result = sandbox.run(spec, self._docker())
             finally:
                 metrics.CONTAINERS.dec()
-            metrics.DURATION.observe(result.duration_ms / 1000)
-            if job["id"] in self._killed_for_shutdown:
-                result = dataclasses.replace(result, error=(
-                    f"stopped: the runner shut down and the job did not finish within the "
-                    f"{s.shutdown_grace:g} s grace period"))
+        except (sandbox.LeaseLost, DatabaseError):
+            raise  # nothing ran: left alone, or to lease recovery (it runs again)
+        except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
+            reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
+            if diskspace.is_no_space(exc):  # the host's disk, not the job: say so, and what to do
+                reason = diskspace.full_reason(s.data_dir, known_full=True) or reason
+            if self.finish_durably(job, status="failed", error=reason, result=None, message=None):
+                log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
+            return
+        self.record(job, result)
+
+    def record(self, job: dict[str, Any], result: sandbox.RunResult) -> None:
+        """Record a finished container's run: its files read, the result and message committed (retried
+        while the database is away), then the files and the container removed, if the lease still held."""
+        s = self.settings
+        parts = (thread_dir_name(job["thread_id"]), "jobs")
+        if not self._still_held(job):
+            self.lease_lost(job, "when its run ended; its files and container are left to the runner that holds it")
+            return
+        metrics.DURATION.observe(result.duration_ms / 1000)
+        if job["id"] in self._killed_for_shutdown:
+            result = dataclasses.replace(result, error=(
+                f"stopped: the runner shut down and the job did not finish within the "
+                f"{s.shutdown_grace:g} s grace period"))
+        try:
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 over = self._final_check(dfd)
                 message = artifacts.collect_message(dfd, job["name"], s.message_cap)
                 attached = artifacts.collect_attachments(
                     dfd, job["name"], file_cap=s.attachment_cap, max_files=s.max_attachments,
                     total_cap=s.attachments_total_cap)
-        except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
-            reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
-            if diskspace.is_no_space(exc):  # the host's disk, not the job: say so, and what to do
-                reason = diskspace.full_reason(s.data_dir, known_full=True) or reason
-            log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
-            self.finish(job, status="failed", error=reason, result=None, message=None)
+        except (OSError, artifacts.UnsafeFile) as exc:
+            if self.finish_durably(job, status="failed", error=f"could not read the run's files: {exc}",
+                                   result=result, message=None):
+                self._remove_container(result)
             return
         error = diskspace.explain_failure(s.data_dir, _worse(result.error, over))
         notes = [n for n in (result.note, *attached.problems) if n]
@@ -236,8 +278,9 @@ class Scheduler:
             error = error or message.problem
             message = None
         status = "completed" if error is None else "failed"
-        self.finish(job, status=status, error=error or ("; ".join(notes) or None), result=result,
-                    message=message, attachments=attached.files)
+        if not self.finish_durably(job, status=status, error=error or ("; ".join(notes) or None), result=result,
+                                   message=message, attachments=attached.files):
+            return  # not ours any more: its files and container are the new holder's
         try:  # queued (committed): now the files may go
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 if message is not None:
@@ -245,6 +288,53 @@ class Scheduler:
                 artifacts.remove_attachments(dfd, job["name"])
         except (OSError, artifacts.UnsafeFile) as exc:
             log.warning("job %s: could not remove its message files: %s", job["id"], exc)
+        self._remove_container(result)
+
+    def _remove_container(self, result: sandbox.RunResult) -> None:
+        if result.container is not None:
+            sandbox.remove_container(result.container)
+
+    # --- fencing -------------------------------------------------------------------------------------
+
+    def _holds(self, job: dict[str, Any], query: str = "hold_lease") -> bool:
+        """One indexed UPDATE: is the run still this runner's, under this claim's token (renewed so)?"""
+        return self.db.one(query, {"id": job["id"], "owner": self.owner, "token": str(job["lease_token"]),
+                                   "lease": self.settings.lease_seconds}) is not None
+
+    def _still_held(self, job: dict[str, Any]) -> bool:
+        """False only when the lease is known lost; with the database away, True: the finish that
+        follows is fenced itself, and retried until the database is back."""
+        try:
+            return self._holds(job)
+        except DatabaseError:
+            return True
+
+    def fence(self, job: dict[str, Any]) -> None:
+        """Raise LeaseLost unless this runner still holds the run (before a step with an effect)."""
+        if not self._holds(job):
+            raise sandbox.LeaseLost(f"job {job['id']}: the lease is no longer this runner's")
+
+    def lease_lost(self, job: dict[str, Any], what: str) -> None:
+        """Said once per run: the lease is gone, so this runner stops and touches nothing more."""
+        metrics.LEASES_LOST.inc()
+        log.warning("job %s: lease lost %s", job["id"], what)
+
+    def finish_durably(self, job: dict[str, Any], **kw: Any) -> bool:
+        """:meth:`finish`, retried with backoff while the database is unreachable, until it is back (or
+        the lease is found lost: False). On shutdown it gives up after the grace period; the result
+        then stays in the kept container, which the next runner adopts."""
+        retrying = Retrying(
+            retry=retry_if_exception(_unreachable), reraise=True,
+            wait=wait_exponential(multiplier=0.5, max=10),
+            stop=stop_when_event_set(self.stopping) & stop_after_delay(self.settings.shutdown_grace),
+            before_sleep=lambda rs: log.warning("job %s: recording its result: %s; retrying", job["id"],
+                                                rs.outcome.exception() if rs.outcome else "?"),
+        )
+        try:
+            return retrying(self.finish, job, **kw)
+        except DatabaseError as exc:
+            log.warning("job %s: its result is not recorded (%s); the run is left for adoption", job["id"], exc)
+            return False
 
     def _approved_source(self, job: dict[str, Any], dfd: int, script: str) -> str:
         """The script's bytes, if they are the ones approved for this job (pinned on first run for a row
@@ -336,7 +426,7 @@ class Scheduler:
         error = _text(error)[:FAILURE_TEXT_LIMIT * 4] if error else None
         attachments = [(_text(name), content) for name, content in attachments or []]
         params = {
-            "id": job["id"], "owner": self.owner, "status": status,
+            "id": job["id"], "owner": self.owner, "status": status, "token": str(job.get("lease_token")),
             "error_message": error,
             "exit_code": result.exit_code if result else None,
             "output_tail": output,
@@ -355,11 +445,11 @@ class Scheduler:
                 if row is not None:
                     log.info("job %s (%s) %s", job["id"], job["name"], params["error_message"])
                     return True
-                log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
+                self.lease_lost(job, "before it finished; its result is not recorded, its files are left alone")
                 return False
             row = conn.execute(QUERIES["finish_run"], params).fetchone()
             if row is None:
-                log.warning("job %s: lease lost before it finished; its result is not recorded", job["id"])
+                self.lease_lost(job, "before it finished; its result is not recorded, its files are left alone")
                 return False
             if text.strip() or attachments:
                 self._queue(conn, job, "message", text, attachments or [])
@@ -488,19 +578,29 @@ class Scheduler:
         self.db.all("prune_outbox")  # the delivered messages of runs since pruned from the history
 
     def recover_expired(self) -> list[int]:
-        """Mark runs whose lease ran out as failed and give recurring ones their next instance."""
-        with self.db.transaction() as conn:
-            rows = conn.execute(QUERIES["recover_expired"]).fetchall()
-            for row in rows:
-                log.warning("job %s (%s): its runner %s stopped during the run; marked failed",
-                            row["id"], row["name"], row["dead_owner"])
-                self._schedule_next(conn, row)
-            if rows:
-                conn.execute(QUERIES["notify_jobs"])
+        """Adopt runs whose lease ran out (runner/adoption.py): taken over (this runner becomes the owner),
+        each is then settled from its container in a worker (waiting for a running one may take its time
+        limit). A run this runner is still running itself (its heartbeat was late) is only renewed."""
+        free = max(0, self._free_slots())
+        if free == 0 or self.stopping.is_set():  # adopted later (by us when a slot frees, or by another)
+            return []
+        rows = self.db.all("adopt_expired", {"owner": self.owner, "lease": self.settings.lease_seconds,
+                                             "limit": free})
+        for row in rows:
+            with self._lock:
+                ours = self._tokens.get(row["id"]) == str(row["lease_token"]) and row["id"] in self.active
+            if ours and row["dead_owner"] == self.owner:
+                log.warning("job %s (%s): its lease ran out while this runner ran it; renewed", row["id"], row["name"])
+                continue
+            log.warning("job %s (%s): its runner %s stopped holding its lease; adopting the run",
+                        row["id"], row["name"], row["dead_owner"])
+            self._dispatch(row, lambda job: adoption.adopt(self, job))
         return [r["id"] for r in rows]
 
     def remove_orphans(self) -> int:
-        """Remove job containers whose run is not running under a live lease (their runner is gone)."""
+        """Remove job containers that no run holds: their run is over, or it is running under another
+        claim (a later token). A container of a running run under its own claim is never removed here,
+        even if the lease ran out: lease recovery adopts it (its runner may be alive, or just woken)."""
         try:
             containers = sandbox.managed_containers(self.dc, self.store)
         except Exception as exc:  # docker down: try again at the next housekeeping
@@ -515,16 +615,12 @@ class Scheduler:
         if not by_job:
             return 0
         states = {r["id"]: r for r in self.db.all("job_states", {"ids": list(by_job)})}
-        with self._lock:
-            mine = set(self.active)
         removed = 0
         for job_id, cs in by_job.items():
             st = states.get(job_id)
-            alive = (st is not None and st["status"] == "running" and not st["lease_expired"]
-                     and (st["lease_owner"] != self.owner or job_id in mine))
-            if alive:
-                continue
             for c in cs:
+                if adoption.held(st, c):
+                    continue
                 # A run that ended since the listing has removed its own container: say nothing then.
                 if sandbox.remove_container(c):
                     log.warning("removed orphaned container %s of job %s", c.short_id, job_id)
@@ -541,6 +637,11 @@ class Scheduler:
             sandbox.remove_orphan_volumes(self.dc, self.store, live)  # the per-run proxy sockets
         except Exception as exc:
             log.warning("could not sweep job networks: %s", exc)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A database error worth waiting out: the server is away (not a bad statement)."""
+    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, psycopg.OperationalError)
 
 
 def _text(value: str) -> str:

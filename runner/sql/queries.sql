@@ -77,6 +77,7 @@ WITH running AS (
 UPDATE scheduled_jobs j
 SET status = 'running', started_at = clock_timestamp(), lease_owner = %(owner)s,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s), attempts = j.attempts + 1,
+    lease_token = gen_random_uuid(), launched_at = NULL,  -- this claim's fencing token (migration 008)
     completed_at = NULL, error_message = NULL, exit_code = NULL, output_tail = NULL, duration_ms = NULL
 FROM due WHERE j.id = due.id
 RETURNING j.*;
@@ -96,22 +97,9 @@ UPDATE scheduled_jobs
 SET status = %(status)s, completed_at = clock_timestamp(), error_message = %(error_message)s,
     started_at = COALESCE(%(started_at)s, started_at),  -- when the script began, not the claim
     exit_code = %(exit_code)s, output_tail = %(output_tail)s, output_truncated = %(output_truncated)s,
-    duration_ms = %(duration_ms)s, lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
+    duration_ms = %(duration_ms)s, lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
 RETURNING *;
-
--- name: recover_expired
--- Runs whose runner died: its lease ran out. Marked failed (not retried: a script may have had effects).
-WITH expired AS (
-    SELECT id, lease_owner FROM scheduled_jobs
-    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE scheduled_jobs j
-SET status = 'failed', completed_at = clock_timestamp(), error_message = 'runner stopped during the run',
-    lease_owner = NULL, lease_expires_at = NULL
-FROM expired WHERE j.id = expired.id
-RETURNING j.*, expired.lease_owner AS dead_owner;
 
 -- name: insert_next
 -- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.
@@ -128,7 +116,7 @@ RETURNING id;
 
 -- name: job_states
 -- Status and lease of the given job ids (the orphan-container sweep asks about its containers' jobs).
-SELECT id, status, lease_owner, lease_expires_at < clock_timestamp() AS lease_expired
+SELECT id, status, lease_owner, lease_token, lease_expires_at < clock_timestamp() AS lease_expired
 FROM scheduled_jobs WHERE id = ANY(%(ids)s);
 
 -- name: get_job
@@ -312,8 +300,8 @@ UPDATE scheduled_jobs
 SET status = 'pending', due_time = %(due_time)s, error_message = %(error_message)s, exit_code = %(exit_code)s,
     started_at = COALESCE(%(started_at)s, started_at),
     output_tail = %(output_tail)s, output_truncated = %(output_truncated)s, duration_ms = %(duration_ms)s,
-    completed_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s
+    completed_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
 RETURNING *;
 
 -- name: note_skipped
@@ -395,10 +383,52 @@ WHERE series_id = %(series_id)s AND status <> 'running';
 -- nothing shows them any more. Undelivered ones stay until they are delivered.
 DELETE FROM outbox WHERE job_id IS NULL AND status IN ('sent', 'failed');
 
--- === Outbox send leases (issue 12, item 5) ========================================================
+-- === Outbox send leases (issue 12, item 5) =================================================RETURNING id;
+
 
 -- name: renew_outbox_lease
 -- The heartbeat of a message being sent. No row returned: another runner holds it now.
 UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
 WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
+=======
+-- === Fencing and adoption of a dead runner's runs (issue 12 items 3-4, migration 008) ==============
+
+-- name: hold_lease
+-- The fence before a step with an effect: still running under this runner and this claim's token
+-- (renewed as it is checked). No row: the lease is gone, touch nothing.
+UPDATE scheduled_jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
+RETURNING id;
+
+-- name: fence_start
+-- The fence right before the container is started; it also records that the script may have started.
+UPDATE scheduled_jobs SET launched_at = clock_timestamp(),
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
+RETURNING id;
+
+-- name: adopt_expired
+-- Runs whose lease ran out (their runner died or froze): this runner becomes their owner (the claim's
+-- token stays: it labels the run's container), then decides from that container what happened
+-- (runner/adoption.py). The old runner is no longer the owner: whatever it tries when it wakes is refused.
+WITH expired AS (
+    SELECT id, lease_owner, lease_token FROM scheduled_jobs
+    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE scheduled_jobs j
+SET lease_owner = %(owner)s, lease_token = COALESCE(j.lease_token, gen_random_uuid()),
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+FROM expired WHERE j.id = expired.id
+RETURNING j.*, expired.lease_owner AS dead_owner, expired.lease_token AS dead_token;
+
+-- name: requeue_unstarted
+-- An adopted run whose script never started had no effects: back to pending, to run again (the claim
+-- it never used does not count as an attempt).
+UPDATE scheduled_jobs
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL, launched_at = NULL,
+    started_at = NULL, attempts = GREATEST(attempts - 1, 0)
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
 RETURNING id;

@@ -25,7 +25,7 @@ def test_load_queries_refuses_duplicates_and_empty() -> None:
 
 
 def test_project_queries_load() -> None:
-    for name in ("claim_due", "finish_run", "insert_next", "recover_expired", "queue_message", "claim_messages"):
+    for name in ("claim_due", "finish_run", "insert_next", "adopt_expired", "queue_message", "claim_messages"):
         assert name in QUERIES and QUERIES[name].strip()
 
 
