@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from runner.agent import system_prompt, tool_definitions
+from runner.cli import main
 from runner.settings import Settings
 
 
@@ -43,3 +46,11 @@ def test_tool_definitions_state_no_limit_as_a_constant() -> None:
     for tool in tool_definitions():
         for prop in tool["input_schema"]["properties"].values():
             assert not re.search(r"default \(\d+\)", prop["description"]), prop["description"]
+
+
+def test_runner_tools_prompt_states_the_limits_set_in_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RUNNER_TIMEOUT", "45")
+    monkeypatch.setenv("RUNNER_MEMORY_MB", "300")
+    assert main(["tools", "--prompt"]) == 0
+    assert "Limits: 45 s of wall time, 300 MiB of memory" in capsys.readouterr().out
