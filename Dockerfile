@@ -18,10 +18,11 @@ RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
 COPY docker/runner/wheels/ /tmp/wheels/
 COPY pyproject.toml README.md /tmp/src/
 COPY runner /tmp/src/runner
+COPY migrations /tmp/src/migrations
 # The examples, so the start-up hint (runner schedule examples/check_price.py ...) works in here too.
 COPY examples /opt/runner/examples
 # A wheel, installed as a user would install it (not editable): the migrations it applies are the
-# package data inside it (runner/migrations), so the image holds no source tree of its own.
+# package data inside it (migrations/, shipped as runner/migrations), so the image holds no source tree of its own.
 RUN set -e; \
     if ls /tmp/wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links /tmp/wheels; fi; \
     /opt/venv/bin/pip wheel --no-cache-dir --disable-pip-version-check "$@" --no-deps -w /tmp/dist /tmp/src; \

@@ -30,8 +30,18 @@ from .outage import Outage, patiently
 log = logging.getLogger(__name__)
 
 SQL_FILE = Path(__file__).with_name("sql") / "queries.sql"
-# Package data (importlib.resources), so an installed wheel migrates as well as a source checkout.
-MIGRATIONS_DIR: Traversable = resources.files(__package__ or "runner") / "migrations"
+
+
+def _migrations_dir() -> Traversable:
+    """The schema's migrations: in a wheel, package data (the top-level migrations/ is shipped as
+    runner/migrations, read through importlib.resources); in a source checkout, migrations/ itself."""
+    packaged = resources.files("runner") / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "migrations"
+
+
+MIGRATIONS_DIR: Traversable = _migrations_dir()
 MIGRATION_LOCK_KEY = 0x72756E6E  # "runn": serialises migrations of runners starting together
 JOBS_CHANNEL = "runner_jobs"
 OUTBOX_CHANNEL = "runner_outbox"

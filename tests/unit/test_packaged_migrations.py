@@ -1,24 +1,25 @@
-"""The migrations are package data of runner (runner/migrations), found through importlib.resources."""
+"""The migrations: migrations/ at the top of the checkout, shipped in a wheel as the package data
+runner/migrations (pyproject's package-dir), and found either way by runner.db."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import runner
 from runner.db import MIGRATIONS_DIR, migration_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_migrations_live_in_the_package() -> None:
-    assert Path(str(MIGRATIONS_DIR)) == Path(runner.__file__).parent / "migrations"
+def test_a_checkout_migrates_from_its_top_level_migrations() -> None:
+    assert Path(str(MIGRATIONS_DIR)) == ROOT / "migrations"
     names = [p.name for _, p in migration_files()]
-    assert names[:7] == ["001_initial.sql", "002_network_grants.sql", "003_telegram_delivery.sql", "004_policies.sql",
-                         "005_store_identity.sql", "006_thread_uids.sql", "007_script_pinning.sql"]
+    assert names[:8] == ["001_initial.sql", "002_network_grants.sql", "003_telegram_delivery.sql", "004_policies.sql",
+                         "005_store_identity.sql", "006_thread_uids.sql", "007_script_pinning.sql",
+                         "008_lease_fencing.sql"]
 
 
-def test_no_migration_is_left_at_the_old_top_level_place() -> None:
-    """A branch written before the move that adds migrations/0NN_x.sql would merge it where nothing reads
-    it: the schema would silently lack it. Move such a file into runner/migrations/."""
-    stray = sorted(p.name for p in (ROOT / "migrations").glob("*.sql")) if (ROOT / "migrations").exists() else []
-    assert stray == [], f"move {stray} into runner/migrations/"
+def test_every_migration_is_where_the_wheel_takes_it_from() -> None:
+    """pyproject ships migrations/ as runner.migrations; a .sql file elsewhere would be left out."""
+    stray = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "runner").rglob("*.sql") if p.parent.name != "sql")
+    assert stray == [], f"move {stray} into migrations/"
+    assert '"runner.migrations" = "migrations"' in (ROOT / "pyproject.toml").read_text()
