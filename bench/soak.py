@@ -45,6 +45,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 import docker  # noqa: E402
 import psycopg  # noqa: E402
 
+from runner import sandbox  # noqa: E402
 from runner.api import Jobs  # noqa: E402
 from runner.db import Database, migrate  # noqa: E402
 from runner.settings import Settings  # noqa: E402
@@ -267,7 +268,10 @@ def soak(minutes: float, seed: int) -> tuple[dict[str, Any], Tally, bool]:
         pg.wait()
         settled = settle(pg.url, timeout=300)
         result = count(pg.url, data, bot, tally)
+        store = db.one("ensure_store_id")
         db.close()
+        if store is not None:  # the soak's database goes with its Postgres: so do its uids on the engine
+            sandbox.release_uids(dc, store["value"])
     finally:
         runners.stop()
         bot.stop()
