@@ -29,9 +29,8 @@ import pytest
 from runner import sandbox
 
 from ..fakebotapi import FakeBotAPI
-from .helpers import wait_for
+from .helpers import ROOT, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = 42
 
 SCRIPT = """\

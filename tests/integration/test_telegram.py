@@ -19,7 +19,7 @@ from runner.settings import Settings
 from runner.threads import jobs_dir
 
 from ..fakebotapi import FakeBotAPI
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 
 USER = 1001
 CHAT = 42
@@ -328,17 +328,13 @@ def test_token_never_logged(service: TelegramService, api: FakeBotAPI, db: Datab
 
 def test_runner_up_burst_delivers_through_telegram(api: FakeBotAPI, tjobs: Jobs, tg: Settings) -> None:
     """The command line wiring: `runner up --burst` with a bot token sends the job's message to Telegram."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     tjobs.schedule_job(thread_id=THREAD, name="hello", at="now",
                        script_text="open('jobs/hello_message.txt', 'w').write('hello via telegram')\n")
-    env = {**os.environ, "DATABASE_URL": tg.database_url or "", "RUNNER_DATA_DIR": str(tg.data_dir),
-           "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_URL": api.url, "TELEGRAM_ALLOWED_USERS": str(USER)}
-    r = subprocess.run([sys.executable, "-m", "runner.cli", "up", "--burst", "--no-build"], env=env,
-                       cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120, check=False)
+    env = cli_env(tg, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS=str(USER))
+    r = subprocess.run([*RUNNER_CLI, "up", "--burst", "--no-build"], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Messages go to Telegram via http://127.0.0.1:" in r.stdout
     assert api.texts(CHAT) == ["hello via telegram"]
