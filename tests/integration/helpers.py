@@ -6,10 +6,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 
@@ -17,6 +14,10 @@ from runner.db import Database
 from runner.notify import ConsoleSender, Notifier
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+
+from ..waiting import wait_for
+
+__all__ = ["ROOT", "RUNNER_CLI", "cli_env", "run_burst", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_CLI = [sys.executable, "-m", "runner.cli"]  # the command line, run from ROOT
@@ -28,17 +29,6 @@ def run_burst(settings: Settings, db: Database, dc: docker.DockerClient) -> str:
     out = io.StringIO()
     Notifier(db, ConsoleSender(out), settings.runner_id).deliver_due()
     return out.getvalue()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def cli_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
