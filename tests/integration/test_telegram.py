@@ -144,13 +144,11 @@ def test_logs_and_run_of_a_finished_job(service: TelegramService, api: FakeBotAP
     assert [r["status"] for r in tjobs.list_jobs(thread_id=THREAD)] == ["pending", "failed"]
 
 
-def test_another_chats_job_is_no_such_job(service: TelegramService, api: FakeBotAPI, tjobs: Jobs,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_another_chats_job_is_no_such_job(service: TelegramService, api: FakeBotAPI, tjobs: Jobs) -> None:
     theirs = tjobs.schedule_job(thread_id="telegram:555", name="secret", script_text="print(1)\n", at="in 1 hour")
     for cmd in ("/job", "/logs", "/cancel", "/run", "/pause"):
         api.command(CHAT, USER, f"{cmd} {theirs['id']}")
     api.wait_for(lambda: len([t for t in api.texts(CHAT) if t == f"No such job: {theirs['id']}"]) == 5)
-    caplog.set_level(logging.INFO, logger="aiogram.event")
     press = api.press(CHAT, USER, f"job:cancel:{theirs['id']}")
     # The press is answered (so it was handled) with the same refusal, and nothing else happened.
     assert api.answer_to(press) == {"callback_query_id": press, "text": f"No such job: {theirs['id']}",
