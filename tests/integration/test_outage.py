@@ -202,7 +202,7 @@ def _outage(pg: Postgres, up: Up, seconds: float, jobs: Jobs) -> None:
         assert up.proc.poll() is None, f"runner up exited during the outage: {up.tail()}"
         code, _ = up.health()
         assert code == 503
-        time.sleep(0.5)
+        time.sleep(0.5)  # sampling health through the outage, not a wait for anything
     pg.start()
     jobs.db.pool.check()  # the test's own pooled connections did not survive the restart either
 

@@ -160,7 +160,7 @@ def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
                     used = _cpu_seconds(c.id)
                     if used is not None:
                         seen[c.id] = max(seen.get(c.id, 0.0), used)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the sampling rate of the watcher
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
