@@ -265,11 +265,12 @@ def bench_scale(env: Env, quick: bool) -> dict[str, Any]:
 def idle_usage(env: Env, seconds: float) -> dict[str, float]:
     """CPU and memory of an idle `runner up` process (nothing due) over ``seconds``."""
     env.reset()
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], cwd=ROOT,
-                            env={**os.environ, "DATABASE_URL": env.url, "RUNNER_LOG_LEVEL": "WARNING",
-                                 "RUNNER_DATA_DIR": str(Path(env.tmp.name) / "files")},
+    from tests.integration.helpers import RUNNER_CLI, cli_env  # no RUNNER_*/TELEGRAM_* from the shell
+
+    proc = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], cwd=ROOT,
+                            env=cli_env(env.settings(), RUNNER_LOG_LEVEL="WARNING"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(5)
+    time.sleep(5)  # start-up settles before the idle measure begins (a warm-up, not a wait for anything)
 
     def cpu() -> float:
         with open(f"/proc/{proc.pid}/stat") as f:
@@ -287,8 +288,6 @@ def idle_usage(env: Env, seconds: float) -> dict[str, float]:
 
 
 def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
-    import sys
-
     sys.path.insert(0, str(ROOT))
     from runner.telegram import DeliveryConfig, TelegramDelivery, make_bot
     from tests.fakebotapi import FakeBotAPI

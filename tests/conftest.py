@@ -31,6 +31,15 @@ JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")
 EGRESS_IMAGE = os.environ.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest")
 TEMPLATE = "runner_template"
 _counter = itertools.count()
+_NEEDS_ENGINE = ("integration", "security")  # the folders whose tests use the Docker engine and Postgres
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration and tests/security ``integration``, so that
+    ``pytest -m "not integration"`` runs the fast ones alone and ``-m integration`` the rest."""
+    for item in items:
+        if item.path.parent.name in _NEEDS_ENGINE and item.path.parent.parent.name == "tests":
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,7 @@ class FakeBotAPI:
     silent_next: int = 0  # sends accepted at once, answered after silent_seconds
     silent_seconds: float = 0.0
     abandoned: list[Abandoned] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # answerCallbackQuery calls: id, text, show_alert
     holding: int = 0  # requests being held now
     on_accept: Any = None  # called with each Sent as it is accepted, before it is answered
 
@@ -121,18 +122,21 @@ class FakeBotAPI:
 
     # --- test helpers ---------------------------------------------------------------------------------
 
-    def push(self, update: dict[str, Any]) -> None:
-        """Queue an update for getUpdates."""
+    def push(self, update: dict[str, Any]) -> int:
+        """Queue an update for getUpdates; return its update id."""
+        update_id = next(self._update_ids)
+
         async def add() -> None:
             assert self._cond is not None
             async with self._cond:
-                self._updates.append({"update_id": next(self._update_ids), **update})
+                self._updates.append({"update_id": update_id, **update})
                 self._cond.notify_all()
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(add(), self._loop).result(5)
+        return update_id
 
-    def command(self, chat: int, user: int, text: str, **extra: Any) -> None:
-        """A user writes ``text`` in a private chat."""
+    def command(self, chat: int, user: int, text: str, **extra: Any) -> int:
+        """A user writes ``text`` in a private chat; return the update's id."""
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
         msg = {"message_id": next(self._message_ids), "date": int(time.time()),
                "chat": {"id": chat, "type": "private" if chat > 0 else "group", "title": "g"},
@@ -143,23 +147,29 @@ class FakeBotAPI:
         else:
             msg["text"] = text
             msg["entities"] = entities
-        self.push({"message": msg})
+        return self.push({"message": msg})
 
-    def upload(self, chat: int, user: int, caption: str, filename: str, content: bytes) -> None:
-        """A user sends a file with a caption."""
+    def upload(self, chat: int, user: int, caption: str, filename: str, content: bytes) -> int:
+        """A user sends a file with a caption; return the update's id."""
         file_id = f"file{len(self.files) + 1}"
         self.files[file_id] = content
-        self.command(chat, user, caption, document={"file_id": file_id, "file_unique_id": f"u{file_id}",
+        return self.command(chat, user, caption, document={"file_id": file_id, "file_unique_id": f"u{file_id}",
                                                     "file_name": filename, "file_size": len(content)})
 
-    def press(self, chat: int, user: int, data: str) -> None:
-        """A user presses an inline button."""
+    def press(self, chat: int, user: int, data: str) -> str:
+        """A user presses an inline button; return the callback query's id (see ``answer_to``)."""
+        query_id = f"cq{next(self._message_ids)}"
         self.push({"callback_query": {
-            "id": f"cq{next(self._message_ids)}", "from": {"id": user, "is_bot": False, "first_name": "User"},
+            "id": query_id, "from": {"id": user, "is_bot": False, "first_name": "User"},
             "chat_instance": "ci", "data": data,
             "message": {"message_id": next(self._message_ids), "date": int(time.time()),
                         "chat": {"id": chat, "type": "private"}, "text": "card"},
         }})
+        return query_id
+
+    def answer_to(self, query_id: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait for the bot's answer to the button press ``query_id`` (its text and show_alert)."""
+        return self.wait_for(lambda: [a for a in self.answers if a["callback_query_id"] == query_id], timeout)[0]
 
     def texts(self, chat: int | str) -> list[str]:
         with self._lock:
@@ -188,7 +198,12 @@ class FakeBotAPI:
         self.calls.append(method)
         if method == "getMe":
             return self._ok({"id": 42, "is_bot": True, "first_name": "runner", "username": "runner_bot"})
-        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "close"):
+        if method == "answerCallbackQuery":
+            with self._lock:
+                self.answers.append({"callback_query_id": str(data.get("callback_query_id")),
+                                     "text": data.get("text"), "show_alert": data.get("show_alert") == "true"})
+            return self._ok(True)
+        if method in ("deleteWebhook", "setMyCommands", "close"):
             return self._ok(True)
         if method == "getUpdates":
             return await self._get_updates(data)

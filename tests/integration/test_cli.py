@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from runner.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, RUNNER_CLI, cli_env
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-           "RUNNER_TIMEZONE": "Europe/Berlin"}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([*RUNNER_CLI, *args], env=cli_env(settings, RUNNER_TIMEZONE="Europe/Berlin"), cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -85,19 +81,15 @@ def test_doctor_reports_every_protection_ok(settings: Settings) -> None:
 
 def test_doctor_fails_with_what_to_do(settings: Settings) -> None:
     env_settings = settings.with_(image="runner-no-such:1")
-    r = subprocess.run([sys.executable, "-m", "runner.cli", "doctor", "--quick"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60, check=False,
-                       env={**os.environ, "DATABASE_URL": env_settings.database_url or "",
-                            "RUNNER_DATA_DIR": str(settings.data_dir), "RUNNER_IMAGE": env_settings.image})
+    r = subprocess.run([*RUNNER_CLI, "doctor", "--quick"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, check=False, env=cli_env(env_settings))
     assert r.returncode == 1
     assert "FAIL  job image: runner-no-such:1 is missing: run make image" in r.stdout
 
 
 def _doctor(settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner.cli", "doctor", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False,
-                          env={**os.environ, "DATABASE_URL": settings.database_url or "",
-                               "RUNNER_DATA_DIR": str(settings.data_dir), **env})
+    return subprocess.run([*RUNNER_CLI, "doctor", "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False, env=cli_env(settings, **env))
 
 
 def test_doctor_checks_the_bot_token_with_get_me(settings: Settings) -> None:

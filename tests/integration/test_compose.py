@@ -29,8 +29,8 @@ import pytest
 from runner import sandbox
 
 from ..fakebotapi import FakeBotAPI
+from .helpers import ROOT, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = 42
 
 SCRIPT = """\
@@ -94,31 +94,39 @@ class Stack:
         return subprocess.run(["docker", "exec", "-i", self.container("runner"), "runner", *args], input=stdin,
                               capture_output=True, text=True, timeout=120, check=False)
 
+    def health(self) -> str:
+        """The runner container's health as Docker sees it ("?" while there is no container)."""
+        cid = self.compose("ps", "-q", "runner").stdout.strip()
+        if not cid:
+            return "?"
+        state = self.dc.api.inspect_container(cid)["State"]
+        return str((state.get("Health") or {}).get("Status", state.get("Status")))
+
     def wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        status = "?"
-        while time.monotonic() < deadline:
-            cid = self.compose("ps", "-q", "runner").stdout.strip()
-            if cid:
-                state = self.dc.api.inspect_container(cid)["State"]
-                status = (state.get("Health") or {}).get("Status", state.get("Status"))
-                if status == "healthy":
-                    return
-            time.sleep(1)
-        logs = self.compose("logs", "--tail", "40", "runner", check=False).stdout
-        raise AssertionError(f"the runner is not healthy after {timeout} s ({status}):\n{logs}")
+        try:
+            wait_for(lambda: self.health() == "healthy", timeout, "the runner to be healthy", interval=1)
+        except AssertionError as exc:
+            logs = self.compose("logs", "--tail", "40", "runner", check=False).stdout
+            raise AssertionError(f"{exc} ({self.health()}):\n{logs}") from None
 
     def jobs(self) -> list[dict[str, object]]:
         r = self.runner("jobs", "--json")
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
+    def psql(self, query: str) -> str:
+        """One query's result, as psql prints it unaligned, in the stack's database."""
+        r = subprocess.run(["docker", "exec", self.container("postgres"), "psql", "-U", "runner", "-d", "runner",
+                            "-tAc", query], capture_output=True, text=True, timeout=60, check=True)
+        return r.stdout.strip()
+
     def store_id(self) -> str:
         """The stack's database identity, which labels every container its runner starts."""
-        r = subprocess.run(["docker", "exec", self.container("postgres"), "psql", "-U", "runner", "-d", "runner",
-                            "-tAc", "SELECT value FROM runner_meta WHERE key = 'store_id'"],
-                           capture_output=True, text=True, timeout=60, check=True)
-        return r.stdout.strip()
+        return self.psql("SELECT value FROM runner_meta WHERE key = 'store_id'")
+
+    def outbox_settled(self) -> bool:
+        """Every message in the outbox is recorded as sent or failed: delivery has nothing more to send."""
+        return self.psql("SELECT count(*) FROM outbox WHERE status NOT IN ('sent', 'failed')") == "0"
 
     def managed_containers(self, store: str) -> list[str]:
         """This stack's job containers (other tests' runners may have theirs on the same engine)."""
@@ -209,11 +217,8 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     r = stack.runner("schedule", "-", "--thread", f"telegram:{CHAT}", "--name", "hello", "--at", "now", stdin=SCRIPT)
     assert r.returncode == 0, r.stderr
     api.wait_for(lambda: "hello from compose, run 1" in api.texts(CHAT), timeout=60)
-    deadline = time.monotonic() + 30
-    while stack.jobs()[0]["status"] != "completed" and time.monotonic() < deadline:
-        time.sleep(0.5)
-    job = stack.jobs()[0]
-    assert job["status"] == "completed", job
+    wait_for(lambda: stack.jobs()[0]["status"] == "completed", 30, "job hello to complete",
+             interval=0.5)
     jobs_dir = stack.data / f"telegram_{CHAT}" / "jobs"
     assert (jobs_dir / "hello.py").is_file() and json.loads((jobs_dir / "hello_output.json").read_text()) == {"runs": 1}
     assert not (jobs_dir / "hello_message.txt").exists()  # delivered, then deleted
@@ -231,10 +236,8 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     r = stack.runner("schedule", "-", "--thread", f"telegram:{CHAT}", "--name", "sleeper", "--at", "now",
                      "--timeout", "300", stdin="import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n")
     assert r.returncode == 0, r.stderr
-    deadline = time.monotonic() + 30
-    while not any(j["name"] == "sleeper" and j["status"] == "running" for j in stack.jobs()):
-        assert time.monotonic() < deadline, stack.jobs()
-        time.sleep(0.5)
+    wait_for(lambda: any(j["name"] == "sleeper" and j["status"] == "running" for j in stack.jobs()), 30,
+             "job sleeper to run", interval=0.5)
     store = stack.store_id()
     assert store
     t0 = time.monotonic()
@@ -278,6 +281,6 @@ def test_the_stack_runs_a_job_survives_restarts_and_restores_from_a_backup(stack
     r = stack.runner("run", "1")
     assert r.returncode == 0, r.stderr
     api.wait_for(lambda: "hello from compose, run 2" in api.texts(CHAT), timeout=60)
-    time.sleep(2)
+    wait_for(stack.outbox_settled, 60, "the runner to record the message sent")  # then nothing more goes out
     assert api.texts(CHAT).count("hello from compose, run 1") == 1
     assert api.texts(CHAT).count("hello from compose, run 2") == 1

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import docker
 
@@ -18,7 +16,7 @@ from runner.scheduler import Scheduler
 from runner.settings import Settings
 from runner.threads import jobs_dir
 
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 
 THREAD = "telegram:7"
 
@@ -96,10 +94,9 @@ def test_killed_runner_is_recovered_and_its_container_removed(jobs: Jobs, settin
     job = jobs.schedule_job(thread_id=THREAD, name="long", at="now", every="hourly",
                             limits=Limits(timeout_seconds=15),
                             script_text="import time\nprint('working', flush=True)\ntime.sleep(120)\n")
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-           "RUNNER_IMAGE": settings.image, "RUNNER_LEASE_SECONDS": "5", "RUNNER_ID": "doomed-runner"}
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    env = cli_env(settings, RUNNER_LEASE_SECONDS="5", RUNNER_ID="doomed-runner")
+    proc = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         def running_container() -> list:
             return [c for c in sandbox.managed_containers(docker_client, store_id)

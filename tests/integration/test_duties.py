@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +24,7 @@ from runner.settings import Settings
 from runner.threads import jobs_dir
 from tests.faultproxy import FaultProxy
 
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 
 LEASE = 6
 ONCE = ("import time\nwith open('jobs/once_runs.txt', 'a') as f:\n    f.write('x')\n"
@@ -53,13 +52,9 @@ def test_a_docker_engine_stalled_past_the_lease_hands_no_live_run_to_another_run
     sock_dir = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))  # a Unix socket's path must be short
     proxy = FaultProxy(sock_dir / "docker.sock", _docker_socket()).start()
     out, err = (tmp_path / "a.out").open("wb"), (tmp_path / "a.err").open("wb")
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-           "RUNNER_IMAGE": settings.image, "RUNNER_EGRESS_IMAGE": settings.egress_image,
-           "RUNNER_LEASE_SECONDS": str(LEASE), "RUNNER_POLL_INTERVAL": "2", "RUNNER_ID": "stalled-runner",
-           "DOCKER_HOST": f"unix://{sock_dir / 'docker.sock'}"}
-    env.pop("TELEGRAM_BOT_TOKEN", None)
-    a = subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], env=env, stdout=out, stderr=err,
-                         cwd=Path(__file__).parents[2])
+    env = cli_env(settings, RUNNER_LEASE_SECONDS=str(LEASE), RUNNER_POLL_INTERVAL="2", RUNNER_ID="stalled-runner",
+                  DOCKER_HOST=f"unix://{sock_dir / 'docker.sock'}")
+    a = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env, stdout=out, stderr=err, cwd=ROOT)
     b = Scheduler(settings.with_(runner_id="judge", lease_seconds=LEASE), db, docker_client)
     tb = threading.Thread(target=b.run, name="runner-b")
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from runner.db import Database
 from runner.diskspace import HostFull, explain_failure
 from runner.settings import Settings
 
-from .helpers import run_burst
+from .helpers import ROOT, RUNNER_CLI, cli_env, run_burst
 
-ROOT = Path(__file__).resolve().parents[2]
 THREAD = "telegram:5"
 HOST_FULL = "the runner host's file system holding the data directory is full"
 WRITER = ("import json\n"
@@ -106,9 +104,8 @@ def test_a_run_whose_directory_cannot_be_made_names_the_full_disk(settings: Sett
 
 
 def _schedule(s: Settings, thread: str, name: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": s.database_url or "", "RUNNER_DATA_DIR": str(s.data_dir)}
-    return subprocess.run([sys.executable, "-m", "runner.cli", "schedule", "examples/check_price.py",
-                           "--thread", thread, "--name", name], env=env, cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([*RUNNER_CLI, "schedule", "examples/check_price.py",
+                           "--thread", thread, "--name", name], env=cli_env(s), cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
 
 

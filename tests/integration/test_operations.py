@@ -4,14 +4,11 @@ logs, and refusing a database schema newer than the runner."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import docker
 
@@ -20,17 +17,15 @@ from runner.api import Jobs, Limits
 from runner.db import Database
 from runner.settings import Settings
 
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 from .test_cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 THREAD = "telegram:61"
 
 
 def _runner(settings: Settings, *args: str, **env: str) -> subprocess.Popen[str]:
-    full = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-            "RUNNER_IMAGE": settings.image, "RUNNER_ID": f"proc-{settings.runner_id}", **env}
-    return subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build", *args], env=full, cwd=ROOT,
+    full = cli_env(settings, RUNNER_ID=f"proc-{settings.runner_id}", **env)
+    return subprocess.Popen([*RUNNER_CLI, "up", "--no-build", *args], env=full, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

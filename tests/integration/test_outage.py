@@ -8,11 +8,9 @@ The Postgres here is a container of its own (testcontainers), bound to a fixed h
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,9 +30,8 @@ from runner.settings import Settings
 
 from ..conftest import EGRESS_IMAGE, JOB_IMAGE, PG_IMAGE, STORE_KEY
 from ..fakebotapi import FakeBotAPI
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = 7301
 THREAD = f"telegram:{CHAT}"
 RECOVERY_BOUND = 20.0  # s from Postgres answering again to a healthy runner: backoff (5 s) + pool retry (5 s), with room
@@ -133,13 +130,11 @@ class Up:
     def __init__(self, settings: Settings, **env: str) -> None:
         self.port = _free_port()
         self.log = settings.data_dir.parent / "runner.log"
-        full = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-                "RUNNER_IMAGE": settings.image, "RUNNER_EGRESS_IMAGE": settings.egress_image,
-                "RUNNER_ID": settings.runner_id, "RUNNER_POLL_INTERVAL": "2", "RUNNER_LEASE_SECONDS": "60",
-                "RUNNER_LOG_FORMAT": "json", **env}
+        full = cli_env(settings, RUNNER_ID=settings.runner_id, RUNNER_POLL_INTERVAL="2", RUNNER_LEASE_SECONDS="60",
+                       RUNNER_LOG_FORMAT="json", **env)
         self._err = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", "up", "--no-build", "--http", f"127.0.0.1:{self.port}"],
+            [*RUNNER_CLI, "up", "--no-build", "--http", f"127.0.0.1:{self.port}"],
             env=full, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._err, text=True)
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -207,7 +202,7 @@ def _outage(pg: Postgres, up: Up, seconds: float, jobs: Jobs) -> None:
         assert up.proc.poll() is None, f"runner up exited during the outage: {up.tail()}"
         code, _ = up.health()
         assert code == 503
-        time.sleep(0.5)
+        time.sleep(0.5)  # sampling health through the outage, not a wait for anything
     pg.start()
     jobs.db.pool.check()  # the test's own pooled connections did not survive the restart either
 

@@ -3,10 +3,8 @@ run `runner migrate` and leaves the database (and the data directory) as it foun
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from psycopg import sql
 
 from runner.db import MIGRATIONS_DIR, migrate, migration_files
 
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, RUNNER_CLI, cli_env
 
 # Commands that read or change jobs, each with the arguments it needs.
 COMMANDS = (
@@ -39,8 +37,8 @@ def bare_url(pg_admin_url: str) -> Iterator[str]:
 
 
 def _cli(url: str, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url, "RUNNER_DATA_DIR": str(data)}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=env, cwd=ROOT, capture_output=True,
+    env = cli_env(DATABASE_URL=url, RUNNER_DATA_DIR=str(data))
+    return subprocess.run([*RUNNER_CLI, *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
 
 

@@ -19,7 +19,7 @@ from runner.settings import Settings
 from runner.threads import jobs_dir
 
 from ..fakebotapi import FakeBotAPI
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 
 USER = 1001
 CHAT = 42
@@ -71,6 +71,21 @@ def _rows(db: Database, sql: str) -> list[dict]:
         return conn.execute(sql).fetchall()
 
 
+def all_recorded_sent(db: Database, n: int, timeout: float = 30) -> None:
+    """Wait until the outbox holds ``n`` messages and delivery has recorded every one as sent: from then
+    on nothing more of them goes out, so what the fake received is final."""
+    wait_for(lambda: [r["status"] for r in outbox(db)] == ["sent"] * n, timeout, f"{n} messages recorded as sent")
+
+
+def handled(caplog: pytest.LogCaptureFixture, *updates: int, timeout: float = 20) -> None:
+    """Wait until aiogram has finished handling each of ``updates``: its dispatcher logs an update's end
+    after every middleware and handler returned, so after anything they sent went out."""
+    def done() -> bool:
+        ends = [r.getMessage() for r in list(caplog.records) if r.name == "aiogram.event"]
+        return all(any(m.startswith(f"Update id={u} is ") for m in ends) for u in updates)
+    wait_for(done, timeout, f"aiogram to finish handling updates {updates}")
+
+
 # --- commands ---------------------------------------------------------------------------------------
 
 
@@ -84,10 +99,9 @@ def test_start_and_help_show_the_thread_id(service: TelegramService, api: FakeBo
 def test_unlisted_user_gets_one_polite_refusal(service: TelegramService, api: FakeBotAPI,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    for _ in range(3):
-        api.command(77, 999, "/jobs")
-    api.wait_for(lambda: api.texts(77))
-    time.sleep(1.0)
+    caplog.set_level(logging.INFO, logger="aiogram.event")
+    updates = [api.command(77, 999, "/jobs") for _ in range(3)]
+    handled(caplog, *updates)
     assert api.texts(77) == ["Sorry, this is a private bot and you are not on its list of users."]
     assert "refused an update from Telegram user 999" in caplog.text
 
@@ -135,10 +149,12 @@ def test_another_chats_job_is_no_such_job(service: TelegramService, api: FakeBot
     for cmd in ("/job", "/logs", "/cancel", "/run", "/pause"):
         api.command(CHAT, USER, f"{cmd} {theirs['id']}")
     api.wait_for(lambda: len([t for t in api.texts(CHAT) if t == f"No such job: {theirs['id']}"]) == 5)
-    api.press(CHAT, USER, f"job:cancel:{theirs['id']}")
-    time.sleep(0.5)
-    assert not any("secret" in t for t in api.texts(CHAT))
+    press = api.press(CHAT, USER, f"job:cancel:{theirs['id']}")
+    # The press is answered (so it was handled) with the same refusal, and nothing else happened.
+    assert api.answer_to(press) == {"callback_query_id": press, "text": f"No such job: {theirs['id']}",
+                                    "show_alert": True}
     assert tjobs.get_job(theirs["id"])["status"] == "pending"
+    assert not any("secret" in t for t in api.texts(CHAT))
 
 
 def test_schedule_an_uploaded_file(service: TelegramService, api: FakeBotAPI, tjobs: Jobs, tg: Settings) -> None:
@@ -167,13 +183,11 @@ def test_job_message_and_attachments_are_delivered_once(service: TelegramService
               "open('jobs/chart_message.txt', 'w').write('*not bold* <b>nor this</b>')\n")
     tjobs.schedule_job(thread_id=THREAD, name="chart", script_text=script, at="now")
     Scheduler(tg, db, docker_client).run(burst=True)
-    api.wait_for(lambda: len([s for s in api.sent if s.chat_id == "42"]) == 3)
-    time.sleep(0.5)
+    all_recorded_sent(db, 1)
     sent = [(s.method, s.text, s.filename) for s in api.sent if s.chat_id == "42"]
     assert sent == [("sendMessage", "*not bold* <b>nor this</b>", None), ("sendDocument", None, "data.csv"),
                     ("sendPhoto", None, "plot.png")]
     assert not (jobs_dir(tg.data_dir, THREAD) / "chart_attachments").exists()
-    assert [r["status"] for r in outbox(db)] == ["sent"]
 
 
 def test_long_text_is_split_on_lines_in_order(service: TelegramService, api: FakeBotAPI, db: Database) -> None:
@@ -190,8 +204,9 @@ def test_429_is_honoured(service: TelegramService, api: FakeBotAPI, db: Database
     queue(db, "42", "after a 429")
     api.wait_for(lambda: api.texts(42))
     assert time.monotonic() - t0 >= 1.0
-    time.sleep(0.5)
+    all_recorded_sent(db, 1)
     assert api.texts(42) == ["after a 429"]
+    assert api.calls.count("sendMessage") == 2, "the refused send, then the one after retry_after"
 
 
 def test_an_answer_that_is_not_json_is_retried_and_the_chat_goes_on(service: TelegramService, api: FakeBotAPI,
@@ -210,13 +225,11 @@ def test_outage_then_delivery_without_loss_or_duplicate(service: TelegramService
     api.down_until = time.monotonic() + 3
     queue(db, "42", "during the outage {i}", n=5)
     queue(db, "43", "other chat {i}", n=5)
-    api.wait_for(lambda: len(api.texts(42)) == 5 and len(api.texts(43)) == 5, timeout=30)
-    time.sleep(0.5)
+    all_recorded_sent(db, 10)
     assert api.texts(42) == [f"during the outage {i}" for i in range(5)]
     assert api.texts(43) == [f"other chat {i}" for i in range(5)]
     assert all(s.at >= api.down_until for s in api.sent)
-    rows = outbox(db)
-    assert {r["status"] for r in rows} == {"sent"} and max(r["attempts"] for r in rows) > 1
+    assert max(r["attempts"] for r in outbox(db)) > 1
 
 
 def test_blocked_chat_fails_for_good_and_others_go_on(service: TelegramService, api: FakeBotAPI,
@@ -247,8 +260,7 @@ def test_migrated_group_is_followed(service: TelegramService, api: FakeBotAPI, d
 def test_1000_messages_to_50_chats(service: TelegramService, api: FakeBotAPI, db: Database, tg: Settings) -> None:
     for chat in range(50):
         queue(db, str(2000 + chat), f"chat {2000 + chat} message {{i}}", n=20)
-    api.wait_for(lambda: len(api.sent) >= 1000, timeout=120)
-    time.sleep(0.5)
+    all_recorded_sent(db, 1000, timeout=120)
     by_chat: dict[str, list] = defaultdict(list)
     for s in api.sent:
         by_chat[s.chat_id].append(s)
@@ -271,14 +283,13 @@ def test_restart_resumes_without_duplicates(tg: Settings, tjobs: Jobs, api: Fake
     svc = TelegramService(tg, tjobs, polling=False)
     svc.start()
     try:
-        api.wait_for(lambda: len(api.texts(42)) == 3)
-        time.sleep(0.5)
+        all_recorded_sent(db, 2)
     finally:
         svc.stop()
-    parts = api.texts(42)
-    assert len(parts) == 3 and parts[-1] == "the next message"
-    assert "\n".join(parts[:2]) == text.split("\n", 40)[-1] or parts[0].startswith("row 00")
-    assert not parts[0].startswith("row 0000"), "the part already sent is not sent again"
+    # Each row is 99 characters and a newline: a part holds 40 rows (3,999 of the 4,096 characters a
+    # message may have), so the message was rows 0-39, 40-79 and 80-99, and the first is not sent again.
+    rows = text.split("\n")
+    assert api.texts(42) == ["\n".join(rows[40:80]), "\n".join(rows[80:]), "the next message"]
 
 
 def test_failure_is_told_once_per_streak(tg: Settings, tjobs: Jobs, db: Database,
@@ -315,17 +326,13 @@ def test_token_never_logged(service: TelegramService, api: FakeBotAPI, db: Datab
 
 def test_runner_up_burst_delivers_through_telegram(api: FakeBotAPI, tjobs: Jobs, tg: Settings) -> None:
     """The command line wiring: `runner up --burst` with a bot token sends the job's message to Telegram."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     tjobs.schedule_job(thread_id=THREAD, name="hello", at="now",
                        script_text="open('jobs/hello_message.txt', 'w').write('hello via telegram')\n")
-    env = {**os.environ, "DATABASE_URL": tg.database_url or "", "RUNNER_DATA_DIR": str(tg.data_dir),
-           "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_URL": api.url, "TELEGRAM_ALLOWED_USERS": str(USER)}
-    r = subprocess.run([sys.executable, "-m", "runner.cli", "up", "--burst", "--no-build"], env=env,
-                       cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120, check=False)
+    env = cli_env(tg, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_URL=api.url, TELEGRAM_ALLOWED_USERS=str(USER))
+    r = subprocess.run([*RUNNER_CLI, "up", "--burst", "--no-build"], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Messages go to Telegram via http://127.0.0.1:" in r.stdout
     assert api.texts(CHAT) == ["hello via telegram"]

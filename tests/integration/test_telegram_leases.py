@@ -7,10 +7,8 @@ frozen runner two real ``runner up`` processes, one stopped with SIGSTOP."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +23,9 @@ from runner.settings import Settings
 from runner.telegram import split_text
 
 from ..fakebotapi import FakeBotAPI
-from .helpers import wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 from .test_telegram import CHAT, USER, _rows, outbox, queue
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE = 6
 
 
@@ -155,12 +152,11 @@ def test_an_unanswered_send_is_sent_again_once_and_counted(short: Settings, tg_j
 
 
 def _runner_up(tg_settings: Settings, bot_api: FakeBotAPI, name: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": tg_settings.database_url or "", "RUNNER_DATA_DIR": str(tg_settings.data_dir),
-           "RUNNER_IMAGE": tg_settings.image, "RUNNER_ID": name, "RUNNER_LEASE_SECONDS": str(LEASE),
-           "RUNNER_POLL_INTERVAL": "1", "TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url,
-           "TELEGRAM_ALLOWED_USERS": str(USER), "TELEGRAM_PER_CHAT_INTERVAL": "2"}
+    env = cli_env(tg_settings, RUNNER_ID=name, RUNNER_LEASE_SECONDS=str(LEASE), RUNNER_POLL_INTERVAL="1",
+                  TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url,
+                  TELEGRAM_ALLOWED_USERS=str(USER), TELEGRAM_PER_CHAT_INTERVAL="2")
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "runner.cli", "up", "--no-build"], env=env, cwd=ROOT,
+        return subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env, cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

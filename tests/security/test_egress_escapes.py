@@ -24,7 +24,7 @@ from runner.db import Database
 from runner.errors import ConfigError
 from runner.settings import Settings
 
-from ..integration.helpers import run_burst
+from ..integration.helpers import ROOT, RUNNER_CLI, cli_env, run_burst
 from .test_egress import FETCH, OUTER, egress_settings, outer, outer_addresses  # noqa: F401  (fixtures)
 
 THREAD = "telegram:6"
@@ -364,15 +364,8 @@ def test_a_granted_job_under_gvisor_reaches_its_proxy(jobs: Jobs, egress_setting
 
 @pytest.mark.runtimes("runc", why="it checks the runner's start-up, not a job")
 def test_2_runner_up_finds_the_hosts_addresses_at_start_up(settings: Settings) -> None:
-    import os
-    import sys
-    from pathlib import Path
-
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-           "RUNNER_IMAGE": settings.image, "RUNNER_EGRESS_IMAGE": settings.egress_image,
-           "RUNNER_ID": settings.runner_id}
-    r = subprocess.run([sys.executable, "-m", "runner.cli", "up", "--burst", "--no-build"], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    r = subprocess.run([*RUNNER_CLI, "up", "--burst", "--no-build"], env=cli_env(settings, RUNNER_ID=settings.runner_id),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     found = [line for line in r.stderr.splitlines() if "refuses the engine host's" in line]
     assert found, r.stderr[-2000:]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import docker
@@ -21,10 +20,9 @@ from runner.db import Database
 from runner.settings import Settings
 from runner.threads import jobs_dir
 
-from ..integration.helpers import run_burst
+from ..integration.helpers import ROOT, RUNNER_CLI, cli_env, run_burst
 
 THREAD = "telegram:909"
-ROOT = Path(__file__).resolve().parents[2]
 
 BANK = "print('bank v1 ran')\nopen('jobs/bank_message.txt', 'w').write('balance: 10')\n"
 # What another job writes in bank's place: if it ever runs, jobs/pwned exists.
@@ -130,8 +128,7 @@ def test_a_sibling_rewriting_in_a_loop_never_gets_its_code_run(
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir)}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([*RUNNER_CLI, *args], env=cli_env(settings), cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

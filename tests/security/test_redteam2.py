@@ -140,7 +140,7 @@ def _cpu_seconds(container_id: str) -> float | None:
 
 
 def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
-        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, store_id: str) -> None:
     """A granted job limited to 0.1 CPU for 10 s (at most 1 CPU second) drives its egress proxy, which
     has no CPU limit (sandbox._Egress.start sets memory and pids, not nano_cpus), far past that: the
     host pays for the job's work outside the job's limits."""
@@ -154,12 +154,13 @@ def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
 
     def watch() -> None:
         while not done.is_set():
-            for c in docker_client.containers.list(filters={"label": f"{sandbox.LABEL_ROLE}=egress"}):
+            ours = [f"{sandbox.LABEL_ROLE}=egress", f"{sandbox.LABEL_STORE}={store_id}"]  # not another session's
+            for c in docker_client.containers.list(filters={"label": ours}):
                 if c.labels.get(sandbox.LABEL_THREAD) == THREAD:
                     used = _cpu_seconds(c.id)
                     if used is not None:
                         seen[c.id] = max(seen.get(c.id, 0.0), used)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the sampling rate of the watcher
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -9,16 +9,14 @@ console delivery, the text log) is read from what those subprocesses printed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import unicodedata
-from pathlib import Path
 
 from runner.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..integration.helpers import ROOT, RUNNER_CLI, cli_env
+
 THREAD = "telegram:1"
 
 # Each of these, raw on a terminal: set the window title (OSC 0, BEL), clear the screen (CSI 2J), a
@@ -49,14 +47,12 @@ sys.exit(1)
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "TELEGRAM_"))}
-    return {**env, "DATABASE_URL": settings.database_url or "", "RUNNER_DATA_DIR": str(settings.data_dir),
-            "RUNNER_IMAGE": settings.image, "RUNNER_ID": settings.runner_id, "RUNNER_TIMEZONE": "UTC",
-            "RUNNER_LOG_FORMAT": "text", "PYTHONIOENCODING": "utf-8"}
+    return cli_env(settings, RUNNER_ID=settings.runner_id, RUNNER_TIMEZONE="UTC", RUNNER_LOG_FORMAT="text",
+                   PYTHONIOENCODING="utf-8")
 
 
 def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "runner.cli", *args], env=_env(settings), cwd=ROOT, input=stdin,
+    r = subprocess.run([*RUNNER_CLI, *args], env=_env(settings), cwd=ROOT, input=stdin,
                        capture_output=True, text=True, encoding="utf-8", errors="surrogateescape",
                        timeout=120, check=False)
     assert r.returncode == 0, (args, r.stdout, r.stderr)

@@ -7,8 +7,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -16,14 +14,7 @@ from runner import metrics
 from runner.duties import Duties, Duty, Link
 from runner.errors import DatabaseError
 
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from ..waiting import wait_for
 
 
 def _sample(metric: str, duty: str) -> float:
@@ -43,8 +34,8 @@ def test_a_hung_duty_holds_up_no_other_and_its_skipped_runs_are_counted() -> Non
     duties.start()
     try:
         assert entered.wait(10), "the slow duty should have started"
-        _wait(lambda: len(beats) >= 5, 10, "the other duty to keep running while one hangs")
-        _wait(lambda: _sample("runner_duty_skipped_total", slow) >= 2, 10, "the hung duty's skipped runs")
+        wait_for(lambda: len(beats) >= 5, 10, "the other duty to keep running while one hangs", interval=0.02)
+        wait_for(lambda: _sample("runner_duty_skipped_total", slow) >= 2, 10, "the hung duty's skipped runs", interval=0.02)
         assert _sample("runner_duty_skipped_total", beat) == 0
     finally:
         release.set()
@@ -64,7 +55,7 @@ def test_a_failing_duty_keeps_its_schedule_and_is_logged_once_per_streak(caplog:
     with caplog.at_level(logging.INFO, logger="runner.duties"):
         duties.start()
         try:
-            _wait(lambda: len(calls) >= 5, 10, "the duty to run again after its failures")
+            wait_for(lambda: len(calls) >= 5, 10, "the duty to run again after its failures", interval=0.02)
         finally:
             duties.shutdown()
     assert _sample("runner_duty_failures_total", name) == 3

@@ -14,12 +14,7 @@ from runner.errors import DatabaseError, DatabaseUnavailable
 from runner.outage import Outage, apatiently, patiently
 from runner.supervise import Part
 
-
-def _wait(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+from ..waiting import wait_for
 
 
 def test_an_outage_is_logged_once_at_each_edge(caplog: pytest.LogCaptureFixture) -> None:
@@ -97,7 +92,8 @@ def test_a_part_that_dies_is_reported_and_restarted_and_a_stopped_one_is_not() -
     part = Part("worker", target, stop_life.set, backoff_min=0.05, backoff_max=0.2)
     states: list[str] = []
     part.start()
-    _wait(lambda: (states.append(part.status()) or True) and len(lives) >= 3 and part.status() == "ok")
+    wait_for(lambda: (states.append(part.status()) or True) and len(lives) >= 3 and part.status() == "ok", 10,
+             "the part to be restarted twice and be ok", interval=0.01)
     assert part.deaths == 2
     assert any(s.startswith("dead: RuntimeError: fault 1; restarting in") for s in states), states
     part.stop(timeout=5)
@@ -108,7 +104,7 @@ def test_a_part_that_dies_is_reported_and_restarted_and_a_stopped_one_is_not() -
 def test_a_part_that_returns_unasked_is_dead_too() -> None:
     part = Part("quiet", lambda: None, lambda: None, backoff_min=5.0, backoff_max=5.0)
     part.start()
-    _wait(lambda: part.status().startswith("dead: PartEnded"))
+    wait_for(lambda: part.status().startswith("dead: PartEnded"), 10, "the part to be dead", interval=0.01)
     t0 = time.monotonic()
     part.stop(timeout=5)  # during the backoff: not started again, and stopping does not wait it out
     assert time.monotonic() - t0 < 2
