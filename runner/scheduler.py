@@ -34,6 +34,7 @@ from . import adoption, artifacts, diskspace, jobsquota, jobtree, metrics, pinni
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
+from .outage import patiently
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
@@ -69,6 +70,7 @@ class Scheduler:
         self.store = row["value"]  # labels our containers; other databases' containers are not ours
         self.last_loop = time.monotonic()
         self._killed_for_shutdown: set[int] = set()
+        self._launched: set[int] = set()  # runs whose start was asked for (their script may have run)
         self._tokens: dict[int, str] = {}  # job id -> the lease token this runner holds it under
         self._local = threading.local()
         self.uids = UidRegistry(self._docker, self.store)  # job uids no other database on the engine has
@@ -184,7 +186,7 @@ class Scheduler:
 
     def _run_guarded(self, job: dict[str, Any], work: Any = None) -> None:
         try:
-            (work or self.run_job)(job)
+            self._until_started(job, work or self.run_job)
         except sandbox.LeaseLost:
             self.lease_lost(job, "(the run is left to the runner that holds it now)")
         except DatabaseError as exc:  # before the start: nothing ran, the run is recovered (and runs again)
@@ -196,8 +198,24 @@ class Scheduler:
                 if self._tokens.get(job["id"]) == str(job.get("lease_token")):
                     self.active.pop(job["id"], None)
                     self._tokens.pop(job["id"], None)
+                    self._launched.discard(job["id"])
             if self.waker and self.wake_after_job:
                 self.waker.wake()
+
+    def _until_started(self, job: dict[str, Any], work: Any) -> None:
+        """Run ``work(job)``; if the database goes away before the script was started, wait for it and
+        begin again (nothing has happened yet: the start's fence still checks that the run is ours).
+        Once the start was asked for, a database error is not retried here (record() waits it out)."""
+        while True:
+            try:
+                work(job)
+                return
+            except DatabaseUnavailable:
+                with self._lock:
+                    launched = job["id"] in self._launched
+                if launched or self.stopping.is_set() or not self.db.wait_until_reachable(self.stopping):
+                    raise
+                log.info("job %s: the database is back; preparing its run again", job["id"])
 
     # --- one run -------------------------------------------------------------------------------------
 
@@ -211,7 +229,7 @@ class Scheduler:
         try:
             uid = thread_uid(self.db, job["thread_id"], s.uid_range, self.uids)  # gid: the same number
             directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid, jobsquota.from_settings(s))
-            self.fence(job)
+            self.fence(job, patient=True)
             with artifacts.open_dir(s.data_dir, *parts) as dfd:
                 # Files present before the run are not this run's: queued already, or from a lost run.
                 artifacts.discard_message(dfd, job["name"])
@@ -229,7 +247,7 @@ class Scheduler:
                 egress_allowed=s.egress_allow_addresses,
                 extra_labels={sandbox.LABEL_STORE: self.store, sandbox.LABEL_LEASE: str(job["lease_token"])},
                 on_start=lambda at: self._started(job, at), start_at=job["due_time"], source=source,
-                fence=lambda: self._holds(job, "fence_start"), keep=True,
+                fence=lambda: self._holds_patiently(job, "fence_start"), keep=True,
             )
             metrics.CONTAINERS.inc()
             try:
@@ -309,9 +327,19 @@ class Scheduler:
         except DatabaseError:
             return True
 
-    def fence(self, job: dict[str, Any]) -> None:
+    def _holds_patiently(self, job: dict[str, Any], query: str = "hold_lease") -> bool:
+        """:meth:`_holds`, waiting out a database outage: asked before the script starts, when waiting
+        loses nothing (the run starts late, once the database answers and the lease is still ours).
+        Raises DatabaseUnavailable only when the runner stops meanwhile: the run is left for adoption."""
+        held = patiently(self._holds, self.stopping, job, query)
+        if held and query == "fence_start":
+            with self._lock:
+                self._launched.add(job["id"])  # the start is asked for now: never prepared again
+        return held
+
+    def fence(self, job: dict[str, Any], *, patient: bool = False) -> None:
         """Raise LeaseLost unless this runner still holds the run (before a step with an effect)."""
-        if not self._holds(job):
+        if not (self._holds_patiently(job) if patient else self._holds(job)):
             raise sandbox.LeaseLost(f"job {job['id']}: the lease is no longer this runner's")
 
     def lease_lost(self, job: dict[str, Any], what: str) -> None:
