@@ -111,6 +111,7 @@ class RunResult:
     error: str | None  # the reason a person can act on; None when the script exited 0
     note: str | None = None  # something worth saying about a successful run ("output truncated at 64 KiB")
     container: Any = field(default=None, compare=False, repr=False)  # kept for the caller (RunSpec.keep)
+    volume: Any = field(default=None, compare=False, repr=False)  # the kept container's proxy volume, if any
 
     @property
     def ok(self) -> bool:
@@ -394,6 +395,9 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         result = _result(container, spec, status, timed_out, watch, started_at, duration_ms)
         if spec.keep:
             kept, container = container, None  # the caller removes it once the result is recorded
+            if proxy is not None:  # the job container still mounts the proxy's volume: it goes with it
+                proxy.volume, kept_volume = None, proxy.volume
+                result = dataclasses.replace(result, volume=kept_volume)
             return dataclasses.replace(result, container=kept)
         return result
     except docker.errors.NotFound as exc:  # removed under us (by the runner that adopted the run)

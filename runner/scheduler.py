@@ -309,8 +309,11 @@ class Scheduler:
         self._remove_container(result)
 
     def _remove_container(self, result: sandbox.RunResult) -> None:
+        """The kept container, once its result is recorded, and the proxy volume it held (a granted run)."""
         if result.container is not None:
             sandbox.remove_container(result.container)
+        if result.volume is not None:
+            sandbox.remove_volume(result.volume)
 
     # --- fencing -------------------------------------------------------------------------------------
 
