@@ -1023,7 +1023,7 @@ PROBE = (
     "print('uid', os.getuid())\n"
     "print('ids', os.getuid(), os.getgid(), ','.join(map(str, sorted(os.getgroups()))) or '-')\n"
     "for k in ('NoNewPrivs', 'CapEff', 'CapBnd', 'Seccomp'):\n"
-    "    print(k, status[k].strip())\n"
+    "    print(k, status.get(k, '?').strip())\n"
     "print('ifaces', ' '.join(sorted(l.split(':')[0].strip() for l in list(open('/proc/net/dev'))[2:])))\n"
     "try:\n    open('/usr/x', 'w')\n    print('rootfs writable')\nexcept OSError:\n    print('rootfs read-only')\n"
     "print('docker.sock', os.path.exists('/var/run/docker.sock'))\n"
