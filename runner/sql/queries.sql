@@ -383,14 +383,14 @@ WHERE series_id = %(series_id)s AND status <> 'running';
 -- nothing shows them any more. Undelivered ones stay until they are delivered.
 DELETE FROM outbox WHERE job_id IS NULL AND status IN ('sent', 'failed');
 
--- === Outbox send leases (issue 12, item 5) =================================================RETURNING id;
-
+-- === Outbox send leases (issue 12, item 5) ========================================================
 
 -- name: renew_outbox_lease
 -- The heartbeat of a message being sent. No row returned: another runner holds it now.
 UPDATE outbox SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
 WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
-=======
+RETURNING id;
+
 -- === Fencing and adoption of a dead runner's runs (issue 12 items 3-4, migration 008) ==============
 
 -- name: hold_lease
