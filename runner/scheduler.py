@@ -34,6 +34,7 @@ from . import adoption, artifacts, diskspace, jobsquota, jobtree, metrics, pinni
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
+from .runspec import run_spec
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
@@ -217,18 +218,11 @@ class Scheduler:
                 artifacts.discard_message(dfd, job["name"])
                 artifacts.remove_attachments(dfd, job["name"])
                 source = self._approved_source(job, dfd, script)
-            spec = sandbox.RunSpec(
-                job_id=job["id"], owner=self.owner, thread_id=job["thread_id"], script=script,
-                jobs_dir=directory, image=s.image, user=f"{uid}:{uid}",
-                timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], cpus=job["cpus"],
-                pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
-                output_cap=s.output_cap, runtime=s.container_runtime, tmpfs_inodes=s.tmpfs_inodes,
+            spec = run_spec(
+                s, job, owner=self.owner, jobs_dir=directory, user=f"{uid}:{uid}",
                 watchdog=self._disk_watchdog(job["thread_id"]),
-                allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
-                egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
-                egress_allowed=s.egress_allow_addresses,
                 extra_labels={sandbox.LABEL_STORE: self.store, sandbox.LABEL_LEASE: str(job["lease_token"])},
-                on_start=lambda at: self._started(job, at), start_at=job["due_time"], source=source,
+                on_start=lambda at: self._started(job, at), source=source,
                 fence=lambda: self._holds(job, "fence_start"), keep=True,
             )
             metrics.CONTAINERS.inc()
