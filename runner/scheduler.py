@@ -286,7 +286,7 @@ class Scheduler:
 
     def _remove_container(self, result: sandbox.RunResult) -> None:
         if result.container is not None:
-            sandbox.remove_container(result.container)
+            sandbox.remove_kept(result.container)  # and the run's proxy volume, once the container is gone
 
     # --- fencing -------------------------------------------------------------------------------------
 

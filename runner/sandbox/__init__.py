@@ -29,7 +29,7 @@ from .engine import (
                      remove_volume,
 )
 from .hosts import host_addresses, host_networks
-from .lifecycle import LAUNCH_MARGIN, START_LATENCY, adopt, run
+from .lifecycle import LAUNCH_MARGIN, START_LATENCY, adopt, remove_kept, run
 from .policy import (
                      ALLOWED_ENV,
                      GVISOR_THREAD_HEADROOM,
@@ -64,6 +64,6 @@ __all__ = [
     "claim_uid", "client", "container_config", "gvisor_blocks_sockets", "host_addresses", "host_networks",
     "image_present", "is_gvisor", "kill_container", "labels_for", "managed_containers", "managed_networks",
     "managed_volumes", "refuse_unsafe", "refuse_unsafe_proxy", "registered_uids", "relay_code", "release_uids",
-    "remove_container", "remove_network", "remove_orphan_volumes", "remove_volume", "run", "source_arguments",
-    "uid_volume_name",
+    "remove_container", "remove_kept", "remove_network", "remove_orphan_volumes", "remove_volume", "run",
+    "source_arguments", "uid_volume_name",
 ]

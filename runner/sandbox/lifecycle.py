@@ -22,9 +22,10 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from .. import egress
 from ..errors import ImageMissing, SandboxError
 from .diagnosis import Watch, bounded_logs, failure_reason, known_lost
-from .engine import client, kill_container, retry_docker
+from .engine import client, kill_container, remove_container, remove_volume, retry_docker
 from .policy import container_config, refuse_unsafe
 from .proxy import EgressProxy
 from .spec import LeaseLost, RunResult, RunSpec
@@ -58,6 +59,7 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
     started_at: datetime | None = None
     t0 = time.monotonic()
     proxy: EgressProxy | None = None
+    kept: Any = None  # the finished container, handed to the caller (RunSpec.keep)
     try:
         egress_volume = None
         if spec.allow_hosts:
@@ -115,7 +117,23 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
             except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
                 log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
         if proxy is not None:
-            proxy.remove()
+            proxy.remove(volume=kept is None)  # a kept container mounts it still: remove_kept removes it
+
+
+def remove_kept(container: Any) -> bool:
+    """Remove a job container kept for the caller (``RunSpec.keep``), then its run's proxy volume, which
+    the engine refuses to remove while the container mounts it. True if this call removed the container."""
+    volumes = [m.get("Name") for m in container.attrs.get("Mounts") or []
+               if m.get("Type") == "volume" and m.get("Destination") == egress.JOB_SOCKET_DIR and m.get("Name")]
+    removed = remove_container(container)
+    for name in volumes:
+        try:
+            remove_volume(container.client.volumes.get(name))
+        except (docker.errors.NotFound, requests.exceptions.ConnectionError):
+            pass  # gone already, or the engine is away: the orphan sweep removes it
+        except docker.errors.APIError as exc:
+            log.warning("could not remove volume %s: %s", name, exc)
+    return removed
 
 
 def _still_ours(spec: RunSpec) -> bool:

@@ -119,10 +119,12 @@ class EgressProxy:
             time.sleep(0.05)
         raise SandboxError("the egress proxy did not start within 15 s")
 
-    def remove(self) -> None:
+    def remove(self, volume: bool = True) -> None:
+        """Remove the proxy, and its volume unless ``volume`` is False: a kept job container still mounts
+        it, and whoever removes that container removes the volume after it (``remove_kept``)."""
         if self.proxy is not None:
             remove_container(self.proxy)
-        if self.volume is not None:
+        if self.volume is not None and volume:
             remove_volume(self.volume)
 
 
