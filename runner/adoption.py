@@ -84,5 +84,6 @@ def _outcome(what: str) -> None:
 
 def _spec(sched: Scheduler, job: dict[str, Any]) -> sandbox.RunSpec:
     """What the adopted container is judged by: the run's limits and due time."""
-    return run_spec(sched.settings, job, owner=sched.owner, jobs_dir=jobs_dir(sched.settings.data_dir, job["thread_id"]),
-                    user="", watchdog=sched._disk_watchdog(job["thread_id"]))
+    directory = jobs_dir(sched.settings.data_dir, job["thread_id"])
+    return run_spec(sched.settings, job, owner=sched.owner, jobs_dir=directory, user="",
+                    watchdog=sched._disk_watchdog(job["thread_id"]))
