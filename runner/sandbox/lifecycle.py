@@ -55,52 +55,16 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
     """Run one job container to its end (or its timeout) and remove it. Raises SandboxError when the
     container could not be created or started at all; everything after a start is a RunResult."""
     dc = dc or client()
-    container = None
-    started_at: datetime | None = None
-    t0 = time.monotonic()
-    proxy: EgressProxy | None = None
+    container: Any = None
     kept: Any = None  # the finished container, handed to the caller (RunSpec.keep)
+    proxy: EgressProxy | None = None
     try:
         egress_volume = None
         if spec.allow_hosts:
             proxy = EgressProxy(dc, spec)
             egress_volume = proxy.start()
-        cfg = container_config(spec, egress_volume)
-        refuse_unsafe(cfg, spec.jobs_dir)
-        try:
-            container = retry_docker(dc.containers.create)(**cfg)
-        except docker.errors.ImageNotFound as exc:
-            raise ImageMissing(f"image {spec.image} not found: run make image (or runner image build)") from exc
-        except docker.errors.APIError as exc:
-            raise SandboxError(f"could not create the job container: {exc.explanation or exc}") from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
-        if spec.start_at is not None:
-            # Created ahead of time; starting takes the engine a while (mounts, namespaces, runc), so
-            # the start is sent that much before the due time for the job's process to begin on time.
-            # The launcher inside waits for the due time itself, so starting early is never too early.
-            ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - START_LATENCY.value - LAUNCH_MARGIN
-            if ahead > 0:
-                time.sleep(ahead)
-        t_start = time.monotonic()  # the fence is inside the measured start-up: it is started that much earlier
-        if spec.fence is not None and not spec.fence():
-            raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's")
-        try:
-            retry_docker(container.start)()
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-            raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
-        started_at = datetime.now(UTC)
-        t0 = time.monotonic()
-        START_LATENCY.observe(t0 - t_start)
-        pre_wait = 0.0  # the launcher's wait for the due time: not part of the script's time limit
-        if spec.start_at is not None and spec.start_at > started_at:
-            pre_wait = (spec.start_at - started_at).total_seconds()
-            started_at = spec.start_at  # when the script begins
-        if spec.on_start is not None:
-            spec.on_start(started_at)
-        status, timed_out, watch = _wait(container, spec, spec.timeout_seconds + pre_wait)
-        duration_ms = max(0, int((time.monotonic() - t0 - pre_wait) * 1000))
-        result = _result(container, spec, status, timed_out, watch, started_at, duration_ms)
+        container = _create(dc, spec, egress_volume)
+        result = _start_and_wait(container, spec)
         if spec.keep:
             kept, container = container, None  # the caller removes it once the result is recorded
             return dataclasses.replace(result, container=kept)
@@ -110,14 +74,63 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
         raise SandboxError(f"the job container disappeared during the run: {exc.explanation or exc}") from exc
     finally:
         if container is not None and _still_ours(spec):
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-                log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
+            _remove_job_container(container, spec)
         if proxy is not None:
             proxy.remove(volume=kept is None)  # a kept container mounts it still: remove_kept removes it
+
+
+def _create(dc: docker.DockerClient, spec: RunSpec, egress_volume: str | None) -> Any:
+    """Create the job's container under its policy (refused if unsafe, whatever asked for it)."""
+    cfg = container_config(spec, egress_volume)
+    refuse_unsafe(cfg, spec.jobs_dir)
+    try:
+        return retry_docker(dc.containers.create)(**cfg)
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(f"image {spec.image} not found: run make image (or runner image build)") from exc
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"could not create the job container: {exc.explanation or exc}") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
+
+
+def _start_and_wait(container: Any, spec: RunSpec) -> RunResult:
+    """Start the created container at its due time (if this runner still holds the run), wait for it
+    within its time limit and read its result."""
+    if spec.start_at is not None:
+        # Created ahead of time; starting takes the engine a while (mounts, namespaces, runc), so
+        # the start is sent that much before the due time for the job's process to begin on time.
+        # The launcher inside waits for the due time itself, so starting early is never too early.
+        ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - START_LATENCY.value - LAUNCH_MARGIN
+        if ahead > 0:
+            time.sleep(ahead)
+    t_start = time.monotonic()  # the fence is inside the measured start-up: it is started that much earlier
+    if spec.fence is not None and not spec.fence():
+        raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's")
+    try:
+        retry_docker(container.start)()
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+        raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
+    started_at = datetime.now(UTC)
+    t0 = time.monotonic()
+    START_LATENCY.observe(t0 - t_start)
+    pre_wait = 0.0  # the launcher's wait for the due time: not part of the script's time limit
+    if spec.start_at is not None and spec.start_at > started_at:
+        pre_wait = (spec.start_at - started_at).total_seconds()
+        started_at = spec.start_at  # when the script begins
+    if spec.on_start is not None:
+        spec.on_start(started_at)
+    status, timed_out, watch = _wait(container, spec, spec.timeout_seconds + pre_wait)
+    duration_ms = max(0, int((time.monotonic() - t0 - pre_wait) * 1000))
+    return _result(container, spec, status, timed_out, watch, started_at, duration_ms)
+
+
+def _remove_job_container(container: Any, spec: RunSpec) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+        log.warning("could not remove container %s of job %s: %s", container.short_id, spec.job_id, exc)
 
 
 def remove_kept(container: Any) -> bool:

@@ -100,11 +100,7 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
     for key in ("pid_mode", "ipc_mode", "userns_mode", "uts_mode", "volumes", "volumes_from", "devices", "cap_add"):
         if cfg.get(key) and cfg.get(key) != "private":
             problems.append(key)
-    mounts = list(cfg.get("mounts") or [])
-    if len(mounts) == 2 and _is_egress_mount(mounts[1]):
-        mounts.pop()  # the one extra mount there may be: the run's proxy socket, read-only
-    if len(mounts) != 1 or mounts[0]["Target"] != JOBS_MOUNT or mounts[0]["Source"] != str(jobs_dir) \
-            or mounts[0]["Type"] != "bind":
+    if not _only_jobs_mounted(cfg, jobs_dir):
         problems.append("mounts other than the thread's jobs/ directory")
     user = str(cfg.get("user", "")).split(":")[0]
     if user in ("", "0", "root"):
@@ -115,6 +111,15 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
         problems.append("capabilities or writable root")
     if problems:
         raise SandboxError("refusing to create an unsafe job container: " + ", ".join(problems))
+
+
+def _only_jobs_mounted(cfg: dict[str, Any], jobs_dir: Path) -> bool:
+    """The thread's jobs/ directory is the one mount, beside at most the run's proxy socket (read-only)."""
+    mounts = list(cfg.get("mounts") or [])
+    if len(mounts) == 2 and _is_egress_mount(mounts[1]):
+        mounts.pop()
+    return len(mounts) == 1 and mounts[0]["Target"] == JOBS_MOUNT and mounts[0]["Source"] == str(jobs_dir) \
+        and mounts[0]["Type"] == "bind"
 
 
 def _is_egress_mount(mount: Any) -> bool:
