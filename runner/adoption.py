@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import metrics, sandbox
+from .runspec import run_spec
 from .threads import jobs_dir
 
 if TYPE_CHECKING:
@@ -83,10 +84,6 @@ def _outcome(what: str) -> None:
 
 def _spec(sched: Scheduler, job: dict[str, Any]) -> sandbox.RunSpec:
     """What the adopted container is judged by: the run's limits and due time."""
-    s = sched.settings
-    return sandbox.RunSpec(
-        job_id=job["id"], owner=sched.owner, thread_id=job["thread_id"], script=job["script_path"],
-        jobs_dir=jobs_dir(s.data_dir, job["thread_id"]), image=s.image, user="",
-        timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], pids_limit=job["pids_limit"],
-        output_cap=s.output_cap, start_at=job["due_time"], watchdog=sched._disk_watchdog(job["thread_id"]),
-    )
+    directory = jobs_dir(sched.settings.data_dir, job["thread_id"])
+    return run_spec(sched.settings, job, owner=sched.owner, jobs_dir=directory, user="",
+                    watchdog=sched._disk_watchdog(job["thread_id"]))

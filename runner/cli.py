@@ -83,12 +83,12 @@ def _discover_host_addresses(settings: Settings, dc: Any) -> None:
     """Find the engine host's addresses once at start-up (each proxy start looks again), so that a
     runner whose granted jobs could not be kept off the host says so now, not at the first grant."""
     from . import sandbox
+    from .runspec import run_spec, sample_job
 
     if not settings.egress_allow or not sandbox.image_present(settings.egress_image, dc):
         return
-    spec = sandbox.RunSpec(job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="-",
-                           jobs_dir=settings.data_dir, image=settings.image, user="65534:65534",
-                           egress_image=settings.egress_image)
+    spec = run_spec(settings, sample_job(settings), owner=settings.runner_id, jobs_dir=settings.data_dir,
+                    user="65534:65534")
     try:
         found = sandbox.host_networks(dc, spec)
     except RunnerError as exc:

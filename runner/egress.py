@@ -1,6 +1,7 @@
 """Network grants: which host names a job may reach, and the squid configuration that enforces it.
 
-Pure functions only (the containers and the volume are made in ``sandbox.py``).
+Pure functions only (the proxy container and its volume are made in ``runner/sandbox/proxy.py``; the relay
+in the job is ``runner/sandbox/relay.py``).
 
 A job with no grant has no network at all. A job granted ``--allow-host api.example.com`` (or
 ``*.example.com``) has no network either (``network_mode: none``: only its own loopback, no route, no
@@ -212,129 +213,5 @@ def unusable_outer_network(network: str) -> str | None:
 
 def proxy_environment() -> dict[str, str]:
     """The variables that send a job's HTTP(S) through the proxy (urllib, requests and curl read them)."""
-    url = f"http://127.0.0.1:{PROXY_PORT}"  # the relay in the job (RELAY), not the proxy itself
+    url = f"http://127.0.0.1:{PROXY_PORT}"  # the relay in the job (sandbox.RELAY), not the proxy itself
     return {"HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url, "NO_PROXY": "", "no_proxy": ""}
-
-
-# The relay in a granted job's container (the launcher runs it first, see sandbox.container_config):
-# listens on the job's own 127.0.0.1:3128 and forwards each connection to the proxy's Unix socket.
-# It forks once; the child serves every connection with one selector loop (one process however many
-# connections: the job's process limit counts it once), reading from one side only while nothing is
-# waiting to be written to the other (so at most 64 KiB per direction is held), with half-closes
-# passed on. The job gains nothing by replacing it: the socket leads to the proxy and nowhere else.
-_RELAY_FUNCTIONS = '''\
-def _egress_relay(path, port):
-    import os, selectors, socket
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
-    port = listener.getsockname()[1]
-    alive, held = os.pipe()  # the child ends when the job's process does (and so closes its end)
-    if os.fork():
-        listener.close(), os.close(alive)
-        return port  # "held" stays open for as long as this process lives
-    try:
-        os.close(held)
-        _egress_serve(listener, alive, path, selectors, socket)
-    finally:
-        os._exit(0)
-
-def _egress_serve(listener, alive, path, selectors, socket):
-    R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
-    sel = selectors.DefaultSelector()
-    sel.register(listener, R)
-    sel.register(alive, R)
-    peer, out, eof = {}, {}, set()
-
-    def want(s):
-        ev = (R if s not in eof and not out[peer[s]] else 0) | (W if out[s] else 0)
-        known = s in sel.get_map()
-        if not ev:
-            if known:
-                sel.unregister(s)
-        elif known:
-            sel.modify(s, ev)
-        else:
-            sel.register(s, ev)
-
-    def close(s):
-        for x in (s, peer[s]):
-            if x in sel.get_map():
-                sel.unregister(x)
-            x.close()
-            peer.pop(x, None), out.pop(x, None), eof.discard(x)
-
-    def shut(s):
-        try:
-            s.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def settle(s):
-        p = peer[s]
-        if s in eof and p in eof and not out[s] and not out[p]:
-            close(s)
-        else:
-            want(s), want(p)
-
-    def accept():
-        c, _ = listener.accept()
-        u = socket.socket(socket.AF_UNIX)
-        try:
-            u.connect(path)
-        except OSError:
-            c.close(), u.close()
-            return
-        c.setblocking(False), u.setblocking(False)
-        peer[c], peer[u], out[c], out[u] = u, c, b"", b""
-        want(c), want(u)
-
-    def read(s):
-        try:
-            data = s.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            return close(s)
-        if data:
-            out[peer[s]] = data
-        else:
-            eof.add(s)
-            if not out[peer[s]]:
-                shut(peer[s])
-        settle(s)
-
-    def write(s):
-        try:
-            n = s.send(out[s])
-        except BlockingIOError:
-            return
-        except OSError:
-            return close(s)
-        out[s] = out[s][n:]
-        if not out[s] and peer[s] in eof:
-            shut(s)
-        settle(s)
-
-    while True:
-        for key, ev in sel.select():
-            s = key.fileobj
-            if s == alive:
-                return
-            if s is listener:
-                accept()
-                continue
-            if s in peer and ev & W:
-                write(s)
-            if s in peer and ev & R:
-                read(s)
-'''
-
-
-def relay_code(path: str = f"{JOB_SOCKET_DIR}/{SOCKET_NAME}", port: int = PROXY_PORT) -> str:
-    """Python source that starts the relay (``_egress_port`` is then its port), to run before the script."""
-    return _RELAY_FUNCTIONS + f"_egress_port = _egress_relay({path!r}, {port})\ndel _egress_relay, _egress_serve\n"
-
-
-RELAY = relay_code()

@@ -35,6 +35,7 @@ from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
 from .outage import patiently
+from .runspec import run_spec
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
@@ -235,18 +236,11 @@ class Scheduler:
                 artifacts.discard_message(dfd, job["name"])
                 artifacts.remove_attachments(dfd, job["name"])
                 source = self._approved_source(job, dfd, script)
-            spec = sandbox.RunSpec(
-                job_id=job["id"], owner=self.owner, thread_id=job["thread_id"], script=script,
-                jobs_dir=directory, image=s.image, user=f"{uid}:{uid}",
-                timeout_seconds=job["timeout_seconds"], memory_mb=job["memory_mb"], cpus=job["cpus"],
-                pids_limit=job["pids_limit"], tmpfs_mb=s.tmpfs_mb, nofile=s.nofile, max_file_mb=s.max_file_mb,
-                output_cap=s.output_cap, runtime=s.container_runtime, tmpfs_inodes=s.tmpfs_inodes,
+            spec = run_spec(
+                s, job, owner=self.owner, jobs_dir=directory, user=f"{uid}:{uid}",
                 watchdog=self._disk_watchdog(job["thread_id"]),
-                allow_hosts=tuple(job.get("allow_hosts") or ()), egress_image=s.egress_image,
-                egress_network=s.egress_network, egress_blocked=s.egress_block, egress_hosts=s.egress_hosts,
-                egress_allowed=s.egress_allow_addresses,
                 extra_labels={sandbox.LABEL_STORE: self.store, sandbox.LABEL_LEASE: str(job["lease_token"])},
-                on_start=lambda at: self._started(job, at), start_at=job["due_time"], source=source,
+                on_start=lambda at: self._started(job, at), source=source,
                 fence=lambda: self._holds_patiently(job, "fence_start"), keep=True,
             )
             metrics.CONTAINERS.inc()
@@ -311,9 +305,7 @@ class Scheduler:
     def _remove_container(self, result: sandbox.RunResult) -> None:
         """The kept container, once its result is recorded, and the proxy volume it held (a granted run)."""
         if result.container is not None:
-            sandbox.remove_container(result.container)
-        if result.volume is not None:
-            sandbox.remove_volume(result.volume)
+            sandbox.remove_kept(result.container)  # and the run's proxy volume, once the container is gone
 
     # --- fencing -------------------------------------------------------------------------------------
 

@@ -87,3 +87,19 @@ def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(empty_url: 
     with psycopg.connect(empty_url) as conn:
         applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
     assert applied == known
+
+
+def test_the_wheel_ships_the_subpackages_and_the_launcher_files(tmp_path: Path) -> None:
+    """runner.sandbox reads its launcher.py and relay.py as package files at import time: a wheel that
+    left a subpackage out would fail at the first import, far from a checkout."""
+    wheel = _wheel(tmp_path)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("runner/sandbox/launcher.py", "runner/sandbox/relay.py", "runner/doctor/probes.py"):
+        assert name in names, sorted(n for n in names if n.startswith("runner/"))
+    python = _fresh_venv(tmp_path / "venv", wheel)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = _run(python, "-c", "import runner.doctor, runner.sandbox as s; print(s.__file__); "
+               "print(s.LAUNCHER.count('def launch'), s.RELAY.count('def _egress_relay'))", cwd=tmp_path, env=env)
+    where, counts = out.splitlines()
+    assert where.startswith(str(tmp_path / "venv")), where  # not this checkout
+    assert counts == "1 1", out

@@ -205,4 +205,4 @@ def test_an_egress_image_from_before_the_socket_is_refused_clearly(docker_client
                            image="runner-sandbox:latest", user="10001:10001", allow_hosts=("api.example.test",),
                            egress_image="runner-sandbox:latest")  # an image without the egress version label
     with pytest.raises(ImageMissing, match="older than this runner.*make images"):
-        sandbox._Egress(docker_client, spec).start()
+        sandbox.EgressProxy(docker_client, spec).start()

@@ -83,7 +83,7 @@ def test_a_rewrite_after_the_check_does_not_reach_the_container(
         os.replace(tmp, d / "bank.py")
         swapped.append(True)
 
-    monkeypatch.setattr(sandbox, "refuse_unsafe", rewrite_then_create)
+    monkeypatch.setattr(sandbox.lifecycle, "refuse_unsafe", rewrite_then_create)  # looked up by the run
     row, _ = _run_now(jobs, settings, db, docker_client, bank["id"])
     monkeypatch.undo()
 

@@ -142,7 +142,7 @@ def _cpu_seconds(container_id: str) -> float | None:
 def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, store_id: str) -> None:
     """A granted job limited to 0.1 CPU for 10 s (at most 1 CPU second) drives its egress proxy, which
-    has no CPU limit (sandbox._Egress.start sets memory and pids, not nano_cpus), far past that: the
+    has no CPU limit (sandbox.EgressProxy.start sets memory and pids, not nano_cpus), far past that: the
     host pays for the job's work outside the job's limits."""
     import threading
     import time

@@ -71,3 +71,12 @@ def test_exit_codes_and_tracebacks_are_the_scripts_own(tmp_path: Path) -> None:
     assert lines[-1] == "ZeroDivisionError: division by zero"
     assert 'File "jobs/x.py", line 4, in <module>' in r.stderr and "runpy" not in r.stderr
     assert "<string>" not in r.stderr  # the launcher's own frames are not shown
+
+
+def test_the_launcher_is_a_file_of_the_package_and_importing_it_runs_nothing() -> None:
+    """The container runs the file's own source; importing it (a linter, a test) starts no script."""
+    import importlib
+
+    module = importlib.import_module("runner.sandbox.launcher")
+    assert LAUNCHER == Path(module.__file__).read_text(encoding="utf-8")
+    assert callable(module.launch)

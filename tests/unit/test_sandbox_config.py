@@ -42,7 +42,7 @@ def test_granted_run_has_no_network_only_the_proxy_socket() -> None:
     assert cfg["environment"]["HTTPS_PROXY"] == "http://127.0.0.1:3128"
     assert cfg["mounts"][1] == {"Target": "/run/egress", "Source": VOLUME, "Type": "volume", "ReadOnly": True,
                                 "VolumeOptions": {"NoCopy": True}}
-    assert cfg["command"] == ["python3", "-u", "-c", egress.RELAY + sandbox.LAUNCHER, "0", "jobs/a.py"]
+    assert cfg["command"] == ["python3", "-u", "-c", sandbox.RELAY + sandbox.LAUNCHER, "0", "jobs/a.py"]
     refuse_unsafe(cfg, SPEC.jobs_dir)
 
 
@@ -217,7 +217,7 @@ def test_relay_passes_bytes_both_ways_with_half_closes(tmp_path: Path) -> None:
         "    got += chunk\n"
         "print('same' if got == payload else f'different {len(got)}')\n"
     )
-    r = subprocess.run([sys.executable, "-c", egress.relay_code(path, 0) + client], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", sandbox.relay_code(path, 0) + client], capture_output=True, text=True,
                        timeout=30, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "same", r.stdout

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import egress, jobsquota, sandbox
-from .db import Database, embedded_url, migration_files
-from .errors import RunnerError
-from .settings import Settings
-from .threads import data_dir_problem, prepare_jobs_dir, sample_uid
+from .. import egress, jobsquota, sandbox
+from ..db import Database, embedded_url, migration_files
+from ..errors import RunnerError
+from ..runspec import SAMPLE_THREAD, run_spec, sample_job
+from ..settings import Settings
+from ..threads import data_dir_problem, prepare_jobs_dir, sample_uid
+from . import probes
 
 MIN_ENGINE = (20, 10)  # the oldest Docker Engine the test suite runs on
 
@@ -125,8 +127,8 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
 
 def jobs_disk_limit(settings: Settings) -> Check:
     """How the limit on a thread's jobs/ is enforced: by a bounded walk, since a bind mount has no quota."""
-    from .jobtree import MAX_DEPTH
-    from .scheduler import WATCH_SECONDS
+    from ..jobtree import MAX_DEPTH
+    from ..scheduler import WATCH_SECONDS
 
     name = "jobs/ disk limit"
     if not os.path.isdir("/proc/self/fd"):
@@ -168,7 +170,7 @@ def _bot(settings: Settings) -> Check:
 
     from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 
-    from .telegram import make_bot, redact
+    from ..telegram import make_bot, redact
 
     token = settings.telegram_bot_token
     where = settings.telegram_api_url or "api.telegram.org"
@@ -200,7 +202,7 @@ def _egress(settings: Settings, dc: object) -> Check:
     if not settings.egress_allow:
         return Check("egress proxy", True, "RUNNER_EGRESS_ALLOW is empty: no job may be granted network")
     spec = _sample_spec(settings, settings.data_dir, allow_hosts=("example.com",))
-    return Check("egress proxy", True, sandbox.egress_selfcheck(spec, dc))  # type: ignore[arg-type]
+    return Check("egress proxy", True, probes.egress_selfcheck(spec, dc))  # type: ignore[arg-type]
 
 
 def _thread_dirs(data_dir: Path) -> Check:
@@ -254,7 +256,7 @@ def egress_isolation(settings: Settings, dc: object) -> Check:
     hosts = sandbox.host_addresses(dc, spec)  # type: ignore[arg-type]
     control = ("127.0.0.1", egress.PROXY_PORT)
     targets = [(h, p) for h in hosts for p in PROBE_PORTS]
-    reached = sandbox.egress_probe(spec, [control, *targets], dc)  # type: ignore[arg-type]
+    reached = probes.egress_probe(spec, [control, *targets], dc)  # type: ignore[arg-type]
     if not reached[control]:
         return Check(name, False, "the sample job could not reach even its proxy's port: the probe proves nothing")
     open_ = [f"{h}:{p}" for (h, p) in targets if reached[(h, p)]]
@@ -266,30 +268,23 @@ def egress_isolation(settings: Settings, dc: object) -> Check:
 
 def _sample_dir(settings: Settings) -> Path:
     """The sample job's jobs/ directory, prepared as a real thread's (the range's reserved last uid)."""
-    return prepare_jobs_dir(settings.data_dir, "doctor:0", sample_uid(settings.uid_range),
+    return prepare_jobs_dir(settings.data_dir, SAMPLE_THREAD, sample_uid(settings.uid_range),
                             jobsquota.from_settings(settings))
 
 
-def _sample_spec(settings: Settings, jobs_dir: Path, **extra: object) -> sandbox.RunSpec:
-    """The run a job of this runner would get, for doctor's sample containers (as the range's last uid,
-    which no thread gets)."""
+def _sample_spec(settings: Settings, jobs_dir: Path, **job: object) -> sandbox.RunSpec:
+    """The run a job of this runner would get (the one builder of real runs' specs, with a sample job), for
+    doctor's sample containers, as the range's last uid, which no thread gets."""
     uid = sample_uid(settings.uid_range)
-    return sandbox.RunSpec(
-        job_id=0, owner=settings.runner_id, thread_id="doctor:0", script="probe.py", jobs_dir=jobs_dir,
-        image=settings.image, user=f"{uid}:{uid}", timeout_seconds=30, memory_mb=settings.memory_mb,
-        cpus=settings.cpus, pids_limit=settings.pids_limit, tmpfs_mb=settings.tmpfs_mb, nofile=settings.nofile,
-        max_file_mb=settings.max_file_mb, runtime=settings.container_runtime,
-        egress_image=settings.egress_image, egress_network=settings.egress_network,
-        egress_blocked=settings.egress_block, egress_hosts=settings.egress_hosts,
-        egress_allowed=settings.egress_allow_addresses, **extra,  # type: ignore[arg-type]
-    )
+    return run_spec(settings, sample_job(settings, **job), owner=settings.runner_id, jobs_dir=jobs_dir,
+                    user=f"{uid}:{uid}")
 
 
 def _hardening(settings: Settings, dc: object) -> Iterator[Check]:
     probe: dict[str, str] = {}
     try:
         sample = _sample_dir(settings)
-        rows = sandbox.hardening_report(_sample_spec(settings, sample), dc, probe)  # type: ignore[arg-type]
+        rows = probes.hardening_report(_sample_spec(settings, sample), dc, probe)  # type: ignore[arg-type]
     except Exception as exc:
         hint = ""
         if "bind source path does not exist" in str(exc):
