@@ -118,7 +118,12 @@ def remove_container(container: Any) -> bool:
         return True
     except docker.errors.NotFound:
         return False
-    except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "already in progress" in str(exc.explanation or ""):
+            return False  # another caller (the sweep, or the run itself) is removing it: gone all the same
+        log.warning("could not remove container %s: %s", container.name, exc)
+        return False
+    except requests.exceptions.ConnectionError as exc:
         log.warning("could not remove container %s: %s", container.name, exc)
         return False
 

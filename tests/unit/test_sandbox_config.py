@@ -248,3 +248,30 @@ def test_allowed_addresses_are_single_addresses() -> None:
 ])
 def test_gvisor_without_host_sockets_is_recognised(runtime: dict, blocks: bool) -> None:
     assert sandbox.gvisor_blocks_sockets(runtime) is blocks
+
+
+def test_a_container_another_caller_is_removing_counts_as_gone(caplog: pytest.LogCaptureFixture) -> None:
+    """The sweep and the run itself may remove one container at once: the engine answers the second
+    with 409 "removal ... is already in progress", which is not a failure worth a warning."""
+    import docker
+    import requests
+
+    from runner import sandbox
+
+    class Racing:
+        name = "raced"
+
+        def __init__(self, explanation: str) -> None:
+            self.explanation = explanation
+
+        def remove(self, **_: object) -> None:
+            response = requests.Response()
+            response.status_code = 409
+            raise docker.errors.APIError("409 Client Error", response, explanation=self.explanation)
+
+    with caplog.at_level("WARNING"):
+        assert sandbox.remove_container(Racing("removal of container x is already in progress")) is False
+    assert caplog.records == []
+    with caplog.at_level("WARNING"):
+        assert sandbox.remove_container(Racing("something else went wrong")) is False
+    assert any("could not remove container raced" in r.getMessage() for r in caplog.records)
