@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jobtree
 from .errors import ConfigError, RunnerError
 
 log = logging.getLogger(__name__)
@@ -218,10 +218,22 @@ def _move_into(jobs: Path, image: Path, quota: Quota, *, made: bool) -> None:
         unmount(staging)
         staging.rmdir()
     old = jobs.parent / _OLD
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_old(jobs.parent)
     os.rename(jobs, old)
     jobs.mkdir(mode=0o700)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_old(jobs.parent)
+
+
+def _remove_old(thread_dir: Path) -> None:
+    """Remove the moved-out jobs/ with jobtree's walk (never follows a link, opens no FIFO, any depth,
+    bounded), not shutil.rmtree (recursive: a job's deep tree would raise RecursionError)."""
+    fd = os.open(thread_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        jobtree.remove_tree(fd, _OLD, jobtree.Budget(1_000_000, 60))
+    except (OSError, jobtree.Incomplete) as exc:
+        log.warning("could not remove the moved-out jobs/ of %s: %s", thread_dir.name, exc)
+    finally:
+        os.close(fd)
 
 
 def ensure_mounted(jobs: Path, quota: Quota) -> bool:

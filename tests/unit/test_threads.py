@@ -51,3 +51,34 @@ def test_jobs_dir_and_chat_id() -> None:
     assert jobs_dir(Path("/data"), "telegram:42") == Path("/data/telegram_42/jobs")
     assert chat_id("telegram:-100") == "-100"
     assert chat_id("slack:x") is None
+
+
+def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path) -> None:
+    """RUNNER_JOBS_QUOTA=loop moves a thread's old jobs/ aside and removes it: a 3,000-deep tree, a FIFO
+    and a link to outside must neither break the removal (shutil.rmtree recurses: RecursionError) nor
+    block it or reach through the link."""
+    import os
+
+    from runner import jobsquota
+
+    old = tmp_path / jobsquota._OLD
+    deep = old
+    old.mkdir()
+    fd = os.open(old, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(3000):  # by fd: the path would pass PATH_MAX
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    os.mkfifo(deep / "fifo")
+    os.symlink(outside, deep / "link")
+    (deep / b"\xff\xfe".decode("utf-8", "surrogateescape")).write_text("y")
+    jobsquota._remove_old(tmp_path)
+    assert not old.exists()
+    assert (outside / "keep").read_text() == "x"
