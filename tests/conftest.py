@@ -78,6 +78,17 @@ STORE_KEY = pytest.StashKey[str]()
 
 
 @pytest.fixture
+def bare_url(pg_admin_url: str) -> Iterator[str]:
+    """A database with no runner schema at all (not copied from the migrated template), dropped afterwards."""
+    name = f"bare_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_db(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
 def pg_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A clean, migrated database for one test (copied from the template), dropped afterwards."""
     name = f"t_{os.getpid()}_{next(_counter)}"

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
-from psycopg import sql
 
 from runner.db import MIGRATIONS_DIR, migrate, migration_files
 
@@ -25,15 +21,6 @@ COMMANDS = (
 )
 
 
-@pytest.fixture
-def bare_url(pg_admin_url: str) -> Iterator[str]:
-    """A database with no runner schema at all (not copied from the migrated template)."""
-    name = f"bare_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"{pg_admin_url.rpartition('/')[0]}/{name}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _cli(url: str, data: Path, *args: str) -> subprocess.CompletedProcess[str]:

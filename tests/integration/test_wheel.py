@@ -8,30 +8,17 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import uuid
 import venv
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
-from psycopg import sql
 
 from runner.db import MIGRATIONS_DIR, migration_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def empty_url(pg_admin_url: str) -> Iterator[str]:
-    """A database with no runner schema at all (not copied from the migrated template)."""
-    name = f"wheel_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"{pg_admin_url.rpartition('/')[0]}/{name}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _run(*cmd: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -69,7 +56,7 @@ def _fresh_venv(where: Path, wheel: Path) -> Path:
     return python
 
 
-def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(empty_url: str, tmp_path: Path) -> None:
+def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(bare_url: str, tmp_path: Path) -> None:
     wheel = _wheel(tmp_path)
     shipped = sorted(n.rsplit("/", 1)[1] for n in zipfile.ZipFile(wheel).namelist()
                      if n.startswith("runner/migrations/") and n.endswith(".sql"))
@@ -82,9 +69,9 @@ def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(empty_url: 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
     where = _run(python, "-c", "import runner.db as d; print(d.__file__); print(d.MIGRATIONS_DIR)", cwd=elsewhere, env=env)
     assert all(line.startswith(str(tmp_path / "venv")) for line in where.split()), where  # not this checkout
-    out = _run(python, "-m", "runner.cli", "migrate", cwd=elsewhere, env={**env, "DATABASE_URL": empty_url})
+    out = _run(python, "-m", "runner.cli", "migrate", cwd=elsewhere, env={**env, "DATABASE_URL": bare_url})
     assert f"applied {len(known)} migration(s)" in out, out
-    with psycopg.connect(empty_url) as conn:
+    with psycopg.connect(bare_url) as conn:
         applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
     assert applied == known
 
