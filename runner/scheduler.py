@@ -27,8 +27,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from . import adoption, artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
 from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
@@ -347,7 +352,7 @@ class Scheduler:
         the lease is found lost: False). On shutdown it gives up after the grace period; the result
         then stays in the kept container, which the next runner adopts."""
         retrying = Retrying(
-            retry=retry_if_exception(_unreachable), reraise=True,
+            retry=retry_if_exception_type(DatabaseUnavailable), reraise=True,
             wait=wait_exponential(multiplier=0.5, max=10),
             stop=stop_when_event_set(self.stopping) & stop_after_delay(self.settings.shutdown_grace),
             before_sleep=lambda rs: log.warning("job %s: recording its result: %s; retrying", job["id"],
@@ -660,11 +665,6 @@ class Scheduler:
             sandbox.remove_orphan_volumes(self.dc, self.store, live)  # the per-run proxy sockets
         except Exception as exc:
             log.warning("could not sweep job networks: %s", exc)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """A database error worth waiting out: the server is away (not a bad statement)."""
-    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, psycopg.OperationalError)
 
 
 def _text(value: str) -> str:
