@@ -29,7 +29,7 @@ RUN set -e; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@" /tmp/dist/runner-*.whl; \
     rm -rf /tmp/wheels /tmp/src /tmp/dist; \
     /opt/venv/bin/runner --version; \
-    /opt/venv/bin/python -c "from runner.db import migration_files; assert migration_files(), 'no migrations'"
+    /opt/venv/bin/python -c "from runner.store import migration_files; assert migration_files(), 'no migrations'"
 
 LABEL io.runner.image="runner"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8 \

@@ -31,9 +31,9 @@ import psycopg  # noqa: E402
 
 from runner import sandbox  # noqa: E402
 from runner.api import Jobs  # noqa: E402
-from runner.db import Database, migrate  # noqa: E402
 from runner.scheduler import Scheduler  # noqa: E402
 from runner.settings import Settings  # noqa: E402
+from runner.store import Database, migrate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD = "bench:1"
@@ -244,7 +244,7 @@ def bench_scale(env: Env, quick: bool) -> dict[str, Any]:
                 "INSERT INTO scheduled_jobs (thread_id, name, due_time, script_path) "
                 "SELECT 'bench:1', 'd' || g, now() - interval '1 second', 'jobs/j.py' FROM generate_series(1, 10000) g")
             conn.execute("ANALYZE scheduled_jobs")
-            from runner.db import QUERIES
+            from runner.store import QUERIES
 
             # The scheduler's claim: the candidates and their threads' locks, then the claim itself.
             params = {"limit": 16, "owner": "bench", "lease": 60, "lead": 1.0, "per_thread": 1_000_000, "scan": 128}

@@ -47,8 +47,8 @@ import psycopg  # noqa: E402
 
 from runner import sandbox  # noqa: E402
 from runner.api import Jobs  # noqa: E402
-from runner.db import Database, migrate  # noqa: E402
 from runner.settings import Settings  # noqa: E402
+from runner.store import Database, migrate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, diskspace, jobsquota, pinning
-from .db import QUERIES, Database, check_schema, embedded_url, migrate
 from .egress import validate_hosts
 from .errors import NotFound, ValidationError
 from .schedule import AFTER_SENTINEL, parse_recurrence, parse_when, zone
 from .settings import Settings
+from .store import QUERIES, Database, check_schema, embedded_url, migrate
 from .threads import prepare_jobs_dir, thread_dir_name, thread_uid, validate_thread_id
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")

@@ -207,7 +207,7 @@ def _serve(args: argparse.Namespace, settings: Settings, jobs: Any, scheduler: A
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from .db import embedded_url, migrate
+    from .store import embedded_url, migrate
 
     url = settings.database_url or embedded_url(settings.embedded_pg_dir)
     applied = migrate(url)

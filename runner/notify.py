@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from . import metrics
-from .db import OUTBOX_CHANNEL, QUERIES, Database, Waker
 from .errors import DatabaseError, DatabaseUnavailable
 from .outage import patiently
+from .store import OUTBOX_CHANNEL, QUERIES, Database, Waker
 from .text import visible, visible_name
 
 log = logging.getLogger(__name__)

@@ -36,13 +36,13 @@ from tenacity import (
 )
 
 from . import adoption, artifacts, diskspace, jobsquota, jobtree, metrics, pinning, sandbox
-from .db import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .duties import Duties, Duty, Link
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
 from .outage import patiently
 from .runspec import run_spec
 from .schedule import AFTER_SENTINEL, Recurrence, zone
 from .settings import Settings
+from .store import JOBS_CHANNEL, QUERIES, Database, Waker, translate_errors
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, secure_data_dir, thread_dir_name, thread_uid
 
 log = logging.getLogger(__name__)

@@ -57,9 +57,9 @@ from aiogram.types import BufferedInputFile
 from aiohttp import ClientConnectorError, ClientError, ConnectionTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from .db import OUTBOX_CHANNEL, QUERIES, Database
 from .outage import apatiently
 from .outbox_lease import LeaseLost, LeaseTooShort, OutboxLease
+from .store import OUTBOX_CHANNEL, QUERIES, Database
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from . import jobsquota, sandbox
-from .db import QUERIES
 from .errors import ConfigError, RunnerError, ValidationError
+from .store import QUERIES
 
 log = logging.getLogger(__name__)
 

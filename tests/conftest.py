@@ -23,8 +23,8 @@ from psycopg import sql
 
 from runner import sandbox
 from runner.api import Jobs
-from runner.db import QUERIES, Database, migrate
 from runner.settings import Settings
+from runner.store import QUERIES, Database, migrate
 
 PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
 JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")

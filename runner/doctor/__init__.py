@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import egress, jobsquota, sandbox
-from ..db import Database, embedded_url, migration_files
 from ..errors import RunnerError
 from ..runspec import SAMPLE_THREAD, run_spec, sample_job
 from ..settings import Settings
+from ..store import Database, embedded_url, migration_files
 from ..threads import data_dir_problem, prepare_jobs_dir, sample_uid
 from . import probes
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import docker
 
-from runner.db import Database
 from runner.notify import ConsoleSender, Notifier
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import Database
 
 from ..waiting import wait_for
 

@@ -8,8 +8,8 @@ import docker
 
 from runner.agent import TOOL_NAMES, AgentTools, call_tool, system_prompt, tool_definitions
 from runner.api import Jobs
-from runner.db import Database
 from runner.settings import Settings
+from runner.store import Database
 
 from .helpers import run_burst
 from .test_cli import cli

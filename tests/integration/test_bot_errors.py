@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from runner.api import Jobs
-from runner.db import Database
 from runner.service import TelegramService
 from runner.settings import Settings
+from runner.store import Database
 
 from ..fakebotapi import FakeBotAPI
 

@@ -18,9 +18,9 @@ import docker
 
 from runner import sandbox
 from runner.api import Jobs, Limits
-from runner.db import Database
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 from tests.faultproxy import FaultProxy
 

@@ -10,9 +10,9 @@ import docker
 import pytest
 
 from runner.api import Jobs, Limits
-from runner.db import QUERIES, Database
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import QUERIES, Database
 from runner.threads import jobs_dir
 
 from .helpers import run_burst

@@ -15,10 +15,10 @@ from psycopg import sql
 
 from runner import sandbox
 from runner.api import Jobs
-from runner.db import Database
 from runner.errors import DatabaseError
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 
 from .helpers import wait_for

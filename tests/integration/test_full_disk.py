@@ -14,9 +14,9 @@ import docker
 import pytest
 
 from runner.api import Jobs
-from runner.db import Database
 from runner.diskspace import HostFull, explain_failure
 from runner.settings import Settings
+from runner.store import Database
 
 from .helpers import ROOT, RUNNER_CLI, cli_env, run_burst
 

@@ -14,8 +14,8 @@ import docker
 
 from runner import sandbox
 from runner.api import Jobs, Limits
-from runner.db import Database
 from runner.settings import Settings
+from runner.store import Database
 
 from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
 from .test_cli import cli

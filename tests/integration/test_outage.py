@@ -25,8 +25,8 @@ import pytest
 from psycopg import sql
 
 from runner.api import Jobs, Limits
-from runner.db import QUERIES, Database, migrate
 from runner.settings import Settings
+from runner.store import QUERIES, Database, migrate
 
 from ..conftest import EGRESS_IMAGE, JOB_IMAGE, PG_IMAGE, STORE_KEY
 from ..fakebotapi import FakeBotAPI
@@ -285,7 +285,7 @@ def test_sigterm_during_an_outage_stops_the_runner_cleanly(outage_pg: Postgres, 
 
 
 def test_the_waker_sleeps_through_an_outage_and_listens_again(outage_pg: Postgres, odb_url: str) -> None:
-    from runner.db import JOBS_CHANNEL, Waker
+    from runner.store import JOBS_CHANNEL, Waker
 
     db = Database(odb_url, max_size=2)
     waker = Waker(db, JOBS_CHANNEL)

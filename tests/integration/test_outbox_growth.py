@@ -14,10 +14,10 @@ import pytest
 from psycopg import sql
 
 from runner.api import Jobs
-from runner.db import Database
 from runner.scheduler import Scheduler
 from runner.service import TelegramService
 from runner.settings import Settings
+from runner.store import Database
 
 from ..fakebotapi import FakeBotAPI
 from .helpers import run_burst, wait_for

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import docker
 
 from runner.api import Jobs, Limits, Policy
-from runner.db import Database
 from runner.schedule import AFTER_SENTINEL
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import Database
 
 from .helpers import run_burst
 

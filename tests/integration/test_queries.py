@@ -1,4 +1,4 @@
-"""Every named query in runner/sql/queries.sql parses and fits the schema the migrations make.
+"""Every named query in runner/store/sql/*.sql parses and fits the schema the migrations make.
 
 A query is only run by the code path that needs it, some only in a fault (a renewed lease, an adopted
 run): a broken one (a bad merge, a renamed column) must fail here, not in production's first outage."""
@@ -9,7 +9,7 @@ import re
 
 import psycopg
 
-from runner.db import QUERIES
+from runner.store import QUERIES
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

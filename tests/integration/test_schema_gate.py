@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from runner.db import MIGRATIONS_DIR, migrate, migration_files
+from runner.store import MIGRATIONS_DIR, migrate, migration_files
 
 from .helpers import ROOT, RUNNER_CLI, cli_env
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from runner.db import Database
 from runner.metrics import HealthServer
 from runner.notify import ConsoleSender, Notifier
 from runner.service import TelegramService
 from runner.settings import Settings
+from runner.store import Database
 from runner.supervise import Part
 from runner.telegram import TelegramDelivery
 

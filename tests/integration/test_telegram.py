@@ -12,10 +12,10 @@ import docker
 import pytest
 
 from runner.api import Jobs
-from runner.db import Database
 from runner.scheduler import Scheduler
 from runner.service import TelegramService
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..fakebotapi import FakeBotAPI

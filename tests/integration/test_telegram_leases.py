@@ -17,9 +17,9 @@ import pytest
 
 from runner import metrics
 from runner.api import Jobs
-from runner.db import Database
 from runner.service import TelegramService
 from runner.settings import Settings
+from runner.store import Database
 from runner.telegram import split_text
 
 from ..fakebotapi import FakeBotAPI

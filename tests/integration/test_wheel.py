@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from runner.db import MIGRATIONS_DIR, migration_files
+from runner.store import MIGRATIONS_DIR, migration_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_the_wheel_ships_the_migrations_and_migrates_a_real_postgres(bare_url: s
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
-    where = _run(python, "-c", "import runner.db as d; print(d.__file__); print(d.MIGRATIONS_DIR)", cwd=elsewhere, env=env)
+    where = _run(python, "-c", "import runner.store.migrations as d; print(d.__file__); print(d.MIGRATIONS_DIR)", cwd=elsewhere, env=env)
     assert all(line.startswith(str(tmp_path / "venv")) for line in where.split()), where  # not this checkout
     out = _run(python, "-m", "runner.cli", "migrate", cwd=elsewhere, env={**env, "DATABASE_URL": bare_url})
     assert f"applied {len(known)} migration(s)" in out, out

@@ -15,9 +15,9 @@ import docker
 import pytest
 
 from runner.api import Jobs
-from runner.db import Database
 from runner.errors import ValidationError
 from runner.settings import Settings
+from runner.store import Database
 
 from ..integration.helpers import run_burst
 

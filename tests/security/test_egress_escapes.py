@@ -20,10 +20,10 @@ import pytest
 
 from runner import doctor, egress, sandbox
 from runner.api import Jobs, Limits
-from runner.db import Database
 from runner.doctor import probes
 from runner.errors import ConfigError
 from runner.settings import Settings
+from runner.store import Database
 
 from ..integration.helpers import ROOT, RUNNER_CLI, cli_env, run_burst
 from .test_egress import FETCH, OUTER, egress_settings, outer, outer_addresses  # noqa: F401  (fixtures)

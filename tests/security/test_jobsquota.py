@@ -17,9 +17,9 @@ import pytest
 
 from runner import doctor, jobsquota
 from runner.api import Jobs
-from runner.db import Database
 from runner.errors import ConfigError, RunnerError
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import run_burst

@@ -16,8 +16,8 @@ import pytest
 
 from runner import sandbox
 from runner.api import Jobs
-from runner.db import Database
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import ROOT, RUNNER_CLI, cli_env, run_burst

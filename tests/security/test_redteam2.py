@@ -9,8 +9,8 @@ import docker
 import pytest
 
 from runner.api import Jobs, Limits
-from runner.db import Database
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import run_burst

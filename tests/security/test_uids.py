@@ -26,10 +26,10 @@ import docker
 import pytest
 
 from runner.api import Jobs, Limits
-from runner.db import Database
 from runner.errors import RunnerError
 from runner.scheduler import Scheduler
 from runner.settings import Settings
+from runner.store import Database
 from runner.threads import jobs_dir, thread_dir_name
 
 from ..integration.helpers import run_burst, wait_for
@@ -133,7 +133,7 @@ def test_a_job_never_runs_as_the_runners_uid(jobs: Jobs, settings: Settings, db:
 RUNNER_AS_USER = """
 import json, sys
 from runner.api import Jobs
-from runner.db import Database
+from runner.store import Database
 from runner.settings import Settings
 from tests.integration.helpers import run_burst
 import docker

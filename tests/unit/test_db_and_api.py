@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from runner.api import check_script, validate_name
-from runner.db import QUERIES, load_queries, migration_files
 from runner.errors import ConfigError, ValidationError
 from runner.settings import Settings
+from runner.store import QUERIES, load_queries, migration_files
 
 
 def test_load_queries_splits_on_headers() -> None:

@@ -1,11 +1,11 @@
 """The migrations: migrations/ at the top of the checkout, shipped in a wheel as the package data
-runner/migrations (pyproject's package-dir), and found either way by runner.db."""
+runner/migrations (pyproject's package-dir), and found either way by runner.store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from runner.db import MIGRATIONS_DIR, migration_files
+from runner.store import MIGRATIONS_DIR, migration_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

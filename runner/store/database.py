@@ -1,6 +1,6 @@
-"""Postgres: named queries, the connection pool, the migrations runner and the embedded server.
+"""Postgres: named queries, the connection pool and the LISTEN waker.
 
-Queries live in ``sql/queries.sql`` and are split on ``-- name:`` headers once, at import. No SQL is
+Queries live in ``sql/*.sql`` (one file per concept) and are split on ``-- name:`` headers once, at import. No SQL is
 built by string formatting. psycopg errors are translated into :class:`DatabaseError` at this edge.
 """
 
@@ -11,11 +11,8 @@ import os
 import re
 import select
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +21,14 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .errors import ConfigError, DatabaseError, DatabaseUnavailable
-from .outage import Outage, patiently
+from ..errors import DatabaseError, DatabaseUnavailable
+from ..outage import Outage, patiently
 
 log = logging.getLogger(__name__)
 
-SQL_FILE = Path(__file__).with_name("sql") / "queries.sql"
+SQL_DIR = Path(__file__).with_name("sql")
 
 
-def _migrations_dir() -> Traversable:
-    """The schema's migrations: in a wheel, package data (the top-level migrations/ is shipped as
-    runner/migrations, read through importlib.resources); in a source checkout, migrations/ itself."""
-    packaged = resources.files("runner") / "migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[1] / "migrations"
-
-
-MIGRATIONS_DIR: Traversable = _migrations_dir()
-MIGRATION_LOCK_KEY = 0x72756E6E  # "runn": serialises migrations of runners starting together
 JOBS_CHANNEL = "runner_jobs"
 OUTBOX_CHANNEL = "runner_outbox"
 RECONNECT_TIMEOUT = 5.0  # seconds: the pool's give-up on one reconnection attempt; a ping's wait in an outage
@@ -66,10 +52,21 @@ def load_queries(text: str) -> dict[str, str]:
     return queries
 
 
-QUERIES = load_queries(SQL_FILE.read_text(encoding="utf-8"))
+def load_query_files(directory: Path = SQL_DIR) -> dict[str, str]:
+    """Every named query of the ``*.sql`` files in ``directory``; a name defined in two files is an error."""
+    queries: dict[str, str] = {}
+    for path in sorted(directory.glob("*.sql")):
+        for name, sql in load_queries(path.read_text(encoding="utf-8")).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+            queries[name] = sql
+    return queries
 
 
-def _describe(exc: BaseException) -> str:
+QUERIES = load_query_files()
+
+
+def describe(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else exc.__class__.__name__
 
@@ -80,9 +77,9 @@ def translate_errors(what: str) -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:  # the pool's timeouts are OperationalErrors too
-        raise DatabaseUnavailable(f"{what}: the database is unreachable ({_describe(exc)}); check DATABASE_URL") from exc
+        raise DatabaseUnavailable(f"{what}: the database is unreachable ({describe(exc)}); check DATABASE_URL") from exc
     except psycopg.Error as exc:
-        raise DatabaseError(f"{what}: {_describe(exc)}") from exc
+        raise DatabaseError(f"{what}: {describe(exc)}") from exc
 
 
 class Database:
@@ -123,7 +120,7 @@ class Database:
             with translate_errors(what):
                 yield
         except DatabaseUnavailable as exc:
-            self.outage.began(_describe(exc.__cause__ or exc))
+            self.outage.began(describe(exc.__cause__ or exc))
             raise
         if self.outage.down and self.outage.ended():
             self._drop_broken()
@@ -279,124 +276,3 @@ class Waker:
             self._drop()
             os.close(self._r)
             os.close(self._w)
-
-
-# --- migrations -------------------------------------------------------------------------------------
-
-_MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
-
-
-def migration_files(directory: Traversable = MIGRATIONS_DIR) -> list[tuple[int, Traversable]]:
-    """Numbered ``NNN_name.sql`` files in order; a duplicate number is an error."""
-    if not directory.is_dir():
-        raise ConfigError(f"migrations directory {directory} is missing")
-    found: dict[int, Traversable] = {}
-    for path in sorted(directory.iterdir(), key=lambda p: p.name):
-        m = _MIGRATION_NAME.match(path.name)
-        if not m:
-            continue
-        version = int(m[1])
-        if version in found:
-            raise ConfigError(f"two migrations are numbered {version}: {found[version].name}, {path.name}")
-        found[version] = path
-    return sorted(found.items())
-
-
-def migrate(url: str, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
-    """Apply every migration not yet applied, each in its own transaction, under an advisory lock.
-
-    Returns the names applied. Refuses to run against a schema newer than this runner knows.
-    """
-    files = migration_files(directory)
-    known = max((v for v, _ in files), default=0)
-    applied_now: list[str] = []
-    with translate_errors("applying migrations"), psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-            newest = max(done, default=0)
-            if newest > known:
-                raise ConfigError(
-                    f"the database schema is at version {newest} but this runner knows only up to {known}: "
-                    "run a newer runner (this one would misread the tables)"
-                )
-            for version, path in files:
-                if version in done:
-                    continue
-                sql = path.read_text(encoding="utf-8")
-                with conn.transaction():
-                    conn.execute(sql)  # type: ignore[call-overload]  # a whole file, no parameters
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, path.name)
-                    )
-                log.info("applied migration %s", path.name)
-                applied_now.append(path.name)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
-    return applied_now
-
-
-def schema_versions(conn: psycopg.Connection[Any]) -> set[int] | None:
-    """The migrations applied to the database on ``conn``; None if it has no runner schema at all."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not row or not row[0]:
-        return None
-    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-
-
-def check_schema(url: str, directory: Traversable = MIGRATIONS_DIR) -> None:
-    """Refuse, with what to do, a database whose schema is not the one this runner was built for.
-
-    Only ``runner up`` and ``runner migrate`` apply migrations: every other command reads the schema
-    as it is, so a newer binary run for a look (``runner jobs``) never alters a production database."""
-    files = migration_files(directory)
-    known = {v: p.name for v, p in files}
-    with translate_errors("checking the database schema"), psycopg.connect(url, autocommit=True) as conn:
-        done = schema_versions(conn)
-    if done is None:
-        raise ConfigError("the database has no runner schema yet: run `runner migrate` (or start `runner up`, "
-                          "which applies the migrations)")
-    newer = sorted(v for v in done if v not in known)
-    if newer:
-        raise ConfigError(f"the database schema is at version {max(done)} but this runner knows only up to "
-                          f"{max(known, default=0)}: run a newer runner (this one would misread the tables)")
-    missing = [known[v] for v in sorted(known) if v not in done]
-    if missing:
-        raise ConfigError(f"the database schema is older than this runner (it needs migration "
-                          f"{', '.join(missing)}): run `runner migrate` first (or start `runner up`, which "
-                          "applies the migrations)")
-
-
-# --- the embedded server ----------------------------------------------------------------------------
-
-_embedded_lock = threading.Lock()
-_embedded: dict[Path, Any] = {}
-
-
-def embedded_url(directory: Path) -> str:
-    """Start (or join) the private Postgres kept in ``directory`` and return its URL.
-
-    Used when DATABASE_URL is unset. It listens on a Unix socket in ``directory`` only, and stops
-    when the last process using it exits.
-    """
-    directory = directory.absolute()
-    with _embedded_lock:
-        if directory not in _embedded:
-            directory.mkdir(parents=True, exist_ok=True)
-            try:
-                with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-                    warnings.simplefilter("ignore")
-                    import pgserver  # a PostgreSQL build shipped as a wheel
-
-                    _embedded[directory] = pgserver.get_server(directory, cleanup_mode="stop")
-            except Exception as exc:
-                raise DatabaseError(
-                    f"could not start the embedded Postgres in {directory}: {_describe(exc)}; "
-                    "set DATABASE_URL to use your own server"
-                ) from exc
-        return str(_embedded[directory].get_uri())
