@@ -120,7 +120,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     telegram = None
     if settings.telegram_bot_token:
         from .notify import NoChannelSender
-        from .service import TelegramService, install_redaction
+        from .telegram_part import TelegramService, install_redaction
 
         install_redaction(settings.telegram_bot_token)
         if not settings.telegram_allowed_users:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from runner.api import Jobs
-from runner.service import TelegramService
+from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 

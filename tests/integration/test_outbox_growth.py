@@ -15,7 +15,7 @@ from psycopg import sql
 
 from runner.api import Jobs
 from runner.scheduler import Scheduler
-from runner.service import TelegramService
+from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 

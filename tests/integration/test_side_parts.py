@@ -16,7 +16,7 @@ import pytest
 
 from runner.metrics import HealthServer
 from runner.notify import ConsoleSender, Notifier
-from runner.service import TelegramService
+from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 from runner.supervise import Part

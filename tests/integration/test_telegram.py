@@ -13,7 +13,7 @@ import pytest
 
 from runner.api import Jobs
 from runner.scheduler import Scheduler
-from runner.service import TelegramService
+from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

@@ -17,7 +17,7 @@ import pytest
 
 from runner import metrics
 from runner.api import Jobs
-from runner.service import TelegramService
+from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram import split_text

@@ -192,7 +192,7 @@ def test_reapproval_in_telegram_and_by_the_agent(settings: Settings, db: Databas
     (/approve), or sends a new one (/update); the agent can do the same with update_job."""
     from runner.agent import AgentTools
     from runner.scheduler import Scheduler
-    from runner.service import TelegramService
+    from runner.telegram_part import TelegramService
 
     from ..fakebotapi import FakeBotAPI
 
