@@ -119,8 +119,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     _discover_host_addresses(settings, dc)
     telegram = None
     if settings.telegram_bot_token:
+        from .logsetup import install_redaction
         from .notify import NoChannelSender
-        from .telegram_part import TelegramService, install_redaction
+        from .telegram_part import TelegramService
 
         install_redaction(settings.telegram_bot_token)
         if not settings.telegram_allowed_users:

@@ -5,12 +5,15 @@ so the text formatter shows its control characters and newlines as escapes (:fun
 no job can clear the operator's screen or forge a log line. A traceback of the runner's own is kept
 readable, its lines indented, so a continuation line never looks like an event of its own. The JSON
 formatter writes one JSON object per line, its strings escaped for a terminal (:func:`runner.text.json_safe`).
+The bot token is redacted from every line (:func:`install_redaction`), and from any text that may be
+logged or stored (:func:`redact`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 from .text import json_safe, visible
@@ -65,3 +68,33 @@ def setup_logging(level: str, fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The pool warns at each failed reconnection; an outage is logged once by runner.outage instead.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+# --- redaction of the bot token ---------------------------------------------------------------------
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove the bot token from anything that might be logged or stored."""
+    if secret:
+        text = text.replace(secret, "<token>")
+    return re.sub(r"bot\d+:[A-Za-z0-9_-]{20,}", "bot<token>", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that keeps the bot token out of every log line."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if self.secret in msg or "bot" in msg:
+            record.msg, record.args = redact(msg, self.secret), None
+        return True
+
+
+def install_redaction(token: str) -> None:
+    """Keep the token out of every log line, whoever logs it."""
+    flt = RedactingFilter(token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(flt)

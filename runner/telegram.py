@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from aiogram.types import BufferedInputFile
 from aiohttp import ClientConnectorError, ClientError, ConnectionTimeoutError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
+from .logsetup import redact
 from .outage import apatiently
 from .outbox_lease import LeaseLost, LeaseTooShort, OutboxLease
 from .store import OUTBOX_CHANNEL, QUERIES, Database
@@ -74,27 +74,6 @@ def make_bot(token: str, api_url: str | None = None, timeout: float = 20) -> Bot
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
     session.timeout = timeout
     return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=None))
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove the bot token from anything that might be logged or stored."""
-    if secret:
-        text = text.replace(secret, "<token>")
-    return re.sub(r"bot\d+:[A-Za-z0-9_-]{20,}", "bot<token>", text)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that keeps the bot token out of every log line."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if self.secret in msg or "bot" in msg:
-            record.msg, record.args = redact(msg, self.secret), None
-        return True
 
 
 def _utf16_len(text: str) -> int:

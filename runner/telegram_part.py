@@ -11,9 +11,10 @@ from typing import Any
 from . import metrics
 from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
+from .logsetup import redact
 from .settings import Settings
 from .supervise import Part
-from .telegram import DeliveryConfig, RedactingFilter, TelegramDelivery, make_bot, redact
+from .telegram import DeliveryConfig, TelegramDelivery, make_bot
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,6 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
                           global_per_second=settings.telegram_per_second, lease_seconds=settings.lease_seconds,
                           backoff_max=settings.telegram_backoff_max, poll_interval=settings.poll_interval,
                           request_timeout=settings.request_timeout)
-
-
-def install_redaction(token: str) -> None:
-    """Keep the token out of every log line, whoever logs it."""
-    flt = RedactingFilter(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(flt)
 
 
 class TelegramService:

@@ -170,7 +170,8 @@ def _bot(settings: Settings) -> Check:
 
     from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 
-    from ..telegram import make_bot, redact
+    from ..logsetup import redact
+    from ..telegram import make_bot
 
     token = settings.telegram_bot_token
     where = settings.telegram_api_url or "api.telegram.org"

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from runner.api import Jobs
-from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
+from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
 

@@ -15,9 +15,9 @@ from psycopg import sql
 
 from runner.api import Jobs
 from runner.scheduler import Scheduler
-from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
+from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
 from .helpers import run_burst, wait_for

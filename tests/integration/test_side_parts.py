@@ -16,11 +16,11 @@ import pytest
 
 from runner.metrics import HealthServer
 from runner.notify import ConsoleSender, Notifier
-from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 from runner.supervise import Part
 from runner.telegram import TelegramDelivery
+from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
 from .helpers import wait_for

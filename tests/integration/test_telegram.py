@@ -13,9 +13,9 @@ import pytest
 
 from runner.api import Jobs
 from runner.scheduler import Scheduler
-from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
+from runner.telegram_part import TelegramService
 from runner.threads import jobs_dir
 
 from ..fakebotapi import FakeBotAPI

@@ -17,10 +17,10 @@ import pytest
 
 from runner import metrics
 from runner.api import Jobs
-from runner.telegram_part import TelegramService
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram import split_text
+from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
 from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner.bot.upload import split_when
-from runner.telegram import redact, split_text
+from runner.logsetup import redact
+from runner.telegram import split_text
 
 
 def test_short_text_is_one_part() -> None:
