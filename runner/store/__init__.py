@@ -1,9 +1,9 @@
-"""The one owner of the runner's tables: every read and write of jobs, runs, outbox and threads.
+"""The one owner of the runner's tables: every read and write of jobs, runs, outbox, threads and tokens.
 
 Modelled on procrastinate's ``JobManager``: the loop, the service layer and the deliverers call
 :class:`Store` methods named for what they mean, and none of them sees SQL. The queries are named
 blocks in ``sql/*.sql``, one file per part; each part of the class lives in a module of its own
-(``jobs``, ``runs``, ``outbox``, ``threads``) so that no module holds several concepts, and the class
+(``jobs``, ``runs``, ``outbox``, ``threads``, ``tokens``) so that no module holds several concepts, and the class
 is their sum. ``database`` holds the pool and the LISTEN waker, ``migrations`` the schema.
 """
 
@@ -16,9 +16,10 @@ from .migrations import MIGRATIONS_DIR, check_schema, migrate, migration_files, 
 from .outbox import OutboxStore
 from .runs import RunsStore
 from .threads import ThreadsStore
+from .tokens import TokensStore
 
 
-class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore):
+class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore):
     """Every read and write of the runner's tables, over one :class:`Database`."""
 
 
