@@ -1,0 +1,60 @@
+"""The runner's ASGI application: the versioned API under /v1 (OpenAPI 3.1 at /v1/openapi.json), with
+every error a problem document. FastAPI, because its pydantic models give the OpenAPI document, the
+validation and (through the same models) the agent tools' schema and the typed client from one source;
+the server is uvicorn (runner.http.serve)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from ..api import Jobs
+from ..schedule import parse_recurrence, parse_when, zone
+from ..settings import Settings
+from ..store import Store
+from . import jobs, models, problems
+from .auth import Authenticator, CallerDep
+
+
+def create_app(settings: Settings, service: Jobs, store: Store) -> FastAPI:
+    """The API over ``service`` (the service layer) and ``store`` (for tokens)."""
+    app = FastAPI(title="runner", version="1", openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
+                  description="Schedule Python scripts that run in a locked-down sandbox, follow their runs, "
+                  "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
+                  "(`runner token create`).")
+    app.state.jobs, app.state.settings = service, settings
+    app.state.authenticate = Authenticator(store)
+    problems.install(app)
+    app.include_router(jobs.router)
+    _misc_routes(app, settings)
+    return app
+
+
+def _misc_routes(app: FastAPI, settings: Settings) -> None:
+    @app.get("/v1/me", tags=["tokens"], summary="What the calling token reaches")
+    def me(caller: CallerDep) -> dict[str, object]:
+        s = caller.scope
+        return {"thread": s.thread, "admin": s.admin, "read_only": s.read_only}
+
+    @app.post("/v1/preview", tags=["jobs"], response_model=models.PreviewResult,
+              summary="The next run times of a schedule, without creating anything")
+    def preview(body: models.Preview, caller: CallerDep) -> models.PreviewResult:
+        tz = zone(body.tz or settings.default_timezone)
+        now = datetime.now(UTC)
+        times = []
+        if body.when and not body.every:
+            times = [parse_when(body.when, now, tz)]
+        elif body.every:
+            rec = parse_recurrence(body.every)
+            start = parse_when(body.when, now, tz) if body.when else now
+            times = rec.upcoming(start, tz, body.n)
+        return models.PreviewResult(times=times, timezone=tz.key)
+
+    @app.get("/v1/limits", tags=["jobs"], summary="The limits in force on this runner")
+    def limits(caller: CallerDep) -> dict[str, object]:
+        s = settings
+        return {"timeout_seconds": s.timeout_seconds, "max_timeout_seconds": s.max_timeout_seconds,
+                "memory_mb": s.memory_mb, "max_memory_mb": s.max_memory_mb, "cpus": s.cpus,
+                "pids_limit": s.pids_limit, "disk_mb": s.disk_mb, "script_bytes": s.script_cap,
+                "message_bytes": s.message_cap, "egress_allow": list(s.egress_allow)}

@@ -1,0 +1,101 @@
+"""Serve an ASGI app with uvicorn on a thread of its own, as the runner's other parts run: start()
+returns once the socket listens (so the port is known, also for port 0), stop() closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("runner.http")
+MAX_BODY = 2 * 1024 * 1024  # bytes: a script is at most RUNNER_SCRIPT_CAP, far below
+
+
+class BodyLimit:
+    """Refuse a request body larger than ``limit`` bytes with 413, counting what arrives (a wrong or
+    missing Content-Length gets no more through), before the app reads any of it. The body is read
+    whole (it is at most ``limit``) and handed to the app as one message."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        body = await self._read(receive)
+        if body is None:
+            await self._refuse(send)
+            return
+        given = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal given
+            if not given:
+                given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            message: dict[str, Any] = await receive()  # after the body: only a disconnect comes
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Any) -> bytes | None:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(parts)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            parts.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+    async def _refuse(self, send: Any) -> None:
+        from .problems import MEDIA_TYPE
+
+        body = (b'{"type":"about:blank","title":"Content too large","status":413,"detail":"the request body is '
+                b'larger than ' + str(self.limit).encode() + b' bytes: send a smaller script or file"}')
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class HttpServer:
+    """uvicorn serving ``app`` on ``addr`` (``host:port``) in a thread."""
+
+    def __init__(self, app: Any, addr: str) -> None:
+        host, _, port = addr.rpartition(":")
+        self.sock = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)),
+                                         family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        config = uvicorn.Config(BodyLimit(app), log_config=None, access_log=False, lifespan="off",
+                                server_header=False, timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _serve(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

@@ -1,0 +1,180 @@
+"""The HTTP API (issue 14) in process, over a real Postgres: the routes, their scope and their
+problem documents. (The same API under `runner up`, through the typed client, has its own test.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from runner import tokens
+from runner.api import Jobs
+from runner.http.app import create_app
+from runner.http.serve import HttpServer
+from runner.settings import Settings
+from runner.store import Database, Store
+
+THREAD, OTHER = "telegram:42", "telegram:43"
+
+
+@pytest.fixture
+def store(db: Database) -> Store:
+    return Store(db)
+
+
+@pytest.fixture
+def client(settings: Settings, jobs: Jobs, store: Store) -> Iterator[httpx.Client]:
+    """A real client over loopback to the API served by uvicorn."""
+    server = HttpServer(create_app(settings, jobs, store), "127.0.0.1:0")
+    server.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as c:
+            yield c
+    finally:
+        server.stop()
+
+
+def _token(store: Store, name: str, thread: str | None = THREAD, read_only: bool = False) -> dict[str, str]:
+    made = tokens.new_token()
+    store.create_token(made, name=name, scope=tokens.Scope(thread=thread, admin=thread is None, read_only=read_only))
+    return {"Authorization": f"Bearer {made.text}"}
+
+
+def _problem(resp, status: int, says: str) -> None:  # type: ignore[no-untyped-def]
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["status"] == status and says in body["detail"], body
+    assert "Traceback" not in resp.text
+
+
+def test_a_thread_token_schedules_lists_and_reads_its_jobs(client: httpx.Client, store: Store) -> None:
+    auth = _token(store, "laptop")
+    made = client.post(f"/v1/threads/{THREAD}/jobs", headers=auth,
+                       json={"name": "hello", "script": "print('hi')", "every": "daily 9am", "tz": "Europe/Berlin"})
+    assert made.status_code == 201, made.text
+    job = made.json()
+    assert job["name"] == "hello" and job["status"] == "pending" and job["timezone"] == "Europe/Berlin"
+    assert len(job["next_runs"]) == 5 and all(t.endswith(("+01:00", "+02:00")) for t in job["next_runs"])
+    listed = client.get(f"/v1/threads/{THREAD}/jobs", headers=auth).json()
+    assert [j["id"] for j in listed] == [job["id"]]
+    got = client.get(f"/v1/threads/{THREAD}/jobs/{job['id']}", headers=auth).json()
+    assert got["id"] == job["id"] and got["recurrence"] == "daily 9am"
+
+
+def test_another_threads_job_is_not_found_exactly_like_a_missing_one(client: httpx.Client, store: Store) -> None:
+    mine, theirs = _token(store, "mine"), _token(store, "theirs", OTHER)
+    job = client.post(f"/v1/threads/{OTHER}/jobs", headers=theirs, json={"name": "x", "script": "pass"}).json()
+    via_my_thread = client.get(f"/v1/threads/{THREAD}/jobs/{job['id']}", headers=mine)
+    missing = client.get(f"/v1/threads/{THREAD}/jobs/999999", headers=mine)
+    _problem(via_my_thread, 404, "no such job")
+    _problem(missing, 404, "no such job")
+    assert via_my_thread.json()["detail"].replace(str(job["id"]), "N") == missing.json()["detail"].replace("999999", "N")
+    _problem(client.get(f"/v1/threads/{OTHER}/jobs", headers=mine), 404, "there is no thread")
+    _problem(client.post(f"/v1/threads/{OTHER}/jobs/{job['id']}/cancel", headers=mine), 404, "there is no thread")
+    assert client.get(f"/v1/threads/{OTHER}/jobs/{job['id']}", headers=theirs).json()["status"] == "pending"
+
+
+def test_an_admin_token_reaches_every_thread(client: httpx.Client, store: Store) -> None:
+    admin = _token(store, "ops", thread=None)
+    for thread in (THREAD, OTHER):
+        assert client.post(f"/v1/threads/{thread}/jobs", headers=admin, json={"name": "x", "script": "pass"}).status_code == 201
+    _problem(client.get("/v1/threads/bad id/jobs", headers=admin), 404, "thread id")
+
+
+def test_a_read_only_token_reads_but_never_writes(client: httpx.Client, store: Store) -> None:
+    writer, reader = _token(store, "w"), _token(store, "r", read_only=True)
+    job = client.post(f"/v1/threads/{THREAD}/jobs", headers=writer, json={"name": "x", "script": "pass", "when": "in 1 hour"}).json()
+    assert client.get(f"/v1/threads/{THREAD}/jobs", headers=reader).status_code == 200
+    _problem(client.post(f"/v1/threads/{THREAD}/jobs", headers=reader, json={"name": "y", "script": "pass"}), 403, "read-only")
+    for action in ("cancel", "pause", "resume", "run"):
+        _problem(client.post(f"/v1/threads/{THREAD}/jobs/{job['id']}/{action}", headers=reader), 403, "read-only")
+    _problem(client.patch(f"/v1/threads/{THREAD}/jobs/{job['id']}", headers=reader, json={"when": "now"}), 403, "read-only")
+    assert client.get(f"/v1/threads/{THREAD}/jobs/{job['id']}", headers=writer).json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer " + tokens.new_token().text])
+def test_without_a_valid_token_every_route_is_401(client: httpx.Client, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    for method, path in (("get", f"/v1/threads/{THREAD}/jobs"), ("post", f"/v1/threads/{THREAD}/jobs"),
+                         ("get", "/v1/me"), ("post", "/v1/preview"), ("get", f"/v1/threads/{THREAD}/jobs/1/runs")):
+        resp = client.request(method, path, headers=headers, json={})
+        _problem(resp, 401, "a valid token is needed")
+        assert resp.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_revoked_and_expired_tokens_are_refused_at_once(client: httpx.Client, store: Store, db: Database) -> None:
+    auth = _token(store, "laptop")
+    assert client.get("/v1/me", headers=auth).status_code == 200
+    store.revoke_token("laptop")
+    _problem(client.get("/v1/me", headers=auth), 401, "revoked or expired")
+    auth = _token(store, "short")
+    db.query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'short'")
+    _problem(client.get("/v1/me", headers=auth), 401, "revoked or expired")
+
+
+def test_failed_sign_ins_are_slowed_down_per_address(client: httpx.Client, store: Store) -> None:
+    good = _token(store, "laptop")
+    statuses = [client.get("/v1/me", headers={"Authorization": "Bearer " + tokens.new_token().text}).status_code
+                for _ in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+    resp = client.get("/v1/me", headers=good)
+    _problem(resp, 429, "too many failed sign-ins")  # even a good token waits: the address is throttled
+    assert int(resp.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"name": "../x", "script": "pass"}, "name: String should match pattern"),
+    ({"name": "x", "script": "pass", "every": "daily 9"}, "'daily 9': the time is ambiguous"),
+    ({"name": "x", "script": "def (:\n"}, "syntax error at line 1"),
+    ({"name": "x", "script": "pass", "tz": "Mars/Olympus"}, "Mars/Olympus"),
+    ({"name": "x", "script": "pass", "when": "w" * 10_000}, "when: String should have at most 200 characters"),
+    ({"name": "x", "script": "pass", "timeout_seconds": 100_000}, "100000"),
+    ({"name": "x", "script": "pass", "allow_hosts": ["10.0.0.1"]}, "not IP addresses"),
+    ({"name": "x", "script": "pass", "after": "nothing"}, "no job named 'nothing'"),
+])
+def test_bad_input_is_a_422_that_says_what_to_change(client: httpx.Client, store: Store, body: dict[str, object],
+                                                     says: str) -> None:
+    _problem(client.post(f"/v1/threads/{THREAD}/jobs", headers=_token(store, "w"), json=body), 422, says)
+
+
+def test_a_body_that_is_not_json_or_nested_too_deep_is_refused(client: httpx.Client, store: Store) -> None:
+    auth = {**_token(store, "w"), "Content-Type": "application/json"}
+    _problem(client.post(f"/v1/threads/{THREAD}/jobs", headers=auth, content=b"{not json"), 422, "not valid JSON")
+    deep = b'{"name": "x", "script": "pass", "tz": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    resp = client.post(f"/v1/threads/{THREAD}/jobs", headers=auth, content=deep)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert client.get("/v1/me", headers=auth).status_code == 200  # the server is unharmed
+
+
+def test_preview_gives_the_next_times_without_creating_anything(client: httpx.Client, store: Store, jobs: Jobs) -> None:
+    auth = _token(store, "r", read_only=True)
+    resp = client.post("/v1/preview", headers=auth, json={"every": "weekdays 8:30", "tz": "Asia/Tokyo", "n": 3})
+    assert resp.status_code == 200, resp.text
+    times = resp.json()["times"]
+    assert len(times) == 3 and all(t.endswith("T08:30:00+09:00") for t in times)
+    _problem(client.post("/v1/preview", headers=auth, json={"every": "daily 9"}), 422, "'daily 9': the time is ambiguous")
+    assert jobs.list_jobs() == []
+
+
+def test_the_openapi_document_is_3_1_and_lists_the_routes(client: httpx.Client) -> None:
+    spec = client.get("/v1/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    assert "/v1/threads/{thread}/jobs" in spec["paths"] and "/v1/preview" in spec["paths"]
+    _problem(client.get("/v1/nothing-here"), 404, "GET /v1/openapi.json lists the API")
+
+
+def test_a_huge_body_is_refused_before_it_is_read(client: httpx.Client, store: Store) -> None:
+    auth = _token(store, "w")
+    huge = b'{"name": "x", "script": "' + b"#" * (10 * 1024 * 1024) + b'"}'
+    resp = client.post(f"/v1/threads/{THREAD}/jobs", headers={**auth, "Content-Type": "application/json"}, content=huge)
+    _problem(resp, 413, "larger than")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(10):
+            yield b"#" * (1024 * 1024)
+
+    resp = client.post(f"/v1/threads/{THREAD}/jobs", headers={**auth, "Content-Type": "application/json"}, content=chunks())
+    _problem(resp, 413, "larger than")
+    assert client.get("/v1/me", headers=auth).status_code == 200
