@@ -16,3 +16,6 @@ CREATE TABLE api_tokens (
     CHECK (admin = (thread_id IS NULL))
 );
 CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+
+-- The messages feed of a thread (GET /v1/threads/{thread}/messages?after=<id>): its outbox in id order.
+CREATE INDEX outbox_thread_feed ON outbox (thread_id, id);

@@ -13,7 +13,7 @@ from ..api import Jobs
 from ..schedule import parse_recurrence, parse_when, zone
 from ..settings import Settings
 from ..store import Store
-from . import jobs, models, problems
+from . import jobs, messages, models, problems
 from .auth import Authenticator, CallerDep
 
 
@@ -23,10 +23,11 @@ def create_app(settings: Settings, service: Jobs, store: Store) -> FastAPI:
                   description="Schedule Python scripts that run in a locked-down sandbox, follow their runs, "
                   "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
                   "(`runner token create`).")
-    app.state.jobs, app.state.settings = service, settings
+    app.state.jobs, app.state.settings, app.state.store = service, settings, store
     app.state.authenticate = Authenticator(store)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(messages.router)
     _misc_routes(app, settings)
     return app
 

@@ -3,7 +3,7 @@
 Modelled on procrastinate's ``JobManager``: the loop, the service layer and the deliverers call
 :class:`Store` methods named for what they mean, and none of them sees SQL. The queries are named
 blocks in ``sql/*.sql``, one file per part; each part of the class lives in a module of its own
-(``jobs``, ``runs``, ``outbox``, ``threads``, ``tokens``) so that no module holds several concepts, and the class
+(``jobs``, ``runs``, ``outbox``, ``threads``, ``tokens``, ``messages``) so that no module holds several concepts, and the class
 is their sum. ``database`` holds the pool and the LISTEN waker, ``migrations`` the schema.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from .database import JOBS_CHANNEL, OUTBOX_CHANNEL, QUERIES, Database, Waker, load_queries, translate_errors
 from .embedded import embedded_url
 from .jobs import JobsStore
+from .messages import MessagesStore
 from .migrations import MIGRATIONS_DIR, check_schema, migrate, migration_files, schema_versions
 from .outbox import OutboxStore
 from .runs import RunsStore
@@ -19,7 +20,7 @@ from .threads import ThreadsStore
 from .tokens import TokensStore
 
 
-class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore):
+class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore, MessagesStore):
     """Every read and write of the runner's tables, over one :class:`Database`."""
 
 

@@ -178,3 +178,53 @@ def test_a_huge_body_is_refused_before_it_is_read(client: httpx.Client, store: S
     resp = client.post(f"/v1/threads/{THREAD}/jobs", headers={**auth, "Content-Type": "application/json"}, content=chunks())
     _problem(resp, 413, "larger than")
     assert client.get("/v1/me", headers=auth).status_code == 200
+
+
+def _queue(db: Database, jobs: Jobs, thread: str, name: str, text: str) -> int:
+    from runner.store import QUERIES
+
+    job = jobs.schedule_job(thread_id=thread, name=name, script_text="pass", at="in 1 hour")
+    with db.transaction() as conn:
+        row = conn.execute(QUERIES["queue_message"], {"job_id": job["id"], "kind": "message", "thread_id": thread,
+                                                      "job_name": name, "text": text, "chat_id": None}).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def test_the_messages_feed_pages_by_cursor_and_shows_no_other_thread(client: httpx.Client, store: Store,
+                                                                     db: Database, jobs: Jobs) -> None:
+    auth = _token(store, "r", read_only=True)
+    first = _queue(db, jobs, THREAD, "a", "one")
+    _queue(db, jobs, OTHER, "b", "not yours")
+    second = _queue(db, jobs, THREAD, "c", "two")
+    page = client.get(f"/v1/threads/{THREAD}/messages", headers=auth).json()
+    assert [(m["id"], m["text"], m["kind"]) for m in page["items"]] == [(first, "one", "message"), (second, "two", "message")]
+    assert page["next_after"] is None
+    page = client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"after": first, "limit": 1}).json()
+    assert [m["text"] for m in page["items"]] == ["two"] and page["next_after"] == second
+    assert client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"after": second}).json()["items"] == []
+    _problem(client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"wait": 31}), 422, "wait")
+
+
+def test_a_held_request_returns_as_soon_as_a_message_is_queued(client: httpx.Client, store: Store,
+                                                               db: Database, jobs: Jobs) -> None:
+    import threading
+    import time
+
+    auth = _token(store, "r", read_only=True)
+    t0 = time.monotonic()
+    empty = client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"wait": 1.5}).json()
+    assert empty["items"] == [] and time.monotonic() - t0 >= 1.5  # with nothing to say, it is held the wait
+    got: list[dict[str, object]] = []
+    t0 = time.monotonic()
+
+    def pull() -> None:
+        got.append(client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"wait": 20}).json())
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    queued = _queue(db, jobs, THREAD, "late", "here it is")
+    puller.join(timeout=25)
+    took = time.monotonic() - t0
+    assert got and [m["id"] for m in got[0]["items"]] == [queued]  # type: ignore[union-attr]
+    assert took < 10, f"the held request took {took:.1f} s to see a message queued at once"
