@@ -1,455 +1,37 @@
-"""The ``runner`` command line. Every failure is one line on stderr and a non-zero exit, never a traceback."""
+"""The ``runner`` command line. Every failure is one line on stderr and a non-zero exit, never a traceback.
+
+The package holds the parser and :func:`main` (here), the job commands (:mod:`.jobs`), the operator's
+commands, ``runner up`` among them (:mod:`.ops`), and how they print (:mod:`.format`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import shutil
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from . import __version__
-from .errors import ConfigError, RunnerError
-from .logsetup import setup_logging
-from .settings import Settings
-from .text import json_safe, visible
+from .. import __version__
+from ..errors import RunnerError
+from ..logsetup import setup_logging
+from ..settings import Settings
+from ..text import visible
+from .jobs import (
+    cmd_cancel,
+    cmd_get,
+    cmd_jobs,
+    cmd_logs,
+    cmd_next,
+    cmd_schedule,
+    cmd_tools,
+    cmd_update,
+    job_action,
+)
+from .ops import cmd_doctor, cmd_health, cmd_image_build, cmd_image_wheels, cmd_migrate, cmd_up
 
 log = logging.getLogger("runner")
 
-HEALTH_DB_TIMEOUT = 3.0  # seconds /healthz and /metrics wait for a database connection: an outage is a quick 503
-FIRST_JOB_HINT = ("{runner} schedule examples/check_price.py --thread telegram:42 --name check_price "
-                  "--at 'in 1 minute' --every 'daily 9am'")
-
-
-def _runner_command() -> str:
-    """How the user can call this program again: ``runner`` if it is on PATH, else its path."""
-    me = os.path.abspath(sys.argv[0])
-    found = shutil.which("runner")
-    if found and os.path.abspath(found) == me:
-        return "runner"
-    rel = os.path.relpath(me)
-    return rel if not rel.startswith("..") else me
-
-
-def _jobs(settings: Settings, *, apply_migrations: bool = False) -> Any:
-    """The job store. Only ``runner up`` migrates it; other commands refuse a schema not this runner's."""
-    from .api import connect
-
-    return connect(settings, apply_migrations=apply_migrations)
-
-
-def _fmt_time(value: datetime | None, tz: str) -> str:
-    if value is None:
-        return "-"
-    from .schedule import zone
-
-    return value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _print_json(data: Any) -> None:
-    print(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
-
-
-def _cell(value: Any, width: int | None = None) -> str:
-    """A value that may hold what a job wrote, as one visible line (cut to ``width``)."""
-    text = visible("" if value is None else str(value), one_line=True)
-    return text if width is None else text[:width]
-
-
-def _block(text: str | None, indent: str = "  ") -> str:
-    """A job's text on a terminal: its control characters shown, every line indented under its heading."""
-    return indent + visible(text).rstrip("\n").replace("\n", "\n" + indent)
-
-
-def _describe_db(settings: Settings) -> str:
-    if not settings.database_url:
-        return f"embedded Postgres in {settings.embedded_pg_dir}"
-    u = urlsplit(settings.database_url)
-    return f"Postgres at {u.hostname or 'local socket'}{':' + str(u.port) if u.port else ''}{u.path or ''}"
-
-
-# --- commands ---------------------------------------------------------------------------------------
-
-
-def _discover_host_addresses(settings: Settings, dc: Any) -> None:
-    """Find the engine host's addresses once at start-up (each proxy start looks again), so that a
-    runner whose granted jobs could not be kept off the host says so now, not at the first grant."""
-    from . import sandbox
-    from .runspec import run_spec, sample_job
-
-    if not settings.egress_allow or not sandbox.image_present(settings.egress_image, dc):
-        return
-    spec = run_spec(settings, sample_job(settings), owner=settings.runner_id, jobs_dir=settings.data_dir,
-                    user="65534:65534")
-    try:
-        found = sandbox.host_networks(dc, spec)
-    except RunnerError as exc:
-        log.warning("%s; granted jobs will fail until it can", exc)
-        return
-    log.info("the egress proxy refuses the engine host's %d addresses and networks (found again at each proxy "
-             "start)", len(found))
-
-
-def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from . import images, sandbox
-    from .notify import ConsoleSender, Notifier
-    from .scheduler import Scheduler
-
-    if args.concurrency is not None:
-        if args.concurrency < 1:
-            raise ConfigError(f"--concurrency {args.concurrency} is too small: run at least 1 job at once")
-        settings = settings.with_(concurrency=args.concurrency)
-    if args.http:
-        settings = settings.with_(http_addr=args.http)
-    dc = sandbox.client()
-    if not sandbox.image_present(settings.image, dc):
-        if args.no_build:
-            raise RunnerError(f"image {settings.image} not found: run make image (or runner image build)")
-        log.info("job image %s is missing: building it", settings.image)
-        images.build_sandbox(settings.image)
-    jobs = _jobs(settings, apply_migrations=True)
-    _discover_host_addresses(settings, dc)
-    telegram = None
-    if settings.telegram_bot_token:
-        from .logsetup import install_redaction
-        from .notify import NoChannelSender
-        from .telegram_part import TelegramService
-
-        install_redaction(settings.telegram_bot_token)
-        if not settings.telegram_allowed_users:
-            log.warning("TELEGRAM_ALLOWED_USERS is empty: the bot will answer nobody (messages are still sent)")
-        telegram = TelegramService(settings, jobs, polling=not args.burst)
-        sender: Any = NoChannelSender()  # the console notifier then only fails non-Telegram threads
-        where = "Messages go to Telegram" + (f" via {settings.telegram_api_url}" if settings.telegram_api_url else "")
-    else:
-        sender = ConsoleSender()
-        where = "Messages print here (no TELEGRAM_BOT_TOKEN)"
-    print(f"runner {__version__}: database {_describe_db(settings)}, data directory {settings.data_dir}, "
-          f"image {settings.image}, up to {settings.concurrency} jobs at once"
-          f"{' (burst: run what is due, then exit)' if args.burst else ''}. {where}. "
-          f"Schedule a first job from another terminal: {FIRST_JOB_HINT.format(runner=_runner_command())}", flush=True)
-    scheduler = Scheduler(settings, jobs.db, dc)
-    notifier = Notifier(jobs.db, sender, settings.runner_id, lease_seconds=settings.lease_seconds,
-                        poll_interval=settings.poll_interval, without_chat=telegram is not None)
-
-    with stop_on_signals(scheduler.stop):  # the notifier delivers until the scheduler has drained
-        return _serve(args, settings, jobs, scheduler, notifier, telegram)
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM call ``stop`` (a second SIGINT raises KeyboardInterrupt, to force); on the way
-    out the handlers that were there before are put back, so ``runner up`` run in-process (tests, an
-    embedding program) leaves its caller's signal handling as it found it."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("signal %s: stopping (running jobs finish first; again to force)", signum)
-        stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    for sig in previous:
-        signal.signal(sig, _stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-def _serve(args: argparse.Namespace, settings: Settings, jobs: Any, scheduler: Any, notifier: Any,
-           telegram: Any) -> int:
-    """Run the scheduler (and the side parts) until it stops; close everything on the way out."""
-    from .supervise import Part
-
-    parts: list[Any] = [telegram.part] if telegram is not None else []  # side parts, restarted if they die
-    http = None
-    if settings.http_addr:
-        from .metrics import HealthServer
-
-        http = HealthServer(settings.http_addr, loop_age=lambda: time.monotonic() - scheduler.last_loop,
-                            max_loop_age=settings.poll_interval + 30,
-                            db_query=lambda q: jobs.db.query(q, timeout=HEALTH_DB_TIMEOUT),
-                            parts=lambda: {p.name: p.status() for p in parts})
-        http.start()
-        log.info("health and metrics on http://%s:%s/healthz and /metrics", settings.http_addr.rpartition(":")[0],
-                 http.port)
-    try:
-        if telegram is not None:
-            telegram.start()
-        if args.burst:
-            scheduler.run(burst=True)
-            notifier.deliver_due()
-            if telegram is not None:
-                telegram.drain()
-        else:
-            notifier_part = Part("notifier", notifier.run, notifier.stop)
-            parts.append(notifier_part)
-            notifier_part.start()
-            scheduler.run()
-    finally:
-        for part in parts:
-            if part.name == "notifier":
-                part.stop(timeout=10)
-        if telegram is not None:
-            telegram.stop()
-        if http is not None:
-            http.stop()
-        jobs.close()
-    return 0
-
-
-def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from .store import embedded_url, migrate
-
-    url = settings.database_url or embedded_url(settings.embedded_pg_dir)
-    applied = migrate(url)
-    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ' (up to date)'}")
-    return 0
-
-
-def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import Limits, Policy, public_row
-
-    text = sys.stdin.read() if args.script == "-" else None
-    with _jobs(settings) as jobs:
-        row = jobs.schedule_job(
-            thread_id=args.thread, name=args.name, script=None if text is not None else args.script,
-            script_text=text, at=args.at, every=args.every, after=args.after,
-            policy=Policy(grace_seconds=args.grace, overlap=args.overlap, retries=args.retries,
-                          retry_delay_seconds=args.retry_delay),
-            tz=args.tz, user_id=args.user or "",
-            limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus, pids_limit=args.pids),
-            allow_hosts=args.allow_host or (),
-        )
-    if args.json:
-        _print_json(public_row(row))
-    elif row["after_job"]:
-        print(f"scheduled job {row['id']} ({row['name']}) to run each time {row['after_job']} completes")
-    else:
-        rec = f", then {row['recurrence']}" if row["recurrence"] else ""
-        print(f"scheduled job {row['id']} ({row['name']}) for {_fmt_time(row['due_time'], row['timezone'])}{rec}")
-    return 0
-
-
-def _job_action(method: str, said: str) -> Any:
-    def cmd(args: argparse.Namespace, settings: Settings) -> int:
-        from .api import public_row
-
-        with _jobs(settings) as jobs:
-            row = getattr(jobs, method)(args.job_id, thread_id=args.thread)
-        if args.json:
-            _print_json(public_row(row))
-        else:
-            print(f"job {row['id']} ({row['name']}) {said}")
-        return 0
-    return cmd
-
-
-def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import public_row
-
-    with _jobs(settings) as jobs:
-        row = jobs.get_job(args.job_id, thread_id=args.thread)
-        runs = jobs.job_runs(args.job_id, thread_id=args.thread, limit=args.runs)
-    if args.json:
-        _print_json({"job": public_row(row), "runs": [public_row(r) for r in runs]})
-        return 0
-    for key, value in public_row(row).items():
-        if value not in (None, [], ""):
-            print(f"{key:>20}: {_cell(value)}")
-    print("runs:")
-    for r in runs:
-        print(f"  {r['id']:>6} {r['status']:<10} {_fmt_time(r['completed_at'] or r['due_time'], r['timezone'])} "
-              f"{_cell(r['error_message'])}")
-    return 0
-
-
-_SCHEDULE_OPTIONS = ("at", "every", "tz", "timeout", "memory", "cpus", "pids", "allow_host", "grace", "overlap",
-                     "retries", "retry_delay")
-
-
-def _approve(jobs: Any, args: argparse.Namespace) -> dict[str, Any]:
-    text = sys.stdin.read() if args.script == "-" else None
-    done = jobs.approve_script(args.job_id, thread_id=args.thread, sha256=args.approve or None,
-                               script=args.script if args.script not in (None, "-") else None, script_text=text)
-    if not args.json:
-        print(f"approved {done['script_path']} (sha256 {done['sha256']}) for job {done['job']['id']} "
-              f"({done['job']['name']}): its runs run this version")
-    return done["job"]  # type: ignore[no-any-return]
-
-
-def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import Limits, Policy, public_row
-
-    approving = args.approve is not None or args.script is not None
-    with _jobs(settings) as jobs:
-        row = _approve(jobs, args) if approving else None
-        if row is None or any(getattr(args, k) is not None for k in _SCHEDULE_OPTIONS):
-            row = jobs.update_job(
-                args.job_id, thread_id=args.thread, at=args.at, every=args.every, tz=args.tz,
-                limits=Limits(timeout_seconds=args.timeout, memory_mb=args.memory, cpus=args.cpus,
-                              pids_limit=args.pids),
-                allow_hosts=args.allow_host, policy=Policy(grace_seconds=args.grace, overlap=args.overlap,
-                                                           retries=args.retries, retry_delay_seconds=args.retry_delay))
-        elif not args.json:
-            return 0
-    if args.json:
-        _print_json(public_row(row))
-    else:
-        print(f"job {row['id']} ({row['name']}) updated: next {_fmt_time(row['due_time'], row['timezone'])}"
-              + (f", then {row['recurrence']}" if row["recurrence"] else ""))
-    return 0
-
-
-def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
-    from .agent import system_prompt, tool_definitions
-
-    if args.prompt:
-        print(system_prompt(settings))
-    else:
-        _print_json(tool_definitions(args.style))
-    return 0
-
-
-def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import public_row
-
-    with _jobs(settings) as jobs:
-        rows = jobs.list_jobs(thread_id=args.thread, status=args.status, limit=args.limit)
-    if args.json:
-        _print_json([public_row(r) for r in rows])
-        return 0
-    if not rows:
-        print("no jobs" + (f" in thread {args.thread}" if args.thread else ""))
-        return 0
-    header = f"{'ID':>6}  {'NAME':<20} {'STATUS':<10} {'DUE':<25} {'RECURRENCE':<16} {'THREAD':<16} RESULT"
-    print(header)
-    for r in rows:
-        result = r["error_message"] or (f"exit {r['exit_code']}, {r['duration_ms']} ms" if r["exit_code"] is not None else "")
-        print(f"{r['id']:>6}  {_cell(r['name'], 20):<20} {r['status']:<10} {_fmt_time(r['due_time'], r['timezone']):<25} "
-              f"{_cell(r['recurrence'] or '-', 16):<16} {_cell(r['thread_id'], 16):<16} {_cell(result)}")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    with _jobs(settings) as jobs:
-        row = jobs.cancel_job(args.job_id, thread_id=args.thread)
-    if args.json:
-        from .api import public_row
-
-        _print_json(public_row(row))
-    elif row["status"] == "cancelled":
-        print(f"job {row['id']} ({row['name']}) cancelled")
-    else:
-        print(f"job {row['id']} ({row['name']}) is running; it will finish and not recur")
-    return 0
-
-
-def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
-    with _jobs(settings) as jobs:
-        info = jobs.get_job_logs(args.job_id, thread_id=args.thread)
-    if args.json:
-        _print_json(info)
-        return 0
-    print(f"job {info['id']} ({_cell(info['name'])}): {info['status']}"
-          + (f", exit code {info['exit_code']}" if info["exit_code"] is not None else "")
-          + (f", {info['duration_ms']} ms" if info["duration_ms"] is not None else ""))
-    if info["error_message"]:
-        print(f"reason: {_cell(info['error_message'])}")
-    for m in info["messages"]:
-        print(f"message {m['id']} ({m['kind']}, {m['status']}{': ' + _cell(m['error']) if m['error'] else ''}):")
-        print(_block(m["text"]))
-    print("output" + (" (truncated, last part shown)" if info["output_truncated"] else "") + ":")
-    print(_block(info["output_tail"]) if info["output_tail"] else "  (none)")
-    return 0
-
-
-def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
-    from .schedule import parse_recurrence, zone
-
-    tz = zone(args.tz or settings.default_timezone)
-    rec = parse_recurrence(args.schedule)
-    times = [t.isoformat() for t in rec.upcoming(datetime.now(UTC), tz, args.n)]
-    if args.json:
-        _print_json({"schedule": rec.text, "cron": rec.cron, "timezone": tz.key, "next": times})
-    else:
-        print("\n".join(times))
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from .doctor import run_checks
-
-    failed = 0
-    results = []
-    for check in run_checks(settings, hardening=not args.quick):
-        failed += not check.ok
-        results.append(check)
-        if not args.json:
-            print(check.line(), flush=True)
-    if args.json:
-        _print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results])
-    elif failed:
-        print(f"{failed} check(s) failed")
-    return 1 if failed else 0
-
-
-def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    """Ask a running ``runner up`` for /healthz (compose's health check): exit 0 only on 200."""
-    import urllib.error
-    import urllib.request
-
-    addr = args.url or settings.http_addr
-    if not addr:
-        raise RunnerError("no address to ask: set RUNNER_HTTP (as runner up had it) or pass --url HOST:PORT")
-    host, _, port = addr.rpartition(":")
-    if host in ("", "0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    url = f"http://{host}:{port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
-            body = resp.read(4096).decode("utf-8", "replace")
-            code = resp.status
-    except urllib.error.HTTPError as exc:
-        body, code = exc.read(4096).decode("utf-8", "replace"), exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"unhealthy: {url} did not answer ({getattr(exc, 'reason', exc)})")
-        return 1
-    print(("healthy: " if code == 200 else f"unhealthy (HTTP {code}): ") + body.strip())
-    return 0 if code == 200 else 1
-
-
-def cmd_image_wheels(args: argparse.Namespace, settings: Settings) -> int:
-    from . import images
-
-    count = images.fill_wheelhouse()
-    print(f"wheelhouse: {count} wheels in {images.WHEELHOUSE} (Python {images.BASE_PYTHON}, the offline base's)")
-    return 0
-
-
-def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
-    from . import images
-
-    if args.postgres or args.egress:
-        tag = images.build_postgres() if args.postgres else images.build_egress(settings.egress_image)
-        print(f"built {tag}")
-        return 0
-    tag = args.tag or settings.image
-    if args.if_missing and images.image_exists(tag):
-        print(f"{tag} is present")
-        return 0
-    images.build_sandbox(tag, args.base)
-    print(f"built {tag}")
-    return 0
+__all__ = ["build_parser", "main"]
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -509,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         ap.add_argument("job_id", type=int)
         ap.add_argument("--thread", help="refuse unless the job belongs to this thread")
         ap.add_argument("--json", action="store_true")
-        ap.set_defaults(func=_job_action(method, said))
+        ap.set_defaults(func=job_action(method, said))
 
     gt = sub.add_parser("get", help="one job in detail, with its last runs")
     gt.add_argument("job_id", type=int)
@@ -613,7 +195,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(RUNNER_LOG_LEVEL=DEBUG shows more)",
               file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,10 +15,11 @@ from .jobs import JobsStore
 from .migrations import MIGRATIONS_DIR, check_schema, migrate, migration_files, schema_versions
 from .outbox import OutboxStore
 from .runs import RunsStore
+from .stats import StatsStore
 from .threads import ThreadsStore
 
 
-class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore):
+class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, StatsStore):
     """Every read and write of the runner's tables, over one :class:`Database`."""
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli import stop_on_signals
+from runner.app import stop_on_signals
 
 
 @pytest.fixture
