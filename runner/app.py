@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import images, sandbox
 from .api import Jobs
@@ -48,12 +48,14 @@ class Application:
     side parts), :meth:`run` (the scheduler loop on the calling thread) and :meth:`stop`.
 
     ``burst``: run what is due, deliver its messages, and return. ``build_image``: build a missing job
-    image (else refuse to start). Each step starts the ones before it if they have not run, so
+    image (else refuse to start). ``console``: where the console sender prints (standard output by
+    default). Each step starts the ones before it if they have not run, so
     ``Application(settings).run()`` is all a caller needs; a context manager closes what was opened."""
 
     def __init__(self, settings: Settings, *, burst: bool = False, build_image: bool = True,
-                 docker_client: Any = None) -> None:
+                 docker_client: Any = None, console: TextIO | None = None) -> None:
         self.settings, self.burst, self.build_image = settings, burst, build_image
+        self.console = console
         self.dc: Any = docker_client
         self.jobs: Jobs | None = None
         self.store: Store | None = None
@@ -185,7 +187,7 @@ class Application:
         if self._stopping.is_set():  # stopped while starting: run() drains at once
             self.scheduler.stop()
         # With Telegram, the console notifier only fails the threads that have no channel.
-        sender: Sender = NoChannelSender() if self.telegram is not None else ConsoleSender()
+        sender: Sender = NoChannelSender() if self.telegram is not None else ConsoleSender(self.console)
         self.notifier = Notifier(db, sender, s.runner_id, lease_seconds=s.lease_seconds,
                                  poll_interval=s.poll_interval, without_chat=self.telegram is not None)
 
