@@ -65,7 +65,7 @@ class Application:
         self.http: HealthServer | None = None
         self.parts: list[Part] = []  # the side parts, restarted if they die; /healthz reports each
         self._stopping = threading.Event()
-        self._started = False
+        self._started = self._closed = False
 
     def __enter__(self) -> Application:
         return self
@@ -78,6 +78,8 @@ class Application:
     def open(self) -> None:
         """Make sure of the job image, open (and migrate) the database, find the engine host's addresses
         and set up the Telegram part if there is a bot token. Does nothing the second time."""
+        if self._closed:
+            raise RuntimeError("this application was closed: make a new one to start again")
         if self.jobs is not None:
             return
         try:
@@ -137,6 +139,7 @@ class Application:
 
     def close(self) -> None:
         """Stop the side parts and the HTTP server, and close the database. Safe to call again."""
+        self._closed = True
         for part in self.parts:
             if part.name == "notifier":
                 part.stop(timeout=NOTIFIER_STOP_TIMEOUT)

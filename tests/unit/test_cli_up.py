@@ -40,3 +40,10 @@ def test_an_application_closes_and_stops_before_it_has_opened_anything() -> None
     app.stop()  # a signal before start-up: remembered, nothing to stop yet
     app.close()
     assert app.jobs is None and app.scheduler is None and app.http is None and app.parts == []
+
+
+def test_a_closed_application_does_not_start_again() -> None:
+    app = Application(_settings())
+    app.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        app.run()
