@@ -8,11 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .store.stats import StatusCounts
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +52,32 @@ RUNS_ADOPTED = Counter("runner_runs_adopted", "Runs of a dead or frozen runner a
                        registry=REGISTRY)
 
 
-class _TableCollector(Collector):
-    """Jobs by status and outbox messages by status, read from the database at scrape time."""
+# The statuses each gauge reports, a status with no rows as 0.
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 
-    def __init__(self) -> None:
-        self.query: Callable[[str], list[dict[str, Any]]] | None = None
+
+class TableCollector(Collector):
+    """Jobs by status and outbox messages by status, counted by ``counts`` (the store's
+    :meth:`~runner.store.stats.StatsStore.status_counts`) at scrape time."""
+
+    def __init__(self, counts: Callable[[], StatusCounts]) -> None:
+        self.counts = counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if self.query is None:
-            return
         try:
-            jobs = self.query("SELECT status, count(*) AS n FROM scheduled_jobs GROUP BY status")
-            outbox = self.query("SELECT status, count(*) AS n FROM outbox GROUP BY status")
+            counts = self.counts()
         except Exception as exc:  # a scrape must not fail because the database blinked
             log.debug("metrics: %s", exc)
             return
         g = GaugeMetricFamily("runner_jobs", "Job runs by status", labels=["status"])
-        for status in ("pending", "running", "completed", "failed", "cancelled"):
-            g.add_metric([status], next((r["n"] for r in jobs if r["status"] == status), 0))
+        for status in JOB_STATUSES:
+            g.add_metric([status], counts.jobs.get(status, 0))
         yield g
         o = GaugeMetricFamily("runner_outbox_messages", "Outbox messages by status", labels=["status"])
-        for status in ("pending", "sending", "sent", "failed"):
-            o.add_metric([status], next((r["n"] for r in outbox if r["status"] == status), 0))
+        for status in OUTBOX_STATUSES:
+            o.add_metric([status], counts.outbox.get(status, 0))
         yield o
-
-
-TABLES = _TableCollector()
-REGISTRY.register(TABLES)
 
 
 def on_message_event(event: str) -> None:
@@ -91,15 +93,20 @@ def on_message_event(event: str) -> None:
 
 
 class HealthServer:
-    """Serves /healthz (scheduler loop alive, database reachable, side parts running) and /metrics on ``addr``."""
+    """Serves /healthz (scheduler loop alive, database reachable, side parts running) and /metrics on ``addr``.
+
+    ``ping`` raises when the database does not answer; ``tables``, if given, adds its gauges to the
+    process's metrics (:data:`REGISTRY`) on /metrics."""
 
     def __init__(self, addr: str, *, loop_age: Callable[[], float], max_loop_age: float,
-                 db_query: Callable[[str], list[dict[str, Any]]],
-                 parts: Callable[[], dict[str, str]] = dict) -> None:
+                 ping: Callable[[], object], parts: Callable[[], dict[str, str]] = dict,
+                 tables: Collector | None = None) -> None:
         host, _, port = addr.rpartition(":")
-        self.loop_age, self.max_loop_age, self.db_query = loop_age, max_loop_age, db_query
+        self.loop_age, self.max_loop_age, self.ping = loop_age, max_loop_age, ping
         self.parts = parts  # the side parts' states by name ("ok", or why not): any other makes it 503
-        TABLES.query = db_query
+        self.tables = CollectorRegistry()
+        if tables is not None:
+            self.tables.register(tables)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,7 +115,7 @@ class HealthServer:
                     ok, body = server.health()
                     self._send(200 if ok else 503, "application/json", json.dumps(body).encode())
                 elif self.path == "/metrics":
-                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(REGISTRY))
+                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", server.exposition())
                 else:
                     self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
 
@@ -136,7 +143,7 @@ class HealthServer:
                                   "scheduler": "ok" if age <= self.max_loop_age else "stalled"}
         try:
             t0 = time.monotonic()
-            self.db_query("SELECT 1 AS ok")
+            self.ping()
             checks["database"] = "ok"
             checks["database_seconds"] = round(time.monotonic() - t0, 4)
         except Exception as exc:
@@ -149,9 +156,15 @@ class HealthServer:
         ok = checks["scheduler"] == "ok" and checks["database"] == "ok" and not down
         return ok, {"status": "ok" if ok else "unhealthy", **checks}
 
+    def exposition(self) -> bytes:
+        """The /metrics page: the process's metrics, then the table gauges."""
+        return generate_latest(REGISTRY) + generate_latest(self.tables)
+
     def start(self) -> None:
+        """Serve on a thread of its own."""
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -51,13 +51,17 @@ class Part:
     def _main(self) -> None:
         retrying = Retrying(retry=retry_if_exception_type(BaseException),  # a cancelled event loop too
                             wait=wait_exponential(multiplier=self.backoff_min, max=self.backoff_max),
-                            stop=stop_when_event_set(self._stopping), sleep=self._stopping.wait,
+                            stop=stop_when_event_set(self._stopping), sleep=self._pause,
                             before_sleep=self._died, reraise=True)
         try:
             retrying(self._life)
         except BaseException as exc:  # noqa: BLE001 - stopping while it was dead: nothing left to do
             log.debug("%s: stopped while down: %s", self.name, exc)
         self._state = "stopped"
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff between two lives: cut short by :meth:`stop`."""
+        self._stopping.wait(seconds)
 
     def _life(self) -> None:
         if self._stopping.is_set():  # stopped during the backoff: not started again

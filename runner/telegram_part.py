@@ -84,9 +84,9 @@ class TelegramService:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not self.delivery.stopping.is_set():  # one ended while nobody stopped it: the service died
                 ended = next(iter(done))
-                exc = ended.exception()
+                error = ended.exception()
                 raise RuntimeError(f"its {ended.get_name()} task stopped: "
-                                   f"{f'{type(exc).__name__}: {exc}' if exc else 'it returned'}") from exc
+                                   f"{f'{type(error).__name__}: {error}' if error else 'it returned'}") from error
             await asyncio.gather(*tasks)
         finally:
             await self._end(tasks)

@@ -16,11 +16,12 @@ from .messages import MessagesStore
 from .migrations import MIGRATIONS_DIR, check_schema, migrate, migration_files, schema_versions
 from .outbox import OutboxStore
 from .runs import RunsStore
+from .stats import StatsStore
 from .threads import ThreadsStore
 from .tokens import TokensStore
 
 
-class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore, MessagesStore):
+class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore, MessagesStore, StatsStore):
     """Every read and write of the runner's tables, over one :class:`Database`."""
 
 

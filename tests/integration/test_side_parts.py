@@ -36,7 +36,7 @@ def _health(port: int) -> tuple[int, dict[str, Any]]:
 
 
 def _serve(db: Database, parts: list[Any]) -> HealthServer:
-    http = HealthServer("127.0.0.1:0", loop_age=lambda: 0.0, max_loop_age=60, db_query=db.query,
+    http = HealthServer("127.0.0.1:0", loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: db.ping(timeout=3.0),
                         parts=lambda: {p.name: p.status() for p in parts})
     http.start()
     return http

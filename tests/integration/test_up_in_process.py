@@ -16,12 +16,12 @@ from runner.settings import Settings
 @pytest.fixture
 def caller_handlers() -> Iterator[dict[int, Any]]:
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    mine = {signal.SIGINT: lambda *_: None, signal.SIGTERM: lambda *_: None}
+    mine: dict[int, Any] = {signal.SIGINT: lambda *_: None, signal.SIGTERM: lambda *_: None}
     for sig, handler in mine.items():
         signal.signal(sig, handler)
     yield mine
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
+    for sig, old in before.items():
+        signal.signal(sig, old)
 
 
 def test_runner_up_restores_the_signal_handlers_it_found(settings: Settings, caller_handlers: dict[int, Any],

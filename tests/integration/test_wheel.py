@@ -81,7 +81,8 @@ def test_the_wheel_ships_the_subpackages_and_the_launcher_files(tmp_path: Path) 
     left a subpackage out would fail at the first import, far from a checkout."""
     wheel = _wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("runner/sandbox/launcher.py", "runner/sandbox/relay.py", "runner/doctor/probes.py"):
+    for name in ("runner/sandbox/launcher.py", "runner/sandbox/relay.py", "runner/doctor/probes.py",
+                 "runner/cli/__main__.py", "runner/store/sql/stats.sql"):
         assert name in names, sorted(n for n in names if n.startswith("runner/"))
     python = _fresh_venv(tmp_path / "venv", wheel)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
