@@ -16,6 +16,7 @@ from ..errors import RunnerError
 from ..logsetup import setup_logging
 from ..settings import Settings
 from ..text import visible
+from . import tokens as token_commands
 from .jobs import (
     cmd_cancel,
     cmd_get,
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     iw = imsub.add_parser("wheels", help="download the runner image's wheels into docker/runner/wheels "
                                          "(for builds that cannot reach PyPI)")
     iw.set_defaults(func=cmd_image_wheels)
+
+    token_commands.add_parser(sub)
     return p
 
 
