@@ -60,8 +60,8 @@ wheels: install ## fill docker/runner/wheels (the runner image then builds witho
 
 compose-prep: images wheels ## what compose.offline.yaml needs: local bases, images and the wheelhouse
 
-run: install host-deps ## start the service on embedded defaults (Ctrl-C stops it)
-	$(BIN)/runner up
+run: install host-deps ## start the service on embedded defaults, its API on 127.0.0.1:8080 (Ctrl-C stops it)
+	RUNNER_HTTP=$${RUNNER_HTTP-127.0.0.1:8080} $(BIN)/runner up
 
 test: images wheels ## run the whole suite: unit, integration and security tests
 	$(BIN)/pytest $(PYTEST_ARGS)

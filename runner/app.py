@@ -25,7 +25,7 @@ from . import images, sandbox
 from .api import Jobs
 from .errors import RunnerError
 from .logsetup import install_redaction
-from .metrics import HealthServer, TableCollector
+from .metrics import Health, TableCollector
 from .notify import ConsoleSender, NoChannelSender, Notifier, Sender
 from .runspec import run_spec, sample_job
 from .scheduler import Scheduler
@@ -34,6 +34,7 @@ from .store import Database, Store, embedded_url, migrate
 from .supervise import Part
 
 if TYPE_CHECKING:
+    from .http.serve import HttpServer
     from .telegram_part import TelegramService
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class Application:
         self.telegram: TelegramService | None = None
         self.scheduler: Scheduler | None = None
         self.notifier: Notifier | None = None
-        self.http: HealthServer | None = None
+        self.http: HttpServer | None = None
         self.parts: list[Part] = []  # the side parts, restarted if they die; /healthz reports each
         self._stopping = threading.Event()
         self._started = self._closed = False
@@ -199,14 +200,18 @@ class Application:
         if not s.http_addr:
             return
         assert scheduler is not None and store is not None
-        self.http = HealthServer(s.http_addr, loop_age=lambda: time.monotonic() - scheduler.last_loop,
-                                 max_loop_age=s.poll_interval + LOOP_AGE_SLACK,
-                                 ping=lambda: store.db.ping(timeout=HEALTH_DB_TIMEOUT),
-                                 parts=lambda: {p.name: p.status() for p in self.parts},
-                                 tables=TableCollector(lambda: store.status_counts(timeout=HEALTH_DB_TIMEOUT)))
+        from .http.app import create_app  # the ASGI stack is imported only when there is a server
+        from .http.serve import HttpServer
+
+        health = Health(loop_age=lambda: time.monotonic() - scheduler.last_loop,
+                        max_loop_age=s.poll_interval + LOOP_AGE_SLACK,
+                        ping=lambda: store.db.ping(timeout=HEALTH_DB_TIMEOUT),
+                        parts=lambda: {p.name: p.status() for p in self.parts},
+                        tables=TableCollector(lambda: store.status_counts(timeout=HEALTH_DB_TIMEOUT)))
+        self.http = HttpServer(create_app(s, self.jobs, store, health), s.http_addr)
         self.http.start()
-        log.info("health and metrics on http://%s:%s/healthz and /metrics", s.http_addr.rpartition(":")[0],
-                 self.http.port)
+        log.info("the API on %s/v1 (tokens: runner token create), health and metrics on /healthz and /metrics",
+                 self.http.url)
 
 
 def discover_host_addresses(settings: Settings, dc: Any) -> None:

@@ -1,13 +1,10 @@
-"""Prometheus metrics and the /healthz and /metrics HTTP endpoints of ``runner up --http ADDR``."""
+"""Prometheus metrics, and what /healthz and /metrics answer (the HTTP server is runner.http's)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -92,49 +89,21 @@ def on_message_event(event: str) -> None:
         MESSAGES.labels(event).inc()
 
 
-class HealthServer:
-    """Serves /healthz (scheduler loop alive, database reachable, side parts running) and /metrics on ``addr``.
+class Health:
+    """What /healthz and /metrics answer (served by the runner's HTTP server, runner.http): the scheduler
+    loop ran recently, the database answers and every side part runs; the process's metrics, then the
+    table gauges.
 
     ``ping`` raises when the database does not answer; ``tables``, if given, adds its gauges to the
-    process's metrics (:data:`REGISTRY`) on /metrics."""
+    /metrics page (a registry of this object's own, so two applications in one process never mix them)."""
 
-    def __init__(self, addr: str, *, loop_age: Callable[[], float], max_loop_age: float,
-                 ping: Callable[[], object], parts: Callable[[], dict[str, str]] = dict,
-                 tables: Collector | None = None) -> None:
-        host, _, port = addr.rpartition(":")
+    def __init__(self, *, loop_age: Callable[[], float], max_loop_age: float, ping: Callable[[], object],
+                 parts: Callable[[], dict[str, str]] = dict, tables: Collector | None = None) -> None:
         self.loop_age, self.max_loop_age, self.ping = loop_age, max_loop_age, ping
         self.parts = parts  # the side parts' states by name ("ok", or why not): any other makes it 503
         self.tables = CollectorRegistry()
         if tables is not None:
             self.tables.register(tables)
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                if self.path == "/healthz":
-                    ok, body = server.health()
-                    self._send(200 if ok else 503, "application/json", json.dumps(body).encode())
-                elif self.path == "/metrics":
-                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", server.exposition())
-                else:
-                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
-
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:  # scrapes are not events worth a log line
-                pass
-
-        self.httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details): the loop ran recently, the database answers and every side part runs."""
@@ -159,12 +128,3 @@ class HealthServer:
     def exposition(self) -> bytes:
         """The /metrics page: the process's metrics, then the table gauges."""
         return generate_latest(REGISTRY) + generate_latest(self.tables)
-
-    def start(self) -> None:
-        """Serve on a thread of its own."""
-        self.thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -44,7 +44,18 @@ def banner(settings: Settings, *, burst: bool, telegram: bool) -> str:
     return (f"runner {__version__}: database {_describe_db(settings)}, data directory {settings.data_dir}, "
             f"image {settings.image}, up to {settings.concurrency} jobs at once"
             f"{' (burst: run what is due, then exit)' if burst else ''}. {where}. "
+            f"{_api_hint(settings)}"
             f"Schedule a first job from another terminal: {FIRST_JOB_HINT.format(runner=_runner_command())}")
+
+
+def _api_hint(settings: Settings) -> str:
+    """Where the HTTP API listens and how to get a token for it, when it is on."""
+    if not settings.http_addr:
+        return ""
+    host, _, port = settings.http_addr.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104 - a hint
+    return (f"API on http://{host}:{port}/v1 (docs: /v1/openapi.json; a token: "
+            f"{_runner_command()} token create --thread console:1). ")
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 
 from ..api import Jobs
+from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
 from ..settings import Settings
 from ..store import Store
@@ -17,19 +19,36 @@ from . import jobs, messages, models, problems
 from .auth import Authenticator, CallerDep
 
 
-def create_app(settings: Settings, service: Jobs, store: Store) -> FastAPI:
-    """The API over ``service`` (the service layer) and ``store`` (for tokens)."""
+def create_app(settings: Settings, service: Jobs | None = None, store: Store | None = None,
+               health: Health | None = None) -> FastAPI:
+    """The runner's HTTP server: /healthz and /metrics (unauthenticated) when ``health`` is given, and the
+    API under /v1 over ``service`` (the service layer) and ``store`` (tokens, the messages feed) when
+    they are."""
     app = FastAPI(title="runner", version="1", openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
                   description="Schedule Python scripts that run in a locked-down sandbox, follow their runs, "
                   "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
                   "(`runner token create`).")
-    app.state.jobs, app.state.settings, app.state.store = service, settings, store
-    app.state.authenticate = Authenticator(store)
     problems.install(app)
-    app.include_router(jobs.router)
-    app.include_router(messages.router)
-    _misc_routes(app, settings)
+    if health is not None:
+        _health_routes(app, health)
+    if service is not None and store is not None:
+        app.state.jobs, app.state.settings, app.state.store = service, settings, store
+        app.state.authenticate = Authenticator(store)
+        app.include_router(jobs.router)
+        app.include_router(messages.router)
+        _misc_routes(app, settings)
     return app
+
+
+def _health_routes(app: FastAPI, health: Health) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        ok, body = health.health()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(health.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def _misc_routes(app: FastAPI, settings: Settings) -> None:

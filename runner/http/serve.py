@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from ..errors import ConfigError
+
 log = logging.getLogger("runner.http")
 MAX_BODY = 2 * 1024 * 1024  # bytes: a script is at most RUNNER_SCRIPT_CAP, far below
 
@@ -78,8 +80,13 @@ class HttpServer:
 
     def __init__(self, app: Any, addr: str) -> None:
         host, _, port = addr.rpartition(":")
-        self.sock = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)),
-                                         family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            self.sock = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)),
+                                             family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"cannot serve HTTP on {addr}: {reason}; set RUNNER_HTTP to a free host:port "
+                              "(or leave it empty for no HTTP server)") from None
         config = uvicorn.Config(BodyLimit(app), log_config=None, access_log=False, lifespan="off",
                                 server_header=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
@@ -88,6 +95,11 @@ class HttpServer:
     @property
     def port(self) -> int:
         return int(self.sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.sock.getsockname()[0]
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def _serve(self) -> None:
         asyncio.run(self.server.serve(sockets=[self.sock]))

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from runner.metrics import HealthServer
+from runner.http.app import create_app
+from runner.http.serve import HttpServer
+from runner.metrics import Health
 from runner.notify import ConsoleSender, Notifier
 from runner.settings import Settings
 from runner.store import Database
@@ -35,9 +37,10 @@ def _health(port: int) -> tuple[int, dict[str, Any]]:
         return e.code, json.loads(e.read())
 
 
-def _serve(db: Database, parts: list[Any]) -> HealthServer:
-    http = HealthServer("127.0.0.1:0", loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: db.ping(timeout=3.0),
-                        parts=lambda: {p.name: p.status() for p in parts})
+def _serve(settings: Settings, db: Database, parts: list[Any]) -> HttpServer:
+    health = Health(loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: db.ping(timeout=3.0),
+                    parts=lambda: {p.name: p.status() for p in parts})
+    http = HttpServer(create_app(settings, health=health), "127.0.0.1:0")
     http.start()
     return http
 
@@ -72,7 +75,7 @@ def test_a_dead_notifier_is_named_by_healthz_and_restarted(db: Database, setting
 
     notifier.deliver_due = faulty  # type: ignore[method-assign]
     part = Part("notifier", notifier.run, notifier.stop, backoff_min=0.2, backoff_max=1.0)
-    http = _serve(db, [part])
+    http = _serve(settings, db, [part])
     part.start()
     try:
         body = wait_for(lambda: _down(http.port, "notifier"), 30, "/healthz to name the dead notifier", 0.05)
@@ -118,7 +121,7 @@ def test_a_dead_telegram_service_is_named_by_healthz_and_restarted(db: Database,
     monkeypatch.setattr(TelegramDelivery, "run", faulty)
     svc = TelegramService(tg, Jobs(tg, db))
     svc.part.backoff_min, svc.part.backoff_max = 0.2, 1.0
-    http = _serve(db, [svc.part])
+    http = _serve(settings, db, [svc.part])
     svc.start()
     try:
         body = wait_for(lambda: _down(http.port, "telegram"), 30, "/healthz to name the dead Telegram service", 0.05)

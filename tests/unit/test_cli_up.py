@@ -47,3 +47,10 @@ def test_a_closed_application_does_not_start_again() -> None:
     app.close()
     with pytest.raises(RuntimeError, match="closed"):
         app.run()
+
+
+def test_the_banner_says_where_the_api_is_and_how_to_get_a_token() -> None:
+    s = Settings.from_env({"RUNNER_HTTP": "0.0.0.0:8080"})
+    line = banner(s, burst=False, telegram=False)
+    assert "API on http://127.0.0.1:8080/v1" in line and "token create --thread console:1" in line
+    assert "API on" not in banner(Settings.from_env({}), burst=False, telegram=False)

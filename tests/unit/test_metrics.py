@@ -3,12 +3,8 @@ query, and /healthz asks the database through the ping it is given."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from runner import metrics
-from runner.metrics import JOB_STATUSES, OUTBOX_STATUSES, HealthServer, TableCollector
+from runner.metrics import JOB_STATUSES, OUTBOX_STATUSES, Health, TableCollector
 from runner.store.stats import StatusCounts
 
 
@@ -37,44 +33,32 @@ def test_there_is_no_module_level_table_wiring() -> None:
     assert not hasattr(metrics, "TABLES")
 
 
-@pytest.fixture
-def server() -> Iterator[list[HealthServer]]:
-    made: list[HealthServer] = []
-    yield made
-    for s in made:
-        s.httpd.server_close()
-
-
-def test_metrics_page_shows_the_process_metrics_then_the_tables(server: list[HealthServer]) -> None:
+def test_metrics_page_shows_the_process_metrics_then_the_tables() -> None:
     tables = TableCollector(lambda: StatusCounts(jobs={"failed": 5}, outbox={}))
-    http = HealthServer("127.0.0.1:0", loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: None, tables=tables)
-    server.append(http)
+    http = Health(loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: None, tables=tables)
     page = http.exposition().decode()
     assert 'runner_jobs{status="failed"} 5.0' in page
     assert 'runner_outbox_messages{status="pending"} 0.0' in page
     assert page.index("runner_runs_started_total") < page.index("runner_jobs{")
-    plain = HealthServer("127.0.0.1:0", loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: None)
-    server.append(plain)
-    assert "runner_jobs{" not in plain.exposition().decode(), "one server's tables are not another's"
+    plain = Health(loop_age=lambda: 0.0, max_loop_age=60, ping=lambda: None)
+    assert "runner_jobs{" not in plain.exposition().decode(), "one application's tables are not another's"
 
 
-def test_healthz_names_a_database_that_does_not_answer(server: list[HealthServer]) -> None:
+def test_healthz_names_a_database_that_does_not_answer() -> None:
     def ping() -> None:
         raise RuntimeError("connection refused\nmore detail")
 
-    http = HealthServer("127.0.0.1:0", loop_age=lambda: 1.0, max_loop_age=60, ping=ping,
+    http = Health(loop_age=lambda: 1.0, max_loop_age=60, ping=ping,
                         parts=lambda: {"notifier": "ok"})
-    server.append(http)
     ok, body = http.health()
     assert not ok
     assert body["database"] == "unreachable: connection refused"
     assert body["scheduler"] == "ok" and body["notifier"] == "ok" and body["status"] == "unhealthy"
 
 
-def test_healthz_is_ok_when_the_loop_runs_the_database_answers_and_every_part_runs(server: list[HealthServer]) -> None:
-    http = HealthServer("127.0.0.1:0", loop_age=lambda: 1.0, max_loop_age=60, ping=lambda: None,
+def test_healthz_is_ok_when_the_loop_runs_the_database_answers_and_every_part_runs() -> None:
+    http = Health(loop_age=lambda: 1.0, max_loop_age=60, ping=lambda: None,
                         parts=lambda: {"notifier": "ok", "telegram": "dead: x; restarting in 1.0 s"})
-    server.append(http)
     ok, body = http.health()
     assert not ok and body["down"] == ["telegram"]
     http.parts = lambda: {"notifier": "ok"}
