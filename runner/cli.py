@@ -100,8 +100,9 @@ def _discover_host_addresses(settings: Settings, dc: Any) -> None:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from . import images, sandbox
-    from .notify import ConsoleSender, Notifier
+    from .outbox import ConsoleSender, OutboxLoop
     from .scheduler import Scheduler
+    from .store import Store
 
     if args.concurrency is not None:
         if args.concurrency < 1:
@@ -120,7 +121,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     telegram = None
     if settings.telegram_bot_token:
         from .logsetup import install_redaction
-        from .notify import NoChannelSender
+        from .outbox import NoChannelSender
         from .telegram_part import TelegramService
 
         install_redaction(settings.telegram_bot_token)
@@ -137,8 +138,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
           f"{' (burst: run what is due, then exit)' if args.burst else ''}. {where}. "
           f"Schedule a first job from another terminal: {FIRST_JOB_HINT.format(runner=_runner_command())}", flush=True)
     scheduler = Scheduler(settings, jobs.db, dc)
-    notifier = Notifier(jobs.db, sender, settings.runner_id, lease_seconds=settings.lease_seconds,
-                        poll_interval=settings.poll_interval, without_chat=telegram is not None)
+    notifier = OutboxLoop(Store(jobs.db), sender, settings.runner_id, lease_seconds=settings.lease_seconds,
+                          poll_interval=settings.poll_interval, without_chat=telegram is not None)
 
     with stop_on_signals(scheduler.stop):  # the notifier delivers until the scheduler has drained
         return _serve(args, settings, jobs, scheduler, notifier, telegram)
@@ -191,7 +192,7 @@ def _serve(args: argparse.Namespace, settings: Settings, jobs: Any, scheduler: A
             if telegram is not None:
                 telegram.drain()
         else:
-            notifier_part = Part("notifier", notifier.run, notifier.stop)
+            notifier_part = Part("notifier", notifier.run_blocking, notifier.stop)
             parts.append(notifier_part)
             notifier_part.start()
             scheduler.run()

@@ -17,9 +17,9 @@ import pytest
 
 from runner import metrics
 from runner.api import Jobs
+from runner.outbox import split_text
 from runner.settings import Settings
 from runner.store import Database
-from runner.telegram import split_text
 from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
