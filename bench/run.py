@@ -289,7 +289,8 @@ def idle_usage(env: Env, seconds: float) -> dict[str, float]:
 
 def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from runner.telegram import DeliveryConfig, TelegramDelivery, make_bot
+    from runner.outbox.telegram import DeliveryConfig, make_bot, telegram_delivery
+    from runner.store import Store
     from tests.fakebotapi import FakeBotAPI
 
     chats, per_chat = (10, 5) if quick else (50, 20)
@@ -306,7 +307,7 @@ def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
 
         async def go() -> float:
             bot = make_bot(api.token, api.url)
-            d = TelegramDelivery(db, bot, "bench", api.token, cfg)
+            d = telegram_delivery(Store(db), bot, "bench", api.token, cfg)
             t0 = time.perf_counter()
             await d.drain(timeout=600)
             took = time.perf_counter() - t0

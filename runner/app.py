@@ -26,7 +26,7 @@ from .api import Jobs
 from .errors import RunnerError
 from .logsetup import install_redaction
 from .metrics import Health, TableCollector
-from .notify import ConsoleSender, NoChannelSender, Notifier, Sender
+from .outbox import ConsoleSender, NoChannelSender, OutboxLoop, Sender
 from .runspec import run_spec, sample_job
 from .scheduler import Scheduler
 from .settings import Settings
@@ -62,7 +62,7 @@ class Application:
         self.store: Store | None = None
         self.telegram: TelegramService | None = None
         self.scheduler: Scheduler | None = None
-        self.notifier: Notifier | None = None
+        self.notifier: OutboxLoop | None = None
         self.http: HttpServer | None = None
         self.parts: list[Part] = []  # the side parts, restarted if they die; /healthz reports each
         self._stopping = threading.Event()
@@ -108,7 +108,7 @@ class Application:
                 self.telegram.start()
             if not self.burst:
                 assert self.notifier is not None
-                part = Part("notifier", self.notifier.run, self.notifier.stop)
+                part = Part("notifier", self.notifier.run_blocking, self.notifier.stop)
                 self.parts.append(part)
                 part.start()
         except BaseException:
@@ -192,8 +192,8 @@ class Application:
             self.scheduler.stop()
         # With Telegram, the console notifier only fails the threads that have no channel.
         sender: Sender = NoChannelSender() if self.telegram is not None else ConsoleSender(self.console)
-        self.notifier = Notifier(db, sender, s.runner_id, lease_seconds=s.lease_seconds,
-                                 poll_interval=s.poll_interval, without_chat=self.telegram is not None)
+        self.notifier = OutboxLoop(Store(db), sender, s.runner_id, lease_seconds=s.lease_seconds,
+                                   poll_interval=s.poll_interval, without_chat=self.telegram is not None)
 
     def _start_http(self) -> None:
         s, scheduler, store = self.settings, self.scheduler, self.store

@@ -12,9 +12,11 @@ from . import metrics
 from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
 from .logsetup import redact
+from .outbox import OutboxLoop
+from .outbox.telegram import DeliveryConfig, make_bot, telegram_delivery
 from .settings import Settings
+from .store import Store
 from .supervise import Part
-from .telegram import DeliveryConfig, TelegramDelivery, make_bot
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class TelegramService:
         self.loop: asyncio.AbstractEventLoop | None = None
         token = settings.telegram_bot_token
         self.part = Part("telegram", self._main, self._stop_life, scrub=lambda text: redact(text, token))
-        self.delivery: TelegramDelivery | None = None
+        self.delivery: OutboxLoop | None = None
         self._dp: Any = None
         self._started = threading.Event()
         self.error: BaseException | None = None
@@ -67,8 +69,8 @@ class TelegramService:
         s = self.settings
         token = s.telegram_bot_token or ""
         bot = make_bot(token, s.telegram_api_url, timeout=s.request_timeout)
-        self.delivery = TelegramDelivery(self.jobs.db, bot, s.runner_id, token, delivery_config(s),
-                                         on_event=metrics.on_message_event)
+        self.delivery = telegram_delivery(Store(self.jobs.db), bot, s.runner_id, token, delivery_config(s),
+                                          on_event=metrics.on_message_event)
         self._dp = build_dispatcher(self.jobs, s.telegram_allowed_users, upload_cap=s.script_cap)
         tasks = [asyncio.create_task(self.delivery.run(), name="delivery")]
         if self.polling:

@@ -171,7 +171,7 @@ def _bot(settings: Settings) -> Check:
     from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 
     from ..logsetup import redact
-    from ..telegram import make_bot
+    from ..outbox.telegram import make_bot
 
     token = settings.telegram_bot_token
     where = settings.telegram_api_url or "api.telegram.org"

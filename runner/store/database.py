@@ -66,6 +66,12 @@ def load_query_files(directory: Path = SQL_DIR) -> dict[str, str]:
 QUERIES = load_query_files()
 
 
+def listen_statement(channel: str) -> pgsql.Composed:
+    """``LISTEN channel``, the channel quoted as an identifier: the one source of the statement, for the
+    sync :meth:`Database.listen` (the :class:`Waker`) and the event loop's :meth:`Database.alisten`."""
+    return pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel))
+
+
 def describe(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else exc.__class__.__name__
@@ -183,7 +189,21 @@ class Database:
         with self._tracked("listening for notifications"):
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=LISTEN_CONNECT_TIMEOUT)
             for ch in channels:
-                conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(ch)))
+                conn.execute(listen_statement(ch))
+        return conn
+
+    async def alisten(self, *channels: str) -> psycopg.AsyncConnection[Any]:
+        """:meth:`listen` for an event loop: a dedicated autocommit async connection LISTENing on
+        ``channels``. Its failures are not noted as an outage: the queries do that, once."""
+        with translate_errors("listening for notifications"):
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
+                                                         connect_timeout=LISTEN_CONNECT_TIMEOUT)
+            try:
+                for ch in channels:
+                    await conn.execute(listen_statement(ch))
+            except BaseException:
+                await conn.close()
+                raise
         return conn
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import docker
 
-from runner.notify import ConsoleSender, Notifier
+from runner.outbox import ConsoleSender, OutboxLoop
 from runner.scheduler import Scheduler
 from runner.settings import Settings
-from runner.store import Database
+from runner.store import Database, Store
 
 from ..waiting import wait_for
 
@@ -27,7 +27,7 @@ def run_burst(settings: Settings, db: Database, dc: docker.DockerClient) -> str:
     """Run everything due, deliver the messages to a captured console, and return what it printed."""
     Scheduler(settings, db, dc).run(burst=True)
     out = io.StringIO()
-    Notifier(db, ConsoleSender(out), settings.runner_id).deliver_due()
+    OutboxLoop(Store(db), ConsoleSender(out), settings.runner_id).deliver_due()
     return out.getvalue()
 
 

@@ -17,11 +17,10 @@ import pytest
 from runner.http.app import create_app
 from runner.http.serve import HttpServer
 from runner.metrics import Health
-from runner.notify import ConsoleSender, Notifier
+from runner.outbox import ConsoleSender, OutboxLoop
 from runner.settings import Settings
-from runner.store import Database
+from runner.store import Database, Store
 from runner.supervise import Part
-from runner.telegram import TelegramDelivery
 from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
@@ -63,18 +62,18 @@ def _console_message(db: Database, text: str) -> None:
 
 def test_a_dead_notifier_is_named_by_healthz_and_restarted(db: Database, settings: Settings) -> None:
     out = io.StringIO()
-    notifier = Notifier(db, ConsoleSender(out), settings.runner_id, poll_interval=0.5)
+    notifier = OutboxLoop(Store(db), ConsoleSender(out), settings.runner_id, poll_interval=0.5)
     broken = threading.Event()
     broken.set()
-    real = notifier.deliver_due
+    real = notifier.dispatch
 
-    def faulty() -> int:
+    async def faulty() -> int:
         if broken.is_set():
             raise RuntimeError("injected fault")
-        return real()
+        return await real()
 
-    notifier.deliver_due = faulty  # type: ignore[method-assign]
-    part = Part("notifier", notifier.run, notifier.stop, backoff_min=0.2, backoff_max=1.0)
+    notifier.dispatch = faulty  # type: ignore[method-assign]
+    part = Part("notifier", notifier.run_blocking, notifier.stop, backoff_min=0.2, backoff_max=1.0)
     http = _serve(settings, db, [part])
     part.start()
     try:
@@ -111,14 +110,14 @@ def test_a_dead_telegram_service_is_named_by_healthz_and_restarted(db: Database,
                         telegram_per_chat_interval=0.05, telegram_per_second=1000.0, poll_interval=1.0)
     broken = threading.Event()
     broken.set()
-    real = TelegramDelivery.run
+    real = OutboxLoop.run
 
-    async def faulty(self: TelegramDelivery) -> None:
+    async def faulty(self: OutboxLoop) -> None:
         if broken.is_set():
             raise RuntimeError(f"injected fault near {api.token}")
         await real(self)
 
-    monkeypatch.setattr(TelegramDelivery, "run", faulty)
+    monkeypatch.setattr(OutboxLoop, "run", faulty)
     svc = TelegramService(tg, Jobs(tg, db))
     svc.part.backoff_min, svc.part.backoff_max = 0.2, 1.0
     http = _serve(settings, db, [svc.part])

@@ -17,9 +17,10 @@ import pytest
 
 from runner import metrics
 from runner.api import Jobs
+from runner.outbox import split_text
 from runner.settings import Settings
 from runner.store import Database
-from runner.telegram import split_text
+from runner.store.outbox import OutboxStore
 from runner.telegram_part import TelegramService
 
 from ..fakebotapi import FakeBotAPI
@@ -212,8 +213,8 @@ def test_a_chat_head_locked_by_its_sender_is_not_overtaken(db: Database) -> None
                      "lease_expires_at = now() + interval '1 minute' WHERE text = 'first'")
     with db.transaction() as holder:  # runner a renewing its lease, its transaction still open
         holder.execute("UPDATE outbox SET lease_expires_at = now() + interval '1 minute' WHERE text = 'first'")
-        claimed = db.all("claim_chat_head", {"chat_id": str(CHAT), "owner": "b", "lease": LEASE})
-    assert claimed == [], "the second message overtook the first"
+        claimed = OutboxStore(db).claim_chat_head(str(CHAT), owner="b", lease=LEASE)
+    assert claimed is None, "the second message overtook the first"
     assert [r["status"] for r in outbox(db)] == ["sending", "pending"]
 
 

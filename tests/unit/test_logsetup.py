@@ -7,7 +7,7 @@ import logging
 import re
 
 from runner.logsetup import JsonFormatter, TextFormatter
-from runner.notify import ConsoleSender
+from runner.outbox import ConsoleSender
 
 EVENT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 FORGED = "x\n2026-12-01 00:00:00,000 INFO    runner.scheduler: job 99 (bank) completed\x1b[2J\x9b\u202e"

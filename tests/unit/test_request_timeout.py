@@ -10,8 +10,8 @@ from aiohttp import ClientConnectorError, ConnectionTimeoutError, ServerDisconne
 from aiohttp.client_reqrep import ConnectionKey
 
 from runner.errors import ConfigError
+from runner.outbox.telegram import DeliveryConfig, outcome_unknown
 from runner.settings import Settings
-from runner.telegram import DeliveryConfig, outcome_unknown
 
 
 def test_the_request_timeout_is_a_third_of_the_lease_by_default() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from runner.bot.upload import split_when
 from runner.logsetup import redact
-from runner.telegram import split_text
+from runner.outbox import split_text
 
 
 def test_short_text_is_one_part() -> None:

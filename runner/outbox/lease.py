@@ -1,4 +1,4 @@
-"""The lease on one outbox message while a runner sends it to Telegram.
+"""The lease on one outbox message while a runner sends it (to Telegram, or any sender).
 
 A message is claimed with a lease (``RUNNER_LEASE_SECONDS``). While it is being sent:
 
