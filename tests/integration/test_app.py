@@ -107,14 +107,14 @@ def test_a_dead_notifier_of_the_application_is_named_by_healthz_and_restarted(
     port = app.http.port
     broken = threading.Event()
     broken.set()
-    real = app.notifier.deliver_due
+    real = app.notifier.dispatch
 
-    def faulty() -> int:
+    async def faulty() -> int:
         if broken.is_set():
             raise RuntimeError("injected fault")
-        return real()
+        return await real()
 
-    app.notifier.deliver_due = faulty  # type: ignore[method-assign]  # called at its next wake (poll interval)
+    app.notifier.dispatch = faulty  # type: ignore[method-assign]  # called at its next wake (poll interval)
     body = wait_for(lambda: (lambda r: r[1] if r[0] == 503 and "notifier" in r[1].get("down", []) else None)(
         _health(port)), 30, "/healthz to name the dead notifier", 0.05)
     assert body["notifier"].startswith("dead: RuntimeError: injected fault; restarting in"), body
