@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .errors import ConfigError, RunnerError
 from .logsetup import setup_logging
-from .settings import Settings
+from .settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Settings
 from .text import json_safe, visible
 
 log = logging.getLogger("runner")
@@ -41,7 +41,7 @@ def _runner_command() -> str:
 
 def _jobs(settings: Settings, *, apply_migrations: bool = False) -> Any:
     """The job store. Only ``runner up`` migrates it; other commands refuse a schema not this runner's."""
-    from .api import connect
+    from .service import connect
 
     return connect(settings, apply_migrations=apply_migrations)
 
@@ -217,7 +217,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import Limits, Policy, public_row
+    from .service import Limits, Policy, public_row
 
     text = sys.stdin.read() if args.script == "-" else None
     with _jobs(settings) as jobs:
@@ -242,7 +242,7 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 def _job_action(method: str, said: str) -> Any:
     def cmd(args: argparse.Namespace, settings: Settings) -> int:
-        from .api import public_row
+        from .service import public_row
 
         with _jobs(settings) as jobs:
             row = getattr(jobs, method)(args.job_id, thread_id=args.thread)
@@ -255,7 +255,7 @@ def _job_action(method: str, said: str) -> Any:
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import public_row
+    from .service import public_row
 
     with _jobs(settings) as jobs:
         row = jobs.get_job(args.job_id, thread_id=args.thread)
@@ -288,7 +288,7 @@ def _approve(jobs: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import Limits, Policy, public_row
+    from .service import Limits, Policy, public_row
 
     approving = args.approve is not None or args.script is not None
     with _jobs(settings) as jobs:
@@ -321,7 +321,7 @@ def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import public_row
+    from .service import public_row
 
     with _jobs(settings) as jobs:
         rows = jobs.list_jobs(thread_id=args.thread, status=args.status, limit=args.limit)
@@ -344,7 +344,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     with _jobs(settings) as jobs:
         row = jobs.cancel_job(args.job_id, thread_id=args.thread)
     if args.json:
-        from .api import public_row
+        from .service import public_row
 
         _print_json(public_row(row))
     elif row["status"] == "cancelled":
@@ -456,9 +456,9 @@ def cmd_image_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _policy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--retries", type=int, help="retry a failed run this often, with backoff (default 0)")
-    p.add_argument("--retry-delay", type=int, help="seconds before the first retry, doubled each time (default 60)")
-    p.add_argument("--grace", type=int, help="run a missed run if less than this many seconds late (default 3600)")
+    p.add_argument("--retries", type=int, help=f"retry a failed run this often, with backoff (default {DEFAULT_RETRIES})")
+    p.add_argument("--retry-delay", type=int, help=f"seconds before the first retry, doubled each time (default {DEFAULT_RETRY_DELAY})")
+    p.add_argument("--grace", type=int, help=f"run a missed run if less than this many seconds late (default {Settings.grace_seconds})")
     p.add_argument("--overlap", choices=["skip", "queue"], help="when a run is still going at the next time")
 
 
@@ -490,10 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--at", help="first run: 'now' (default), 'in 5 minutes', 'tomorrow 9am', ISO 8601")
     sc.add_argument("--every", help="recurrence: 'hourly', 'daily 9am', 'weekly', a cron line")
     sc.add_argument("--tz", help="IANA time zone (default: the thread's, else RUNNER_TIMEZONE)")
-    sc.add_argument("--timeout", type=int, help="seconds before the job is killed (default 30)")
-    sc.add_argument("--memory", type=int, help="memory limit in MiB (default 256)")
-    sc.add_argument("--cpus", type=float, help="CPU limit (default 1)")
-    sc.add_argument("--pids", type=int, help="process limit (default 64)")
+    sc.add_argument("--timeout", type=int, help=f"seconds before the job is killed (default {Settings.timeout_seconds})")
+    sc.add_argument("--memory", type=int, help=f"memory limit in MiB (default {Settings.memory_mb})")
+    sc.add_argument("--cpus", type=float, help=f"CPU limit (default {Settings.cpus:g})")
+    sc.add_argument("--pids", type=int, help=f"process limit (default {Settings.pids_limit})")
     sc.add_argument("--allow-host", action="append", metavar="HOST",
                     help="grant HTTP(S) to this host name through the egress proxy (repeat; '*.example.com' allowed)")
     sc.add_argument("--after", metavar="JOB", help="run each time this job of the thread completes successfully")

@@ -9,9 +9,9 @@ import threading
 from typing import Any
 
 from . import metrics
-from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
 from .logsetup import redact
+from .service import Jobs
 from .settings import Settings
 from .supervise import Part
 from .telegram import DeliveryConfig, TelegramDelivery, make_bot

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runner import metrics
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram import split_text

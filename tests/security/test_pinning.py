@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from runner import sandbox
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

@@ -25,9 +25,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs, Limits
 from runner.errors import RunnerError
 from runner.scheduler import Scheduler
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir, thread_dir_name
@@ -132,7 +132,7 @@ def test_a_job_never_runs_as_the_runners_uid(jobs: Jobs, settings: Settings, db:
 
 RUNNER_AS_USER = """
 import json, sys
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.store import Database
 from runner.settings import Settings
 from tests.integration.helpers import run_burst

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.api import check_script, validate_name
 from runner.errors import ConfigError, ValidationError
+from runner.service import check_script, validate_name
 from runner.settings import Settings
 from runner.store import QUERIES, load_queries, migration_files
 
