@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .statuses import STATUSES
+
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -65,7 +67,7 @@ class _TableCollector(Collector):
             log.debug("metrics: %s", exc)
             return
         g = GaugeMetricFamily("runner_jobs", "Job runs by status", labels=["status"])
-        for status in ("pending", "running", "completed", "failed", "cancelled"):
+        for status in STATUSES:
             g.add_metric([status], next((r["n"] for r in jobs if r["status"] == status), 0))
         yield g
         o = GaugeMetricFamily("runner_outbox_messages", "Outbox messages by status", labels=["status"])
