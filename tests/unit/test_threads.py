@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ValidationError
-from runner.threads import chat_id, jobs_dir, thread_dir_name, thread_id_from_dir
+from runner.threads import ThreadId, chat_id, jobs_dir, thread_dir_name, thread_id_from_dir
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,31 @@ def test_jobs_dir_and_chat_id() -> None:
     assert jobs_dir(Path("/data"), "telegram:42") == Path("/data/telegram_42/jobs")
     assert chat_id("telegram:-100") == "-100"
     assert chat_id("slack:x") is None
+
+
+def test_a_thread_id_is_parsed_once_into_a_value() -> None:
+    thread = ThreadId.parse("telegram:-100")
+    assert (thread.channel, thread.ident, str(thread)) == ("telegram", "-100", "telegram:-100")
+    assert thread.dir_name == "telegram_-100" and thread.chat_id == "-100"
+    assert thread.jobs_dir(Path("/data")) == Path("/data/telegram_-100/jobs")
+    assert ThreadId.parse(thread) is thread, "a value is not parsed again"
+    assert ThreadId.telegram(-100) == thread == ThreadId.from_dir("telegram_-100")
+    assert ThreadId.parse("slack:x").chat_id is None
+    assert {thread: 1}[ThreadId.parse("telegram:-100")] == 1, "hashable: equal ids are one key"
+    with pytest.raises(AttributeError):
+        thread.ident = "1"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "telegram", "telegram:", "Telegram:42", "telegram:a_b", "tele_gram:1", "telegram:1:2", "telegram:é"],
+)
+def test_no_malformed_thread_id_value_can_be_made(bad: str) -> None:
+    with pytest.raises(ValidationError, match="not allowed"):
+        ThreadId.parse(bad)
+    channel, _, ident = bad.partition(":")
+    with pytest.raises(ValidationError, match="not allowed"):
+        ThreadId(channel, ident)
 
 
 def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path) -> None:
