@@ -64,9 +64,8 @@ class Jobs:
 
     def set_thread_timezone(self, thread_id: Thread, tz: str) -> str:
         """Set the zone used by a thread's schedules that name none."""
-        thread = ThreadId.parse(thread_id)
         zone(tz)
-        self.store.set_thread_timezone(str(thread), tz)
+        self.store.set_thread_timezone(str(ThreadId.parse(thread_id)), tz)
         return tz
 
     # --- scheduling ----------------------------------------------------------------------------------
