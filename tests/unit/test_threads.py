@@ -107,3 +107,36 @@ def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path)
     jobsquota._remove_old(tmp_path)
     assert not old.exists()
     assert (outside / "keep").read_text() == "x"
+
+
+def test_the_ownership_walk_is_jobtrees_bounded_walk(tmp_path: Path) -> None:
+    """prepare_jobs_dir's migration visits what a job left with jobtree's walk: a FIFO is visited, not
+    opened; a link is not followed; nothing deeper than MAX_DEPTH; a visitor's OSError is raised."""
+    import errno
+    import os
+
+    from runner.threads import MAX_DEPTH
+    from runner.threads.dirs import _walk
+
+    top = tmp_path / "jobs"
+    deep = top.joinpath(*(f"d{n}" for n in range(MAX_DEPTH + 3)))
+    deep.mkdir(parents=True)
+    os.mkfifo(top / "fifo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    (top / "link").symlink_to(outside)
+    seen: list[str] = []
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _walk(fd, lambda dfd, name, st: seen.append(name))
+        assert {"fifo", "link", "d0", f"d{MAX_DEPTH - 1}"} <= set(seen)
+        assert "secret" not in seen and f"d{MAX_DEPTH}" not in seen
+
+        def refuse(dfd: int, name: str, st: os.stat_result) -> None:
+            raise PermissionError(errno.EPERM, "no", name)
+
+        with pytest.raises(PermissionError):
+            _walk(fd, refuse)
+    finally:
+        os.close(fd)
