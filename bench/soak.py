@@ -46,7 +46,7 @@ import docker  # noqa: E402
 import psycopg  # noqa: E402
 
 from runner import sandbox  # noqa: E402
-from runner.api import Jobs  # noqa: E402
+from runner.service import Jobs  # noqa: E402
 from runner.settings import Settings  # noqa: E402
 from runner.store import Database, migrate  # noqa: E402
 

@@ -17,9 +17,10 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .api import Jobs, Limits, Policy, public_row
 from .errors import RunnerError
+from .service import Jobs, Limits, Policy, public_row
 from .settings import Settings
+from .threads import ThreadId
 
 _PROMPT = """You can schedule Python scripts that run later, on their own, in a sandbox.
 
@@ -86,10 +87,11 @@ def system_prompt(settings: Settings) -> str:
 
 
 class AgentTools:
-    """The tool functions, bound to one conversation's thread."""
+    """The tool functions, bound to one conversation's thread (parsed here, once: a malformed thread id
+    is a :class:`~runner.errors.ValidationError` of the caller that binds the tools, not of the agent)."""
 
-    def __init__(self, jobs: Jobs, thread_id: str, user_id: str = "") -> None:
-        self.jobs, self.thread_id, self.user_id = jobs, thread_id, user_id
+    def __init__(self, jobs: Jobs, thread_id: ThreadId | str, user_id: str = "") -> None:
+        self.jobs, self.thread_id, self.user_id = jobs, ThreadId.parse(thread_id), user_id
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
         try:

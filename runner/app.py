@@ -22,13 +22,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import images, sandbox
-from .api import Jobs
 from .errors import RunnerError
 from .logsetup import install_redaction
 from .metrics import Health, TableCollector
 from .outbox import ConsoleSender, NoChannelSender, OutboxLoop, Sender
 from .runspec import run_spec, sample_job
 from .scheduler import Scheduler
+from .service import Jobs
 from .settings import Settings
 from .store import Database, Store, embedded_url, migrate
 from .supervise import Part

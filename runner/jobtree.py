@@ -193,13 +193,17 @@ class _Level:
     subdirs: list[str] = field(default_factory=list)
 
 
+Visit = Callable[[int, str, os.stat_result], None]  # (directory fd, name in it, its lstat)
+
+
 def scan(dir_fd: int, *, max_entries: int, seconds: float, max_depth: int = MAX_DEPTH,
-         repair: bool = False) -> Scan:
+         repair: bool = False, visit: Visit | None = None) -> Scan:
     """Measure the tree under ``dir_fd`` (never following a link, never blocking), within a budget.
 
     With ``repair``, also clear setuid, setgid and world-write bits and POSIX ACLs (``dir_fd`` itself
-    included) and remove what lies deeper than ``max_depth``. Never raises for what the job left: a walk that
-    cannot finish says why in ``problem``."""
+    included) and remove what lies deeper than ``max_depth``. ``visit`` is called on every entry the walk
+    counts, before a directory is entered. Never raises for what the job left: a walk that cannot finish
+    says why in ``problem`` (an OSError of ``visit`` ends the walk the same way)."""
     res = Scan()
     if repair:
         _clear_fd(dir_fd, res)
@@ -207,7 +211,7 @@ def scan(dir_fd: int, *, max_entries: int, seconds: float, max_depth: int = MAX_
     stack = [root]
     try:
         budget = Budget(max_entries, seconds)
-        root.subdirs = _list(root, res, budget, repair)
+        root.subdirs = _list(root, res, budget, repair, visit)
         dev = os.fstat(dir_fd).st_dev
         while stack:
             top = stack[-1]
@@ -217,7 +221,7 @@ def scan(dir_fd: int, *, max_entries: int, seconds: float, max_depth: int = MAX_
             level = _enter(top, top.subdirs.pop(), dev, res, max_depth, repair)
             if level is not None:
                 stack.append(level)
-                level.subdirs = _list(level, res, budget, repair)
+                level.subdirs = _list(level, res, budget, repair, visit)
     except Incomplete as exc:
         res.problem = str(exc)
     except OSError as exc:
@@ -233,7 +237,7 @@ def _clear_fd(fd: int, res: Scan) -> None:
         res.unfixed.append(".")
 
 
-def _list(level: _Level, res: Scan, budget: Budget, repair: bool) -> list[str]:
+def _list(level: _Level, res: Scan, budget: Budget, repair: bool, visit: Visit | None = None) -> list[str]:
     """Count the entries of one directory (and repair their modes); return its subdirectories."""
     subdirs: list[str] = []
     with os.scandir(level.fd) as it:
@@ -254,6 +258,8 @@ def _list(level: _Level, res: Scan, budget: Budget, repair: bool) -> list[str]:
             if repair and not stat.S_ISLNK(st.st_mode) and not repair_at(level.fd, entry.name) \
                     and (stat.S_ISDIR(st.st_mode) or not _remove_entry(level.fd, entry.name)):
                 res.unfixed.append(show(rel))
+            if visit is not None:
+                visit(level.fd, entry.name, st)
             if stat.S_ISDIR(st.st_mode):
                 subdirs.append(entry.name)
     return subdirs

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .statuses import OUTBOX_STATUSES, STATUSES
+
 if TYPE_CHECKING:
     from .store.stats import StatusCounts
 
@@ -50,8 +52,6 @@ RUNS_ADOPTED = Counter("runner_runs_adopted", "Runs of a dead or frozen runner a
 
 
 # The statuses each gauge reports, a status with no rows as 0.
-JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 
 
 class TableCollector(Collector):
@@ -68,7 +68,7 @@ class TableCollector(Collector):
             log.debug("metrics: %s", exc)
             return
         g = GaugeMetricFamily("runner_jobs", "Job runs by status", labels=["status"])
-        for status in JOB_STATUSES:
+        for status in STATUSES:
             g.add_metric([status], counts.jobs.get(status, 0))
         yield g
         o = GaugeMetricFamily("runner_outbox_messages", "Outbox messages by status", labels=["status"])

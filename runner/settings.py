@@ -182,6 +182,12 @@ def _check_number(name: str, variable: str, kind: type, minimum: float, value: o
         raise ConfigError(f"{variable}={value} is too small (at least {minimum:g})")
 
 
+# A job's policy defaults (no environment variable sets them); its limits' defaults are Settings' fields.
+DEFAULT_OVERLAP = "skip"
+DEFAULT_RETRIES = 0
+DEFAULT_RETRY_DELAY = 60  # seconds before the first retry, doubled each time
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner reads from its environment. Build with :meth:`from_env`."""

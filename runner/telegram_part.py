@@ -9,11 +9,11 @@ import threading
 from typing import Any
 
 from . import metrics
-from .api import Jobs
 from .bot import COMMANDS, build_dispatcher
 from .logsetup import redact
 from .outbox import OutboxLoop
 from .outbox.telegram import DeliveryConfig, make_bot, telegram_delivery
+from .service import Jobs
 from .settings import Settings
 from .store import Store
 from .supervise import Part

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from runner import sandbox
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import QUERIES, Database, migrate
 

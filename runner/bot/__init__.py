@@ -1,7 +1,7 @@
 """The Telegram bot: routers per command group, an authorization middleware, services injected
 through the Dispatcher's keyword arguments (aiogram's multi-file bot pattern).
 
-The handlers call the synchronous :class:`runner.api.Jobs` in a worker thread, and only ever with
+The handlers call the synchronous :class:`runner.service.Jobs` in a worker thread, and only ever with
 the chat's own thread id, so a chat sees and changes only its own jobs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiogram import Dispatcher
 from aiogram.types import BotCommand
 
-from ..api import Jobs
+from ..service import Jobs
 from . import auth, common, errors, jobs, upload
 
 COMMANDS = [

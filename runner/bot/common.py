@@ -8,7 +8,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
-from ..api import Jobs
+from ..service import Jobs
 from .util import thread_of
 
 HELP = """I run small Python scripts on a schedule, each in a locked-down container, and send you what they write.

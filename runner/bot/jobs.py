@@ -13,7 +13,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
-from ..api import Jobs
+from ..service import Jobs
 from ..text import visible
 from .callbacks import ACTIONS, JobButton
 from .util import clip, job_buttons, job_card, thread_of, when

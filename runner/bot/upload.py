@@ -10,9 +10,9 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from ..api import Jobs
 from ..errors import ScheduleError
 from ..schedule import parse_recurrence
+from ..service import Jobs
 from .util import thread_of, when
 
 USAGE = ("Send a .py file with the caption /schedule <when> (or reply to one with it), e.g. "

@@ -9,12 +9,13 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from ..schedule import zone
 from ..text import visible
+from ..threads import ThreadId
 from .callbacks import Action, JobButton
 
 
-def thread_of(chat_id: int) -> str:
-    """The thread id of a Telegram chat."""
-    return f"telegram:{chat_id}"
+def thread_of(chat_id: int) -> ThreadId:
+    """The thread of a Telegram chat, parsed once; the handlers pass it to the service as it is."""
+    return ThreadId.telegram(chat_id)
 
 
 def when(value: datetime | None, tz: str) -> str:

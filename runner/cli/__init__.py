@@ -14,7 +14,7 @@ from typing import Any
 from .. import __version__
 from ..errors import RunnerError
 from ..logsetup import setup_logging
-from ..settings import Settings
+from ..settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Settings
 from ..text import visible
 from . import tokens as token_commands
 from .jobs import (
@@ -39,9 +39,11 @@ __all__ = ["build_parser", "main"]
 
 
 def _policy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--retries", type=int, help="retry a failed run this often, with backoff (default 0)")
-    p.add_argument("--retry-delay", type=int, help="seconds before the first retry, doubled each time (default 60)")
-    p.add_argument("--grace", type=int, help="run a missed run if less than this many seconds late (default 3600)")
+    p.add_argument("--retries", type=int, help=f"retry a failed run this often, with backoff (default {DEFAULT_RETRIES})")
+    p.add_argument("--retry-delay", type=int,
+                   help=f"seconds before the first retry, doubled each time (default {DEFAULT_RETRY_DELAY})")
+    p.add_argument("--grace", type=int,
+                   help=f"run a missed run if less than this many seconds late (default {Settings.grace_seconds})")
     p.add_argument("--overlap", choices=["skip", "queue"], help="when a run is still going at the next time")
 
 
@@ -73,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--at", help="first run: 'now' (default), 'in 5 minutes', 'tomorrow 9am', ISO 8601")
     sc.add_argument("--every", help="recurrence: 'hourly', 'daily 9am', 'weekly', a cron line")
     sc.add_argument("--tz", help="IANA time zone (default: the thread's, else RUNNER_TIMEZONE)")
-    sc.add_argument("--timeout", type=int, help="seconds before the job is killed (default 30)")
-    sc.add_argument("--memory", type=int, help="memory limit in MiB (default 256)")
-    sc.add_argument("--cpus", type=float, help="CPU limit (default 1)")
-    sc.add_argument("--pids", type=int, help="process limit (default 64)")
+    sc.add_argument("--timeout", type=int, help=f"seconds before the job is killed (default {Settings.timeout_seconds})")
+    sc.add_argument("--memory", type=int, help=f"memory limit in MiB (default {Settings.memory_mb})")
+    sc.add_argument("--cpus", type=float, help=f"CPU limit (default {Settings.cpus:g})")
+    sc.add_argument("--pids", type=int, help=f"process limit (default {Settings.pids_limit})")
     sc.add_argument("--allow-host", action="append", metavar="HOST",
                     help="grant HTTP(S) to this host name through the egress proxy (repeat; '*.example.com' allowed)")
     sc.add_argument("--after", metavar="JOB", help="run each time this job of the thread completes successfully")

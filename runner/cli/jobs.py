@@ -1,5 +1,5 @@
 """The job commands of the command line: schedule, get, update, run/pause/resume, jobs, cancel, logs,
-next and tools. Each is a thin adapter over the service layer (:mod:`runner.api`)."""
+next and tools. Each is a thin adapter over the service layer (:mod:`runner.service`)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,20 @@ from ..settings import Settings
 from .format import block, cell, fmt_time, print_json
 
 if TYPE_CHECKING:
-    from ..api import Jobs
+    from ..service import Jobs
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def open_jobs(settings: Settings, *, apply_migrations: bool = False) -> Jobs:
     """The job store. Only ``runner up`` migrates it; other commands refuse a schema not this runner's."""
-    from ..api import connect
+    from ..service import connect
 
     return connect(settings, apply_migrations=apply_migrations)
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from ..api import Limits, Policy, public_row
+    from ..service import Limits, Policy, public_row
 
     text = sys.stdin.read() if args.script == "-" else None
     with open_jobs(settings) as jobs:
@@ -52,7 +52,7 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
 def job_action(method: str, said: str) -> Command:
     """The command that calls the service's ``method`` on one job and says ``said`` (run, pause, resume)."""
     def cmd(args: argparse.Namespace, settings: Settings) -> int:
-        from ..api import public_row
+        from ..service import public_row
 
         with open_jobs(settings) as jobs:
             row = getattr(jobs, method)(args.job_id, thread_id=args.thread)
@@ -65,7 +65,7 @@ def job_action(method: str, said: str) -> Command:
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    from ..api import public_row
+    from ..service import public_row
 
     with open_jobs(settings) as jobs:
         row = jobs.get_job(args.job_id, thread_id=args.thread)
@@ -99,7 +99,7 @@ def _approve(jobs: Jobs, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
-    from ..api import Limits, Policy, public_row
+    from ..service import Limits, Policy, public_row
 
     approving = args.approve is not None or args.script is not None
     with open_jobs(settings) as jobs:
@@ -132,7 +132,7 @@ def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ..api import public_row
+    from ..service import public_row
 
     with open_jobs(settings) as jobs:
         rows = jobs.list_jobs(thread_id=args.thread, status=args.status, limit=args.limit)
@@ -155,7 +155,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     with open_jobs(settings) as jobs:
         row = jobs.cancel_job(args.job_id, thread_id=args.thread)
     if args.json:
-        from ..api import public_row
+        from ..service import public_row
 
         print_json(public_row(row))
     elif row["status"] == "cancelled":

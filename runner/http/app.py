@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from ..api import Jobs
 from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
+from ..service import Jobs
 from ..settings import Settings
 from ..store import Store
 from . import jobs, messages, models, problems

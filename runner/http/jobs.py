@@ -1,6 +1,6 @@
 """The jobs of a thread: create, list, get, update, cancel, run now, pause, resume, and their runs.
 
-Each route is a thin adapter over the service layer (``runner.api.Jobs``): the validation, the
+Each route is a thin adapter over the service layer (``runner.service.Jobs``): the validation, the
 refusals and their sentences are the service's, so the API and the CLI say the same thing."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..api import Jobs, Limits, Policy
+from ..service import Jobs, Limits, Policy
 from . import models, views
 from .auth import CallerDep
 

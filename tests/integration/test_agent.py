@@ -7,7 +7,7 @@ import json
 import docker
 
 from runner.agent import TOOL_NAMES, AgentTools, call_tool, system_prompt, tool_definitions
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 

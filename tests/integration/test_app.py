@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from runner.api import Jobs
 from runner.app import Application
+from runner.service import Jobs
 from runner.settings import Settings
 
 from .helpers import wait_for

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram_part import TelegramService

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import docker
 
 from runner import sandbox
-from runner.api import Jobs, Limits
 from runner.scheduler import Scheduler
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

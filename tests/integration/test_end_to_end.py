@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs, Limits
 from runner.scheduler import Scheduler
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import QUERIES, Database
 from runner.threads import jobs_dir

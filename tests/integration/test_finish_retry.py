@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql
 
 from runner import sandbox
-from runner.api import Jobs
 from runner.errors import DatabaseError
 from runner.scheduler import Scheduler
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

@@ -13,8 +13,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs
 from runner.diskspace import HostFull, explain_failure
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from runner import tokens
-from runner.api import Jobs
 from runner.http.app import create_app
 from runner.http.serve import HttpServer
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database, Store
 

@@ -13,7 +13,7 @@ import urllib.request
 import docker
 
 from runner import sandbox
-from runner.api import Jobs, Limits
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runner.api import Jobs, Limits
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import QUERIES, Database, migrate
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runner.api import Jobs
 from runner.scheduler import Scheduler
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram_part import TelegramService

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import docker
 
-from runner.api import Jobs, Limits, Policy
 from runner.schedule import AFTER_SENTINEL
 from runner.scheduler import Scheduler
+from runner.service import Jobs, Limits, Policy
 from runner.settings import Settings
 from runner.store import Database
 

@@ -104,7 +104,7 @@ def api() -> Iterator[FakeBotAPI]:
 
 def test_a_dead_telegram_service_is_named_by_healthz_and_restarted(db: Database, settings: Settings, api: FakeBotAPI,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from runner.api import Jobs
+    from runner.service import Jobs
 
     tg = settings.with_(telegram_bot_token=api.token, telegram_api_url=api.url, telegram_allowed_users=frozenset({1}),
                         telegram_per_chat_interval=0.05, telegram_per_second=1000.0, poll_interval=1.0)

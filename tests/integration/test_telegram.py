@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from runner.api import Jobs
 from runner.scheduler import Scheduler
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.telegram_part import TelegramService

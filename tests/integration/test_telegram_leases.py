@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from runner import metrics
-from runner.api import Jobs
 from runner.outbox import split_text
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.store.outbox import OutboxStore

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs, Limits
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

@@ -14,8 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs
 from runner.errors import ValidationError
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 

@@ -19,9 +19,9 @@ import docker
 import pytest
 
 from runner import doctor, egress, sandbox
-from runner.api import Jobs, Limits
 from runner.doctor import probes
 from runner.errors import ConfigError
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 

@@ -16,8 +16,8 @@ import docker
 import pytest
 
 from runner import doctor, jobsquota
-from runner.api import Jobs
 from runner.errors import ConfigError, RunnerError
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir

@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from runner import sandbox
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir
@@ -61,7 +61,7 @@ def test_a_job_cannot_run_a_script_another_job_rewrote(jobs: Jobs, settings: Set
     assert "bank v2 ran" not in (row["output_tail"] or "")
     assert f"Job bank failed: {reason}" in printed  # the chat is told, like any failure
     # Nothing else of the job is lost: the series continues, still pinned to the approved script.
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     assert nxt is not None and nxt["status"] == "pending" and nxt["recurrence"] == "daily 9am"
     assert nxt["script_sha256"] == hashlib.sha256(BANK.encode()).hexdigest()
 
@@ -92,7 +92,7 @@ def test_a_rewrite_after_the_check_does_not_reach_the_container(
     assert row["status"] == "completed", row["error_message"]
     assert "bank v1 ran" in row["output_tail"]
     # The next run sees the changed file and is refused.
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     assert nxt is not None
     again, _ = _run_now(jobs, settings, db, docker_client, nxt["id"])
     assert again["status"] == "failed" and "changed since it was scheduled" in again["error_message"]
@@ -140,7 +140,7 @@ def test_reapproval_with_runner_update_runs_the_new_script(jobs: Jobs, settings:
     (d / "bank.py").write_text(HOSTILE)  # changed behind the runner's back (here: by the user)
     refused, _ = _run_now(jobs, settings, db, docker_client, bank["id"])
     assert refused["status"] == "failed" and not (d / "pwned").exists()
-    pending = jobs.db.one("pending_of_series", {"series_id": refused["series_id"]})
+    pending = jobs.store.live_run_of_series(refused["series_id"])
     assert pending is not None
 
     r = _cli(settings, "update", str(bank["id"]), "--approve")
@@ -153,7 +153,7 @@ def test_reapproval_with_runner_update_runs_the_new_script(jobs: Jobs, settings:
     # A new version from the operator's own file: copied into jobs/bank.py, pinned, and run.
     v3 = tmp_path / "bank_v3.py"
     v3.write_text("print('bank v3 ran')\n")
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     assert nxt is not None
     r = _cli(settings, "update", str(nxt["id"]), "--script", str(v3))
     assert r.returncode == 0, r.stderr
@@ -163,7 +163,7 @@ def test_reapproval_with_runner_update_runs_the_new_script(jobs: Jobs, settings:
 
     # Refusals say what to fix and change nothing.
     (d / "bank.py").write_text("if x\n")
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     r = _cli(settings, "update", str(nxt["id"]), "--approve")
     assert r.returncode == 1 and "bank.py has a syntax error at line 1" in r.stderr and "Traceback" not in r.stderr
     assert jobs.get_job(nxt["id"])["script_sha256"] == hashlib.sha256(b"print('bank v3 ran')\n").hexdigest()
@@ -245,7 +245,7 @@ def test_reapproval_in_telegram_and_by_the_agent(settings: Settings, db: Databas
     assert (d / "bank.py").read_text() == "print('bank v6 ran')\n"
     bad = tools.update_job(bank["id"], script="if x\n")
     assert bad["ok"] is False and "syntax error" in bad["error"]
-    pending = tjobs.db.one("pending_of_series", {"series_id": bank["series_id"]})
+    pending = tjobs.store.live_run_of_series(bank["series_id"])
     row, _ = _run_now(tjobs, settings, db, docker_client, pending["id"])
     assert row["status"] == "completed" and "bank v6 ran" in row["output_tail"], row["error_message"]
 
@@ -257,7 +257,7 @@ def test_a_row_from_before_pinning_is_pinned_on_its_first_run(jobs: Jobs, settin
         conn.execute("UPDATE scheduled_jobs SET script_sha256 = NULL WHERE series_id = %s", (bank["series_id"],))
     row, _ = _run_now(jobs, settings, db, docker_client, bank["id"])
     assert row["status"] == "completed" and "bank v1 ran" in row["output_tail"], row["error_message"]
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     assert nxt is not None and nxt["script_sha256"] == hashlib.sha256(BANK.encode()).hexdigest()
     d = jobs_dir(settings.data_dir, THREAD)
     (d / "bank.py").write_text(HOSTILE)
@@ -277,7 +277,7 @@ def test_a_script_that_is_a_link_or_fifo_is_refused_without_blocking(
         f"script refused: bank.py is not a regular file; give the script again: runner update {bank['id']} --script FILE")
     (d / "bank.py").unlink()
     (d / "bank.py").symlink_to("/etc/passwd")
-    nxt = jobs.db.one("pending_of_series", {"series_id": row["series_id"]})
+    nxt = jobs.store.live_run_of_series(row["series_id"])
     assert nxt is not None
     row, _ = _run_now(jobs, settings, db, docker_client, nxt["id"])
     assert row["status"] == "failed" and "bank.py is a symbolic link; it was not followed" in row["error_message"]

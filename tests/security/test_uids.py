@@ -25,9 +25,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.api import Jobs, Limits
 from runner.errors import RunnerError
 from runner.scheduler import Scheduler
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir, thread_dir_name
@@ -132,7 +132,7 @@ def test_a_job_never_runs_as_the_runners_uid(jobs: Jobs, settings: Settings, db:
 
 RUNNER_AS_USER = """
 import json, sys
-from runner.api import Jobs
+from runner.service import Jobs
 from runner.store import Database
 from runner.settings import Settings
 from tests.integration.helpers import run_burst
@@ -580,7 +580,7 @@ def test_a_thread_whose_recorded_uid_another_database_holds_moves_with_its_files
     uid, gid, _ = _ids(jobs.get_job(job["id"]))
     assert uid != held, f"the thread still runs as uid {held}, another database's"
     assert _in_range(settings, uid) and gid == uid
-    assert db.one("thread_uid", {"thread_id": THREAD})["uid"] == uid
+    assert jobs.store.thread_uid(THREAD) == uid
     registered = sandbox.registered_uids(docker_client)
     assert registered[uid] == (store_id, THREAD) and registered[held] == (other_store, "telegram:1")
     st = os.lstat(jd / "left.txt")

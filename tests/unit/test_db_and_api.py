@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.api import check_script, validate_name
 from runner.errors import ConfigError, ValidationError
+from runner.service import check_script, validate_name
 from runner.settings import Settings
 from runner.store import QUERIES, load_queries, migration_files
 
@@ -77,3 +77,25 @@ def test_settings_from_env_and_secrets_hidden() -> None:
 def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises((ConfigError, ValidationError), match=message):
         Settings.from_env(env)
+
+
+def test_limits_and_policies_left_out_are_the_operators_defaults() -> None:
+    from runner.service.validate import Limits, Policy, resolve_limits, resolve_policy
+    from runner.settings import DEFAULT_OVERLAP, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY
+
+    s = Settings.from_env({"RUNNER_ID": "x", "RUNNER_TIMEOUT": "45", "RUNNER_GRACE_SECONDS": "10"})
+    assert resolve_limits(s, Limits()) == {"timeout_seconds": 45, "memory_mb": s.memory_mb, "cpus": s.cpus,
+                                           "pids_limit": s.pids_limit}
+    assert resolve_policy(s, Policy()) == {"grace_seconds": 10, "overlap": DEFAULT_OVERLAP, "retries": DEFAULT_RETRIES,
+                                           "retry_delay_seconds": DEFAULT_RETRY_DELAY}
+    with pytest.raises(ValidationError, match="outside 1..600 s"):
+        resolve_limits(s, Limits(timeout_seconds=601))
+    with pytest.raises(ValidationError, match="is not 'skip' or 'queue'"):
+        resolve_policy(s, Policy(overlap="sometimes"))
+
+
+def test_an_update_changes_only_what_it_gives() -> None:
+    from runner.service.validate import Limits, Policy, overlay
+
+    assert overlay(Limits(memory_mb=512), Limits(30, 256, 1.0, 64)) == Limits(30, 512, 1.0, 64)
+    assert overlay(Policy(retries=0), Policy(60, "queue", 3, 10)) == Policy(60, "queue", 0, 10)

@@ -4,7 +4,9 @@ query, and /healthz asks the database through the ping it is given."""
 from __future__ import annotations
 
 from runner import metrics
-from runner.metrics import JOB_STATUSES, OUTBOX_STATUSES, Health, TableCollector
+from runner.metrics import Health, TableCollector
+from runner.statuses import OUTBOX_STATUSES
+from runner.statuses import STATUSES as JOB_STATUSES
 from runner.store.stats import StatusCounts
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ValidationError
-from runner.threads import chat_id, jobs_dir, thread_dir_name, thread_id_from_dir
+from runner.threads import ThreadId, chat_id, jobs_dir, thread_dir_name, thread_id_from_dir
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,31 @@ def test_jobs_dir_and_chat_id() -> None:
     assert chat_id("slack:x") is None
 
 
+def test_a_thread_id_is_parsed_once_into_a_value() -> None:
+    thread = ThreadId.parse("telegram:-100")
+    assert (thread.channel, thread.ident, str(thread)) == ("telegram", "-100", "telegram:-100")
+    assert thread.dir_name == "telegram_-100" and thread.chat_id == "-100"
+    assert thread.jobs_dir(Path("/data")) == Path("/data/telegram_-100/jobs")
+    assert ThreadId.parse(thread) is thread, "a value is not parsed again"
+    assert ThreadId.telegram(-100) == thread == ThreadId.from_dir("telegram_-100")
+    assert ThreadId.parse("slack:x").chat_id is None
+    assert {thread: 1}[ThreadId.parse("telegram:-100")] == 1, "hashable: equal ids are one key"
+    with pytest.raises(AttributeError):
+        thread.ident = "1"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "telegram", "telegram:", "Telegram:42", "telegram:a_b", "tele_gram:1", "telegram:1:2", "telegram:é"],
+)
+def test_no_malformed_thread_id_value_can_be_made(bad: str) -> None:
+    with pytest.raises(ValidationError, match="not allowed"):
+        ThreadId.parse(bad)
+    channel, _, ident = bad.partition(":")
+    with pytest.raises(ValidationError, match="not allowed"):
+        ThreadId(channel, ident)
+
+
 def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path) -> None:
     """RUNNER_JOBS_QUOTA=loop moves a thread's old jobs/ aside and removes it: a 3,000-deep tree, a FIFO
     and a link to outside must neither break the removal (shutil.rmtree recurses: RecursionError) nor
@@ -82,3 +107,36 @@ def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path)
     jobsquota._remove_old(tmp_path)
     assert not old.exists()
     assert (outside / "keep").read_text() == "x"
+
+
+def test_the_ownership_walk_is_jobtrees_bounded_walk(tmp_path: Path) -> None:
+    """prepare_jobs_dir's migration visits what a job left with jobtree's walk: a FIFO is visited, not
+    opened; a link is not followed; nothing deeper than MAX_DEPTH; a visitor's OSError is raised."""
+    import errno
+    import os
+
+    from runner.threads import MAX_DEPTH
+    from runner.threads.dirs import _walk
+
+    top = tmp_path / "jobs"
+    deep = top.joinpath(*(f"d{n}" for n in range(MAX_DEPTH + 3)))
+    deep.mkdir(parents=True)
+    os.mkfifo(top / "fifo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    (top / "link").symlink_to(outside)
+    seen: list[str] = []
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _walk(fd, lambda dfd, name, st: seen.append(name))
+        assert {"fifo", "link", "d0", f"d{MAX_DEPTH - 1}"} <= set(seen)
+        assert "secret" not in seen and f"d{MAX_DEPTH}" not in seen
+
+        def refuse(dfd: int, name: str, st: os.stat_result) -> None:
+            raise PermissionError(errno.EPERM, "no", name)
+
+        with pytest.raises(PermissionError):
+            _walk(fd, refuse)
+    finally:
+        os.close(fd)
