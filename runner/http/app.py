@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse, Response
 from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
 from ..service import Jobs
+from ..service.files import Files
 from ..settings import Settings
 from ..store import Store
-from . import jobs, messages, models, problems
+from . import files, jobs, messages, models, problems
 from .auth import Authenticator, CallerDep
 
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.state.authenticate = Authenticator(store)
         app.include_router(jobs.router)
         app.include_router(messages.router)
+        app.include_router(files.router)
+        app.state.files = Files(settings, service.scripts)
         _misc_routes(app, settings)
     return app
 

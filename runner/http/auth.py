@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from .. import tokens
 from ..errors import ValidationError
 from ..store import Store
-from ..threads import validate_thread_id
+from ..threads import ThreadId
 from .problems import Problem
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="runner"'}
@@ -31,15 +31,15 @@ class Caller:
     token_id: int
     scope: tokens.Scope
 
-    def thread(self, text: str) -> str:
+    def thread(self, text: str) -> ThreadId:
         """The thread ``text`` names, if this caller reaches it; 404 otherwise (also when malformed for
         a thread token, so that nothing about other threads is told)."""
         if not self.scope.admin:
             if text != self.scope.thread:
                 raise Problem(404, f"there is no thread {text!r} for this token: it reaches {self.scope.thread}")
-            return text
+            return ThreadId.parse(text)
         try:
-            return validate_thread_id(text)
+            return ThreadId.parse(text)
         except ValidationError as exc:
             raise Problem(404, str(exc)) from None
 

@@ -31,7 +31,7 @@ async def messages(request: Request, thread: str,
     store: Store = request.app.state.store
     deadline = time.monotonic() + wait
     while True:
-        rows = await run_in_threadpool(store.thread_messages, tid, after=after, limit=limit)
+        rows = await run_in_threadpool(store.thread_messages, str(tid), after=after, limit=limit)
         if rows or time.monotonic() >= deadline or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))

@@ -4,6 +4,7 @@ problem documents. (The same API under `runner up`, through the typed client, ha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -228,3 +229,73 @@ def test_a_held_request_returns_as_soon_as_a_message_is_queued(client: httpx.Cli
     took = time.monotonic() - t0
     assert got and [m["id"] for m in got[0]["items"]] == [queued]  # type: ignore[union-attr]
     assert took < 10, f"the held request took {took:.1f} s to see a message queued at once"
+
+
+def _jobs_dir(settings: Settings, thread: str = THREAD):  # type: ignore[no-untyped-def]
+    from runner.threads import ThreadId
+
+    return ThreadId.parse(thread).jobs_dir(settings.data_dir)
+
+
+def test_files_are_written_read_listed_and_deleted(client: httpx.Client, store: Store, settings: Settings) -> None:
+    auth = _token(store, "w")
+    base = f"/v1/threads/{THREAD}/files"
+    assert client.put(f"{base}/input.json", headers=auth, content=b'{"limit": 100}').status_code == 204
+    assert client.get(f"{base}/input.json", headers=auth).content == b'{"limit": 100}'
+    assert (_jobs_dir(settings) / "input.json").read_bytes() == b'{"limit": 100}'
+    listed = client.get(base, headers=auth).json()
+    assert [(f["name"], f["size"]) for f in listed["files"]] == [("input.json", 14)]
+    assert client.put(f"{base}/input.json", headers=auth, content=b"[]").status_code == 204  # replaced whole
+    assert client.get(f"{base}/input.json", headers=auth).content == b"[]"
+    assert client.delete(f"{base}/input.json", headers=auth).status_code == 204
+    _problem(client.get(f"{base}/input.json", headers=auth), 404, "there is no file jobs/input.json")
+    _problem(client.delete(f"{base}/input.json", headers=auth), 404, "there is no file")
+
+
+def test_files_of_another_thread_are_not_found_and_read_only_cannot_write(client: httpx.Client, store: Store) -> None:
+    theirs, mine, reader = _token(store, "t", OTHER), _token(store, "m"), _token(store, "r", read_only=True)
+    assert client.put(f"/v1/threads/{OTHER}/files/secret.txt", headers=theirs, content=b"theirs").status_code == 204
+    _problem(client.get(f"/v1/threads/{OTHER}/files/secret.txt", headers=mine), 404, "there is no thread")
+    _problem(client.get(f"/v1/threads/{THREAD}/files/secret.txt", headers=mine), 404, "there is no file")
+    _problem(client.put(f"/v1/threads/{THREAD}/files/x.txt", headers=reader, content=b"x"), 403, "read-only")
+    _problem(client.delete(f"/v1/threads/{THREAD}/files/x.txt", headers=reader), 403, "read-only")
+
+
+def test_hostile_names_and_entries_in_jobs_are_refused_or_hidden(client: httpx.Client, store: Store,
+                                                                 settings: Settings) -> None:
+    import os
+
+    auth = _token(store, "w")
+    base = f"/v1/threads/{THREAD}/files"
+    assert client.put(f"{base}/ok.txt", headers=auth, content=b"ok").status_code == 204
+    jobs_dir = _jobs_dir(settings)
+    (jobs_dir / "secret").write_text("outside the API's reach")
+    os.symlink("/etc/passwd", jobs_dir / "link.txt")
+    os.mkfifo(jobs_dir / "fifo.txt")
+    os.link(jobs_dir / "secret", jobs_dir / "hard.txt")
+    fd = os.open(jobs_dir, os.O_RDONLY)
+    try:
+        os.close(os.open(b"caf\xe9.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))  # not UTF-8
+    finally:
+        os.close(fd)
+    listed = client.get(base, headers=auth).json()
+    names = [f["name"] for f in listed["files"]]
+    assert "ok.txt" in names and "link.txt" not in names and "fifo.txt" not in names
+    assert listed["other"] >= 3
+    _problem(client.get(f"{base}/link.txt", headers=auth), 422, "symbolic link")
+    _problem(client.get(f"{base}/fifo.txt", headers=auth), 422, "not a regular file")  # and did not block
+    _problem(client.get(f"{base}/hard.txt", headers=auth), 422, "hard links")
+    for bad in (".hidden", "a%00b", "..", "%2E%2E", "x" * 129):
+        resp = client.put(f"{base}/{bad}", headers=auth, content=b"x")
+        assert resp.status_code in (404, 422), (bad, resp.status_code)
+    assert client.put(f"{base}/link.txt", headers=auth, content=b"replaced").status_code == 204
+    assert not os.path.islink(jobs_dir / "link.txt") and (jobs_dir / "link.txt").read_bytes() == b"replaced"
+    assert Path("/etc/passwd").read_bytes()[:4] != b"repl"  # the link's target was never written
+
+
+def test_a_file_too_large_or_past_the_threads_limit_is_refused(client: httpx.Client, store: Store) -> None:
+    auth = _token(store, "w")
+    from runner.service.files import FILE_CAP
+
+    _problem(client.put(f"/v1/threads/{THREAD}/files/big.bin", headers=auth, content=b"x" * (FILE_CAP + 1)),
+             422, "at most")
