@@ -198,7 +198,7 @@ def test_doctor_reports_the_quota_and_that_the_job_sees_it(
         qsettings: Settings, docker_client: docker.DockerClient) -> None:
     check = doctor.jobs_disk_limit(qsettings)
     assert check.ok and "kernel-enforced (RUNNER_JOBS_QUOTA=loop)" in check.detail, check
-    rows = {c.name: c for c in doctor._hardening(qsettings, docker_client)}
+    rows = {c.name: c for c in doctor.containers.hardening(qsettings, docker_client)}
     seen = rows["job container: jobs/ is its thread's own file system"]
     assert seen.ok, seen
     off = doctor.jobs_disk_limit(qsettings.with_(jobs_quota="off"))
