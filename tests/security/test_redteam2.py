@@ -14,10 +14,9 @@ from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import run_burst
+from .helpers import FALLOCATOR, HOLD_INOTIFY, PER_USER_COUNTS, allocated
 
 THREAD = "telegram:4242"
-
-
 
 
 # --- (9) one job borrows another job's grant: the script is not pinned ----------------------------------
@@ -182,28 +181,6 @@ def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
 
 # --- (3') the disk limit is a walk, not a quota: fallocate outruns it ----------------------------------
 
-FALLOCATOR = """
-import os, time
-os.mkdir('jobs/blocks')
-for i in range(40):   # 40 x 48 MiB of real blocks (no data written): milliseconds each
-    fd = os.open(f'jobs/blocks/{i}', os.O_WRONLY | os.O_CREAT, 0o600)
-    os.posix_fallocate(fd, 0, 48 << 20)
-    os.close(fd)
-print('allocated', flush=True)
-time.sleep(5)
-"""
-
-
-def _allocated(path) -> int:
-    import os
-
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            total += os.lstat(os.path.join(root, n)).st_blocks * 512
-    return total
-
-
 @pytest.mark.xfail(strict=True, reason="open by default: jobs/ has no kernel quota unless RUNNER_JOBS_QUOTA=loop "
                    "(test_jobsquota.py runs this attack with it), and fallocate allocates past the limit before "
                    "the next walk (docs/security.md, why the jobs/ limit is a walk)")
@@ -220,7 +197,7 @@ def test_the_jobs_disk_limit_holds_against_fallocate(
         job = jobs.schedule_job(thread_id=THREAD, name="fallocator", script_text=FALLOCATOR, at="now")
         run_burst(settings, db, docker_client)
         row = jobs.get_job(job["id"])
-        held = _allocated(d)
+        held = allocated(d)
         limit = settings.disk_mb << 20
         assert held <= 2 * limit, (
             f"jobs/ holds {held >> 20} MiB of allocated blocks on the host after the run, the limit is "
@@ -387,22 +364,6 @@ def test_a_job_cannot_write_to_the_host_disk_without_limit(
 
 # --- (11') per-uid kernel limits shared again: every database hands out the same uids ----------------
 
-HOLD_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-held, err = [], 0
-while True:
-    fd = libc.inotify_init()
-    if fd < 0:
-        err = ctypes.get_errno()
-        break
-    held.append(fd)
-open('jobs/held', 'w').write('%d %d %d' % (len(held), err, os.getuid()))
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/release') and time.monotonic() < deadline:
-    time.sleep(0.02)
-"""
-
 PROBE_INOTIFY = """
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -442,8 +403,7 @@ def second_store(pg_admin_url: str, tmp_path, settings: Settings):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_threads_of_two_databases_on_one_engine_do_not_share_a_uid(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, second_store) -> None:
     """Threads get uids from RUNNER_UID_RANGE in the order each database first sees them

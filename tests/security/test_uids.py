@@ -33,6 +33,7 @@ from runner.store import Database
 from runner.threads import jobs_dir, thread_dir_name
 
 from ..integration.helpers import run_burst, wait_for
+from .helpers import HOLD_INOTIFY, PER_USER_COUNTS
 
 THREAD = "telegram:666"
 OTHER = "telegram:777"
@@ -275,23 +276,6 @@ def test_a_thread_dir_owned_by_the_old_job_user_is_migrated(jobs: Jobs, settings
 
 # --- per-uid kernel limits ----------------------------------------------------------------------------
 
-HOLD_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-held, err = [], 0
-while True:
-    fd = libc.inotify_init()
-    if fd < 0:
-        err = ctypes.get_errno()
-        break
-    held.append(fd)
-open('jobs/held', 'w').write('%d %d' % (len(held), err))
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/release') and time.monotonic() < deadline:
-    time.sleep(0.02)
-print('HELD', len(held), err)
-"""
-
 PROBE_INOTIFY = """
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -358,20 +342,18 @@ def _hold_while_probing(jobs: Jobs, settings: Settings, db: Database, dc: docker
     return jobs.get_job(h["id"]), jobs.get_job(p["id"]), held
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_inotify_instances_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                                docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_INOTIFY, PROBE_INOTIFY)
     assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
-    count, err = map(int, held.split())
+    count, err, _uid = map(int, held.split())
     limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
     assert err == 24 and count <= limit, f"the holder stopped at {count} ({err}), not at the per-user limit"
     assert "PROBE ok" in probe["output_tail"], probe["output_tail"]
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_pipe_buffers_of_one_thread_do_not_shrink_anothers(jobs: Jobs, settings: Settings, db: Database,
                                                            docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_PIPES, PROBE_PIPE)
@@ -409,8 +391,7 @@ print('PROBE', 'ok' if q >= 0 else 'errno %d' % ctypes.get_errno())
 """
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_message_queues_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                             docker_client: docker.DockerClient) -> None:
     hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_MQUEUES, PROBE_MQUEUE)
