@@ -51,6 +51,17 @@ while not os.path.exists('jobs/release') and time.monotonic() < deadline:
 print('HELD', len(held), err)
 """
 
+# Waits for jobs/go, then tries one inotify instance: prints "PROBE ok uid N" (or "PROBE errno E uid N").
+PROBE_INOTIFY = """
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+deadline = time.monotonic() + 40
+while not os.path.exists('jobs/go') and time.monotonic() < deadline:
+    time.sleep(0.02)
+fd = libc.inotify_init()
+print('PROBE', 'ok' if fd >= 0 else 'errno %d' % ctypes.get_errno(), 'uid', os.getuid())
+"""
+
 
 def allocated(path: os.PathLike[str] | str) -> int:
     """The bytes of blocks allocated to everything under ``path`` (not following links)."""
