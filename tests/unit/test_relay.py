@@ -1,6 +1,6 @@
 """The egress relay a granted job's launcher starts (runner/sandbox/relay.py), run here with the host's
 Python against Unix-socket servers standing in for the proxy: bytes both ways with half-closes passed
-on, several connections at once, a proxy that is not there, and the relay ending with the job."""
+on (one connection or several at once), a proxy that is not there, and the relay ending with the job."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from runner import sandbox
 
@@ -42,50 +44,32 @@ def _job(path: str, client: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=30, check=False)
 
 
-def test_relay_passes_bytes_both_ways_with_half_closes(tmp_path: Path) -> None:
-    """1 MiB each way, the client's half-close passed on to the proxy, and the proxy's answer after it."""
+@pytest.mark.parametrize(("connections", "size"), [(1, 1 << 20), (8, 100_000)])
+def test_relay_passes_bytes_both_ways_with_half_closes(tmp_path: Path, connections: int, size: int) -> None:
+    """1 MiB each way on one connection, or eight connections open side by side and written in turn:
+    every client's half-close is passed on to the proxy, and each gets its own bytes back after it."""
     path = str(tmp_path / "proxy.sock")
-    _echo_server(path, 1)
+    _echo_server(path, connections)
     client = (
         "import socket\n"
-        "c = socket.create_connection(('127.0.0.1', _egress_port), timeout=10)\n"
-        "payload = bytes(range(256)) * 4096\n"
-        "c.sendall(payload)\n"
-        "c.shutdown(socket.SHUT_WR)\n"
-        "got = b''\n"
-        "while chunk := c.recv(65536):\n"
-        "    got += chunk\n"
-        "print('same' if got == payload else f'different {len(got)}')\n"
-    )
-    r = _job(path, client)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "same", r.stdout
-
-
-def test_relay_serves_several_connections_at_once(tmp_path: Path) -> None:
-    """Eight connections open side by side, each written in turn: every one gets its own bytes back."""
-    path = str(tmp_path / "proxy.sock")
-    _echo_server(path, 8)
-    client = (
-        "import socket\n"
-        "cs = [socket.create_connection(('127.0.0.1', _egress_port), timeout=10) for _ in range(8)]\n"
-        "payloads = [bytes([i]) * (100_000 + i) for i in range(8)]\n"
+        f"cs = [socket.create_connection(('127.0.0.1', _egress_port), timeout=10) for _ in range({connections})]\n"
+        f"payloads = [bytes(range(256)) * ({size} // 256) + bytes([i]) * i for i in range({connections})]\n"
         "for c, p in zip(cs, payloads):\n"
-        "    c.sendall(p[:50_000])\n"
+        "    c.sendall(p[:len(p) // 2])\n"
         "for c, p in zip(cs, payloads):\n"
-        "    c.sendall(p[50_000:])\n"
+        "    c.sendall(p[len(p) // 2:])\n"
         "    c.shutdown(socket.SHUT_WR)\n"
-        "ok = 0\n"
+        "same = 0\n"
         "for c, p in zip(cs, payloads):\n"
         "    got = b''\n"
         "    while chunk := c.recv(65536):\n"
         "        got += chunk\n"
-        "    ok += got == p\n"
-        "print('same', ok)\n"
+        "    same += got == p\n"
+        "print('same', same)\n"
     )
     r = _job(path, client)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "same 8", r.stdout
+    assert r.stdout.strip() == f"same {connections}", r.stdout
 
 
 def test_a_connection_the_proxy_does_not_take_is_closed_and_the_relay_goes_on(tmp_path: Path) -> None:
