@@ -69,8 +69,13 @@ test: images wheels ## run the whole suite: unit, integration and security tests
 test-unit: install ## only the fast tests (no Docker, no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff
-	$(BIN)/ruff check runner tests
+# MYPY_ARGS narrows the type check, e.g. MYPY_ARGS="--follow-imports=silent runner/sandbox runner/doctor"
+# (only those modules' errors); CI checks all of runner/.
+MYPY_ARGS ?= runner
+
+lint: install ## ruff (runner, tests, bench; complexity <= 10) and mypy --strict on runner/
+	$(BIN)/ruff check runner tests bench
+	$(BIN)/mypy $(MYPY_ARGS)
 
 clean: ## remove the venv and local data (not the images)
 	rm -rf $(VENV) data .pytest_cache

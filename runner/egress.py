@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from .errors import ValidationError
 
@@ -57,20 +58,27 @@ def blocked_networks(extra: Iterable[str] = (), allowed: Iterable[str] = ()) -> 
     blocked), so a name that also resolves to another blocked address is still refused."""
     nets = [ipaddress.ip_network(n, strict=False) for n in (*SPECIAL_NETS, *extra)]
     holes = [ipaddress.ip_network(a) for a in allowed]
-    out = []
-    for version in (4, 6):
-        todo = list(ipaddress.collapse_addresses(n for n in nets if n.version == version))  # type: ignore[arg-type]
-        for hole in (h for h in holes if h.version == version):
-            todo = [piece for net in todo for piece in _without(net, hole)]  # type: ignore[arg-type]
-        out += [str(n) for n in ipaddress.collapse_addresses(todo)]  # type: ignore[arg-type]
-    return out
+    v4, v6 = ipaddress.IPv4Network, ipaddress.IPv6Network
+    kept4 = _cut([n for n in nets if isinstance(n, v4)], [h for h in holes if isinstance(h, v4)])
+    kept6 = _cut([n for n in nets if isinstance(n, v6)], [h for h in holes if isinstance(h, v6)])
+    return [str(n) for n in (*kept4, *kept6)]
 
 
-def _without(net: ipaddress.IPv4Network | ipaddress.IPv6Network, hole: ipaddress.IPv4Network | ipaddress.IPv6Network
-             ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    if not hole.subnet_of(net):  # type: ignore[arg-type]
+_Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _cut(nets: list[_Net], holes: list[_Net]) -> list[_Net]:
+    """Networks of one IP version, collapsed, with each hole cut out exactly."""
+    todo = list(ipaddress.collapse_addresses(nets))
+    for hole in holes:
+        todo = [piece for net in todo for piece in _without(net, hole)]
+    return list(ipaddress.collapse_addresses(todo))
+
+
+def _without(net: _Net, hole: _Net) -> list[_Net]:
+    if not hole.subnet_of(net):
         return [net]
-    return list(net.address_exclude(hole))  # type: ignore[arg-type]
+    return list(net.address_exclude(hole))
 
 
 def parse_pins(entries: Iterable[str]) -> list[tuple[str, str]]:

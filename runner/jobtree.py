@@ -326,23 +326,7 @@ def _remove_dir(top_fd: int, name: str, budget: Budget, pending: list[str]) -> N
     """Empty and remove one directory tree, holding at most REMOVE_DEPTH descriptors: a directory met
     deeper than that is renamed into ``top_fd`` and removed later from there."""
     stack: list[tuple[int, str, int]] = []  # (parent fd, name, fd)
-
-    def push(parent: int, n: str) -> None:
-        try:
-            fd = open_subdir(parent, n)
-        except OSError as exc:
-            if exc.errno in _GONE:
-                if parent == top_fd:
-                    pending.append(n)  # swapped for a non-directory: unlinked on its next turn
-                return
-            raise Incomplete(f"cannot open {show(n)}/ to remove it: {exc.strerror}") from None
-        try:
-            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)  # so its entries can go
-        except OSError:
-            pass
-        stack.append((parent, n, fd))
-
-    push(top_fd, name)
+    _push(stack, top_fd, top_fd, name, pending)
     try:
         while stack:
             parent, n, fd = stack[-1]
@@ -352,20 +336,45 @@ def _remove_dir(top_fd: int, name: str, budget: Budget, pending: list[str]) -> N
                 os.close(fd)
                 _rmdir(parent, n, pending if parent == top_fd else None)
                 continue
-            for child in names:
-                budget.spend()
-                if _unlink_nondir(fd, child) != "dir":
-                    continue
-                if len(stack) >= REMOVE_DEPTH:
-                    moved = f".runner-rm-{secrets.token_hex(8)}"
-                    os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=top_fd)
-                    pending.append(moved)
-                    continue
-                push(fd, child)
-                break
+            child = _first_subdir(top_fd, fd, names, budget, pending, deep=len(stack) >= REMOVE_DEPTH)
+            if child is not None:
+                _push(stack, top_fd, fd, child, pending)
     finally:
         for _, _, fd in stack:
             os.close(fd)
+
+
+def _push(stack: list[tuple[int, str, int]], top_fd: int, parent: int, name: str, pending: list[str]) -> None:
+    """Open the directory ``name`` in ``parent`` (made writable, so that its entries can go) onto ``stack``."""
+    try:
+        fd = open_subdir(parent, name)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            if parent == top_fd:
+                pending.append(name)  # swapped for a non-directory: unlinked on its next turn
+            return
+        raise Incomplete(f"cannot open {show(name)}/ to remove it: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)  # so its entries can go
+    except OSError:
+        pass
+    stack.append((parent, name, fd))
+
+
+def _first_subdir(top_fd: int, fd: int, names: list[str], budget: Budget, pending: list[str], *, deep: bool
+                  ) -> str | None:
+    """Unlink the entries ``names`` of ``fd`` up to its first directory, which is returned to be descended
+    into; ``deep`` (at REMOVE_DEPTH), each directory is renamed into ``top_fd`` for later instead."""
+    for child in names:
+        budget.spend()
+        if _unlink_nondir(fd, child) != "dir":
+            continue
+        if not deep:
+            return child
+        moved = f".runner-rm-{secrets.token_hex(8)}"
+        os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=top_fd)
+        pending.append(moved)
+    return None
 
 
 def _rmdir(parent: int, name: str, pending: list[str] | None) -> None:

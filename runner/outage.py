@@ -67,8 +67,12 @@ class Outage:
 def patiently(fn: Callable[..., T], stopping: threading.Event, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)``, called again after each :class:`DatabaseUnavailable` with a backoff,
     until it succeeds; re-raises only once ``stopping`` is set."""
+
+    def pause(seconds: float) -> None:
+        stopping.wait(seconds)  # ends early once stopping is set
+
     retrying = Retrying(retry=retry_if_exception_type(DatabaseUnavailable), wait=BACKOFF,
-                        stop=stop_when_event_set(stopping), sleep=stopping.wait, reraise=True)
+                        stop=stop_when_event_set(stopping), sleep=pause, reraise=True)
     return retrying(fn, *args, **kwargs)
 
 

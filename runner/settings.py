@@ -174,8 +174,7 @@ def process_runner_id() -> str:
 
 
 def _check_number(name: str, variable: str, kind: type, minimum: float, value: object) -> None:
-    number_types: tuple[type, ...] = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, number_types):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float)):
         what = "a whole number" if kind is int else "a number"
         raise ConfigError(f"{variable} ({name}) = {value!r} is not {what}")
     if value < minimum:

@@ -48,6 +48,10 @@ class Part:
         if self.thread.is_alive():
             self.thread.join(timeout=timeout)
 
+    def _pause(self, seconds: float) -> None:
+        """tenacity's sleep between lives: it ends early once stop() is called."""
+        self._stopping.wait(seconds)
+
     def _main(self) -> None:
         retrying = Retrying(retry=retry_if_exception_type(BaseException),  # a cancelled event loop too
                             wait=wait_exponential(multiplier=self.backoff_min, max=self.backoff_max),

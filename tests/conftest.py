@@ -12,9 +12,11 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the reaper imag
 
 import itertools
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import psycopg
@@ -151,3 +153,16 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
 def store_id(pg_url: str, request: pytest.FixtureRequest) -> str:
     """The test database's identity: the label on every container a runner starts for it."""
     return request.node.stash[STORE_KEY]
+
+
+@pytest.fixture
+def caller_handlers() -> Iterator[dict[int, Any]]:
+    """The caller's own SIGINT and SIGTERM handlers, installed for the test and put back after it whatever
+    happens (for the tests that `runner up` restores what it found)."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    mine = {signal.SIGINT: lambda *_: None, signal.SIGTERM: lambda *_: None}
+    for sig, handler in mine.items():
+        signal.signal(sig, handler)
+    yield mine
+    for sig, handler in before.items():
+        signal.signal(sig, handler)

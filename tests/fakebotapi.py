@@ -245,6 +245,36 @@ class FakeBotAPI:
     async def _send(self, method: str, data: dict[str, Any], request: web.Request) -> web.Response:
         chat = str(data.get("chat_id"))
         now = time.monotonic()
+        refused = self._refusal(chat, now)
+        if refused is not None:
+            return refused
+        if chat in self.slow_chats:
+            await asyncio.sleep(self.slow_chats[chat])
+        if self.slow_next > 0:
+            self.slow_next -= 1
+            waited = await self._hold(request, self.slow_seconds)
+            if waited is not None:  # the client gave up before Telegram accepted: nothing was sent
+                with self._lock:
+                    self.abandoned.append(Abandoned(method, chat, data.get("text"), False, waited))
+                return self._error(504, "Gateway Timeout")
+        filename, size = self._attachment(method, data)
+        markup = data.get("reply_markup")
+        with self._lock:
+            self.sent.append(Sent(method, chat, data.get("text"), filename, now,
+                                  json.loads(markup) if isinstance(markup, str) else None, size))
+        if self.on_accept is not None:
+            self.on_accept(self.sent[-1])
+        if self.silent_next > 0:
+            self.silent_next -= 1
+            waited = await self._hold(request, self.silent_seconds)
+            if waited is not None:  # sent, but the client will never know
+                with self._lock:
+                    self.abandoned.append(Abandoned(method, chat, data.get("text"), True, waited))
+        return self._ok(self._message(method, chat, data, filename))
+
+    def _refusal(self, chat: str, now: float) -> web.Response | None:
+        """The failure a send meets before anything is sent (an outage, a garbled or rate-limited answer,
+        a chat that cannot be written to), or None."""
         if now < self.down_until:
             return self._error(502, "Bad Gateway")
         if self.garbled_next > 0:
@@ -261,35 +291,21 @@ class FakeBotAPI:
         if chat in self.migrated:
             return self._error(400, "Bad Request: group chat was upgraded to a supergroup chat",
                                {"migrate_to_chat_id": int(self.migrated[chat])})
-        if chat in self.slow_chats:
-            await asyncio.sleep(self.slow_chats[chat])
-        if self.slow_next > 0:
-            self.slow_next -= 1
-            waited = await self._hold(request, self.slow_seconds)
-            if waited is not None:  # the client gave up before Telegram accepted: nothing was sent
-                with self._lock:
-                    self.abandoned.append(Abandoned(method, chat, data.get("text"), False, waited))
-                return self._error(504, "Gateway Timeout")
+        return None
+
+    @staticmethod
+    def _attachment(method: str, data: dict[str, Any]) -> tuple[str | None, int]:
+        """The file name and size of a sendPhoto's or sendDocument's file; (None, 0) for a message."""
         field_name = {"sendPhoto": "photo", "sendDocument": "document"}.get(method)
-        filename, size = None, 0
-        if field_name:
-            f = data.get(field_name)
-            if isinstance(f, str) and f.startswith("attach://"):  # aiogram sends files by reference
-                f = data.get(f.removeprefix("attach://"))
-            filename = getattr(f, "filename", None)
-            size = len(f.file.read()) if hasattr(f, "file") else 0
-        markup = data.get("reply_markup")
-        with self._lock:
-            self.sent.append(Sent(method, chat, data.get("text"), filename, now,
-                                  json.loads(markup) if isinstance(markup, str) else None, size))
-        if self.on_accept is not None:
-            self.on_accept(self.sent[-1])
-        if self.silent_next > 0:
-            self.silent_next -= 1
-            waited = await self._hold(request, self.silent_seconds)
-            if waited is not None:  # sent, but the client will never know
-                with self._lock:
-                    self.abandoned.append(Abandoned(method, chat, data.get("text"), True, waited))
+        if not field_name:
+            return None, 0
+        f = data.get(field_name)
+        if isinstance(f, str) and f.startswith("attach://"):  # aiogram sends files by reference
+            f = data.get(f.removeprefix("attach://"))
+        return getattr(f, "filename", None), len(f.file.read()) if hasattr(f, "file") else 0
+
+    def _message(self, method: str, chat: str, data: dict[str, Any], filename: str | None) -> dict[str, Any]:
+        """The Message object Telegram answers a send with."""
         msg: dict[str, Any] = {"message_id": next(self._message_ids), "date": int(time.time()),
                                "chat": {"id": int(chat), "type": "private"}}
         if method == "sendMessage":
@@ -298,7 +314,7 @@ class FakeBotAPI:
             msg["photo"] = [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]
         else:
             msg["document"] = {"file_id": "d", "file_unique_id": "d", "file_name": filename}
-        return self._ok(msg)
+        return msg
 
     async def _file(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]

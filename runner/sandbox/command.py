@@ -22,7 +22,8 @@ def source_arguments(source: str) -> list[str]:
 
 def relay_code(path: str = f"{egress.JOB_SOCKET_DIR}/{egress.SOCKET_NAME}", port: int = egress.PROXY_PORT) -> str:
     """Python source that starts the relay (``_egress_port`` is then its port), to run before the script."""
-    return _RELAY_FUNCTIONS + f"_egress_port = _egress_relay({path!r}, {port})\ndel _egress_relay, _egress_serve\n"
+    return (_RELAY_FUNCTIONS + f"_egress_port = _egress_relay({path!r}, {port})\n"
+            "del _egress_relay, _EgressRelay, os, selectors, socket\n")
 
 
 RELAY = relay_code()

@@ -81,7 +81,7 @@ GVISOR_THREAD_HEADROOM = 1024
 
 def is_gvisor(runtime: str | None) -> bool:
     """True for gVisor's runtime (registered as "runsc", or under a name that says so)."""
-    return bool(runtime) and ("runsc" in runtime or "gvisor" in runtime)
+    return runtime is not None and ("runsc" in runtime or "gvisor" in runtime)
 
 
 ALLOWED_ENV = frozenset({"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",

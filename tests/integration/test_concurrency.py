@@ -30,6 +30,16 @@ def _spans(settings: Settings, thread: str, names: list[str]) -> list[tuple[floa
     return sorted(tuple(map(float, (d / f"{n}_span.txt").read_text().split())) for n in names)  # type: ignore[misc]
 
 
+def _burst_side_by_side(runners: list[Scheduler]) -> None:
+    """Run the schedulers' bursts at once, each in a thread of its own, and wait until all are done."""
+    threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+        assert not t.is_alive()
+
+
 def test_runs_of_one_thread_never_overlap_across_two_runners(jobs: Jobs, settings: Settings, db: Database,
                                                              docker_client: docker.DockerClient) -> None:
     names = [f"s{i}" for i in range(6)]
@@ -37,13 +47,8 @@ def test_runs_of_one_thread_never_overlap_across_two_runners(jobs: Jobs, setting
         jobs.schedule_job(thread_id=THREAD, name=name, at="now", script_text=SPAN.format(name=name))
     other = [jobs.schedule_job(thread_id="telegram:8", name=f"o{i}", at="now", script_text=SPAN.format(name=f"o{i}"))
              for i in range(2)]
-    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=4), db, docker_client) for i in range(2)]
-    threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-        assert not t.is_alive()
+    _burst_side_by_side([Scheduler(settings.with_(runner_id=f"r{i}", concurrency=4), db, docker_client)
+                         for i in range(2)])
     assert {r["status"] for r in jobs.list_jobs()} == {"completed"}
     spans = _spans(settings, THREAD, names)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
@@ -70,14 +75,8 @@ def test_two_runners_run_each_of_50_due_jobs_exactly_once(jobs: Jobs, settings: 
         jobs.schedule_job(thread_id=THREAD, name=name, at="now",
                           script_text=f"with open('jobs/{name}_runs.txt', 'a') as f:\n    f.write('x')\n")
     # Runs of one thread side by side (allowed here): the race between the two runners' claims is the point.
-    runners = [Scheduler(settings.with_(runner_id=f"r{i}", concurrency=3, thread_concurrency=6), db, docker_client)
-               for i in range(2)]
-    threads = [threading.Thread(target=r.run, kwargs={"burst": True}) for r in runners]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-        assert not t.is_alive()
+    _burst_side_by_side([Scheduler(settings.with_(runner_id=f"r{i}", concurrency=3, thread_concurrency=6), db,
+                                   docker_client) for i in range(2)])
 
     rows = jobs.list_jobs(thread_id=THREAD)
     assert len(rows) == 50

@@ -4,24 +4,12 @@ handlers as it found them."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from runner.cli import main
 from runner.settings import Settings
-
-
-@pytest.fixture
-def caller_handlers() -> Iterator[dict[int, Any]]:
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    mine: dict[int, Any] = {signal.SIGINT: lambda *_: None, signal.SIGTERM: lambda *_: None}
-    for sig, handler in mine.items():
-        signal.signal(sig, handler)
-    yield mine
-    for sig, old in before.items():
-        signal.signal(sig, old)
 
 
 def test_runner_up_restores_the_signal_handlers_it_found(settings: Settings, caller_handlers: dict[int, Any],

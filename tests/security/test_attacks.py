@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -19,29 +20,16 @@ from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir
 
-from ..integration.helpers import run_burst
+from .helpers import Attack, attacks
 
 THREAD = "telegram:666"
 OTHER = "telegram:777"
 
 
 @pytest.fixture
-def attack(jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient):
+def attack(jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> Iterator[Attack]:
     """Run a hostile script once; return (row, console output). Then check the runner still works."""
-    state = {"n": 0}
-
-    def run(script: str, *, limits: Limits | None = None, s: Settings | None = None) -> tuple[dict, str]:
-        state["n"] += 1
-        job = jobs.schedule_job(thread_id=THREAD, name=f"attack{state['n']}", script_text=script, at="now",
-                                limits=limits)
-        printed = run_burst(s or settings, db, docker_client)
-        return jobs.get_job(job["id"]), printed
-
-    yield run
-    ok = jobs.schedule_job(thread_id=THREAD, name="after", script_text="print('still fine')\n", at="now")
-    run_burst(settings, db, docker_client)
-    row = jobs.get_job(ok["id"])
-    assert row["status"] == "completed" and "still fine" in row["output_tail"], "the runner must keep working"
+    yield from attacks(Attack(jobs, settings, db, docker_client, THREAD), no_watchdog_left=False)
 
 
 # Under gVisor a fork bomb's copies are the sandbox kernel's tasks, and what stops them first is the

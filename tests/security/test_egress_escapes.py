@@ -284,7 +284,7 @@ def test_5_doctor_checks_that_no_host_address_is_reachable(
     assert check.ok, check.detail
     assert "no host address reachable" in check.detail
     # its probe can see a connection: the proxy's port, from the same sample job, is reachable
-    spec = doctor._sample_spec(settings, settings.data_dir, allow_hosts=("example.com",))
+    spec = doctor.sample_spec(settings, settings.data_dir, allow_hosts=("example.com",))
     reached = probes.egress_probe(spec, [("127.0.0.1", egress.PROXY_PORT), ("172.17.0.1", 22)], docker_client)
     assert reached == {("127.0.0.1", egress.PROXY_PORT): True, ("172.17.0.1", 22): False}
 

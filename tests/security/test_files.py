@@ -9,8 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -21,29 +21,17 @@ from runner.settings import Settings
 from runner.store import Database
 from runner.threads import jobs_dir
 
-from ..integration.helpers import run_burst
+from .helpers import Attack, attacks
 
 THREAD = "telegram:668"
 
 
 @pytest.fixture
-def attack(jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient):
-    """Run a hostile script once as job ``name``; return (row, console output). Then check the thread
-    still works: a harmless job in it runs, and no watchdog thread of the runner is left behind."""
-
-    def run(script: str, *, name: str = "attack", limits: Limits | None = None,
-            s: Settings | None = None) -> tuple[dict, str]:
-        job = jobs.schedule_job(thread_id=THREAD, name=name, script_text=script, at="now", limits=limits)
-        printed = run_burst(s or settings, db, docker_client)
-        return jobs.get_job(job["id"]), printed
-
-    yield run
-    ok = jobs.schedule_job(thread_id=THREAD, name="after", script_text="print('still fine')\n", at="now")
-    run_burst(settings, db, docker_client)
-    row = jobs.get_job(ok["id"])
-    assert row["status"] == "completed" and "still fine" in row["output_tail"], row["error_message"]
-    stuck = [t.name for t in threading.enumerate() if t.name.startswith("watch-")]
-    assert not stuck, f"runner threads left behind: {stuck}"
+def attack(jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> Iterator[Attack]:
+    """Run a hostile script once as job ``name`` ("attack" unless given); return (row, console output).
+    Then check the thread still works: a harmless job in it runs, and no watchdog thread of the runner
+    is left behind."""
+    yield from attacks(Attack(jobs, settings, db, docker_client, THREAD, default_name="attack"), no_watchdog_left=True)
 
 
 def _dir(settings: Settings) -> Path:

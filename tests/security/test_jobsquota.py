@@ -23,6 +23,7 @@ from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import run_burst
+from .helpers import FALLOCATOR, allocated
 
 THREAD = "telegram:4343"
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,29 +48,9 @@ def qjobs(qsettings: Settings, db: Database) -> Jobs:
     return Jobs(qsettings, db)
 
 
-def _allocated(path: os.PathLike[str] | str) -> int:
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            total += os.lstat(os.path.join(root, n)).st_blocks * 512
-    return total
-
-
 def _image_allocated(s: Settings) -> int:
     """What the thread's jobs/ costs the host's disk: the allocated blocks of its image file."""
     return os.stat(jobs_dir(s.data_dir, THREAD).parent / jobsquota.IMAGE).st_blocks * 512
-
-
-FALLOCATOR = """
-import os, time
-os.mkdir('jobs/blocks')
-for i in range(40):   # 40 x 48 MiB of real blocks (no data written): milliseconds each
-    fd = os.open(f'jobs/blocks/{i}', os.O_WRONLY | os.O_CREAT, 0o600)
-    os.posix_fallocate(fd, 0, 48 << 20)
-    os.close(fd)
-print('allocated', flush=True)
-time.sleep(5)
-"""
 
 
 def test_the_jobs_disk_limit_holds_against_fallocate_with_a_quota(
@@ -81,7 +62,7 @@ def test_the_jobs_disk_limit_holds_against_fallocate_with_a_quota(
     row = qjobs.get_job(job["id"])
     d = jobs_dir(qsettings.data_dir, THREAD)
     limit = qsettings.disk_mb << 20
-    held = _allocated(d)
+    held = allocated(d)
     assert held <= 2 * limit, (
         f"jobs/ holds {held >> 20} MiB of allocated blocks on the host after the run, the limit is "
         f"{qsettings.disk_mb} MiB ({row['status']}: {row['error_message']}; {row['output_tail']!r})")
@@ -198,7 +179,7 @@ def test_doctor_reports_the_quota_and_that_the_job_sees_it(
         qsettings: Settings, docker_client: docker.DockerClient) -> None:
     check = doctor.jobs_disk_limit(qsettings)
     assert check.ok and "kernel-enforced (RUNNER_JOBS_QUOTA=loop)" in check.detail, check
-    rows = {c.name: c for c in doctor._hardening(qsettings, docker_client)}
+    rows = {c.name: c for c in doctor.containers.hardening(qsettings, docker_client)}
     seen = rows["job container: jobs/ is its thread's own file system"]
     assert seen.ok, seen
     off = doctor.jobs_disk_limit(qsettings.with_(jobs_quota="off"))

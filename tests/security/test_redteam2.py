@@ -5,6 +5,8 @@ a failure to remove."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import docker
 import pytest
 
@@ -14,10 +16,9 @@ from runner.store import Database
 from runner.threads import jobs_dir
 
 from ..integration.helpers import run_burst
+from .helpers import FALLOCATOR, HOLD_INOTIFY, PER_USER_COUNTS, PROBE_INOTIFY, allocated
 
 THREAD = "telegram:4242"
-
-
 
 
 # --- (9) one job borrows another job's grant: the script is not pinned ----------------------------------
@@ -182,28 +183,6 @@ def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
 
 # --- (3') the disk limit is a walk, not a quota: fallocate outruns it ----------------------------------
 
-FALLOCATOR = """
-import os, time
-os.mkdir('jobs/blocks')
-for i in range(40):   # 40 x 48 MiB of real blocks (no data written): milliseconds each
-    fd = os.open(f'jobs/blocks/{i}', os.O_WRONLY | os.O_CREAT, 0o600)
-    os.posix_fallocate(fd, 0, 48 << 20)
-    os.close(fd)
-print('allocated', flush=True)
-time.sleep(5)
-"""
-
-
-def _allocated(path) -> int:
-    import os
-
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            total += os.lstat(os.path.join(root, n)).st_blocks * 512
-    return total
-
-
 @pytest.mark.xfail(strict=True, reason="open by default: jobs/ has no kernel quota unless RUNNER_JOBS_QUOTA=loop "
                    "(test_jobsquota.py runs this attack with it), and fallocate allocates past the limit before "
                    "the next walk (docs/security.md, why the jobs/ limit is a walk)")
@@ -220,7 +199,7 @@ def test_the_jobs_disk_limit_holds_against_fallocate(
         job = jobs.schedule_job(thread_id=THREAD, name="fallocator", script_text=FALLOCATOR, at="now")
         run_burst(settings, db, docker_client)
         row = jobs.get_job(job["id"])
-        held = _allocated(d)
+        held = allocated(d)
         limit = settings.disk_mb << 20
         assert held <= 2 * limit, (
             f"jobs/ holds {held >> 20} MiB of allocated blocks on the host after the run, the limit is "
@@ -258,6 +237,17 @@ def _engine_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _host_cost_of_a_run(jobs: Jobs, settings: Settings, db: Database, dc: docker.DockerClient, name: str,
+                        script: str, measure: Callable[[], float]) -> tuple[dict, float]:
+    """Run ``script`` once as job ``name``, limited to 0.1 CPU for 10 s; return its row and how much a
+    host-wide counter (``measure``) grew meanwhile."""
+    job = jobs.schedule_job(thread_id=THREAD, name=name, script_text=script, at="now",
+                            limits=Limits(timeout_seconds=10, cpus=0.1))
+    before = measure()
+    run_burst(settings, db, dc)
+    return jobs.get_job(job["id"]), measure() - before
+
+
 @pytest.mark.xfail(strict=True, reason="open: the engine's log driver spends host CPU on every line a job "
                    "prints, outside the job's CPU limit (docs/security.md, what is not isolated)")
 def test_a_jobs_output_cannot_make_the_engine_spend_cpu_beyond_the_jobs_limit(
@@ -266,12 +256,7 @@ def test_a_jobs_output_cannot_make_the_engine_spend_cpu_beyond_the_jobs_limit(
     entry that dockerd (outside the job's cgroup) time-stamps, encodes, writes and rotates at 1 MiB
     (sandbox.container_config's log_config). The output cap bounds what is kept, not what the host
     spends: the engine burns several CPU seconds for the job's one."""
-    job = jobs.schedule_job(thread_id=THREAD, name="flood", script_text=LOG_FLOOD, at="now",
-                            limits=Limits(timeout_seconds=10, cpus=0.1))
-    before = _engine_cpu_seconds()
-    run_burst(settings, db, docker_client)
-    spent = _engine_cpu_seconds() - before
-    row = jobs.get_job(job["id"])
+    row, spent = _host_cost_of_a_run(jobs, settings, db, docker_client, "flood", LOG_FLOOD, _engine_cpu_seconds)
     allowance = 0.1 * 10
     assert spent <= 2 * allowance + 1.0, (  # 1 s for creating, starting and removing the container
         f"the engine spent {spent:.1f} CPU s on a job allowed {allowance:.1f} CPU s "
@@ -372,12 +357,7 @@ def test_a_job_cannot_write_to_the_host_disk_without_limit(
     thread's jobs share."""
     d = jobs_dir(settings.data_dir, THREAD)
     try:
-        job = jobs.schedule_job(thread_id=THREAD, name="rewriter", script_text=REWRITER, at="now",
-                                limits=Limits(timeout_seconds=10, cpus=0.1))
-        before = _sectors_written()
-        run_burst(settings, db, docker_client)
-        written = _sectors_written() - before
-        row = jobs.get_job(job["id"])
+        row, written = _host_cost_of_a_run(jobs, settings, db, docker_client, "rewriter", REWRITER, _sectors_written)
         bound = 10 * (settings.disk_mb << 20)  # ten times the space the job may hold, in one run
         assert written <= bound, (f"the host's disks wrote {written >> 20} MiB during a run whose jobs/ may hold "
                                   f"{settings.disk_mb} MiB ({row['status']}: {row['output_tail']!r})")
@@ -386,33 +366,6 @@ def test_a_job_cannot_write_to_the_host_disk_without_limit(
 
 
 # --- (11') per-uid kernel limits shared again: every database hands out the same uids ----------------
-
-HOLD_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-held, err = [], 0
-while True:
-    fd = libc.inotify_init()
-    if fd < 0:
-        err = ctypes.get_errno()
-        break
-    held.append(fd)
-open('jobs/held', 'w').write('%d %d %d' % (len(held), err, os.getuid()))
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/release') and time.monotonic() < deadline:
-    time.sleep(0.02)
-"""
-
-PROBE_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/go') and time.monotonic() < deadline:
-    time.sleep(0.02)
-fd = libc.inotify_init()
-print('PROBE uid', os.getuid(), 'ok' if fd >= 0 else 'errno %d' % ctypes.get_errno())
-"""
-
 
 @pytest.fixture
 def second_store(pg_admin_url: str, tmp_path, settings: Settings):
@@ -442,8 +395,7 @@ def second_store(pg_admin_url: str, tmp_path, settings: Settings):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_threads_of_two_databases_on_one_engine_do_not_share_a_uid(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, second_store) -> None:
     """Threads get uids from RUNNER_UID_RANGE in the order each database first sees them
@@ -475,6 +427,6 @@ def test_threads_of_two_databases_on_one_engine_do_not_share_a_uid(
             r.join(90)
     probe = jobs2.get_job(p["id"])
     assert jobs.get_job(h["id"])["status"] == "completed"
-    assert "ok" in (probe["output_tail"] or ""), (
+    assert "PROBE ok" in (probe["output_tail"] or ""), (
         f"a thread of another runner's database was starved (holder: count, errno, uid = {held}; "
         f"probe: {probe['output_tail']!r})")

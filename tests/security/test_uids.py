@@ -33,6 +33,7 @@ from runner.store import Database
 from runner.threads import jobs_dir, thread_dir_name
 
 from ..integration.helpers import run_burst, wait_for
+from .helpers import HOLD_INOTIFY, PER_USER_COUNTS, PROBE_INOTIFY
 
 THREAD = "telegram:666"
 OTHER = "telegram:777"
@@ -275,33 +276,6 @@ def test_a_thread_dir_owned_by_the_old_job_user_is_migrated(jobs: Jobs, settings
 
 # --- per-uid kernel limits ----------------------------------------------------------------------------
 
-HOLD_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-held, err = [], 0
-while True:
-    fd = libc.inotify_init()
-    if fd < 0:
-        err = ctypes.get_errno()
-        break
-    held.append(fd)
-open('jobs/held', 'w').write('%d %d' % (len(held), err))
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/release') and time.monotonic() < deadline:
-    time.sleep(0.02)
-print('HELD', len(held), err)
-"""
-
-PROBE_INOTIFY = """
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-deadline = time.monotonic() + 40
-while not os.path.exists('jobs/go') and time.monotonic() < deadline:
-    time.sleep(0.02)
-fd = libc.inotify_init()
-print('PROBE', 'ok' if fd >= 0 else 'errno %d' % ctypes.get_errno())
-"""
-
 HOLD_PIPES = """
 import fcntl, os, time
 held, err = [], 0
@@ -336,9 +310,9 @@ print('PROBE', 'size %d' % fcntl.fcntl(w, 1032))  # F_GETPIPE_SZ
 
 
 def _hold_while_probing(jobs: Jobs, settings: Settings, db: Database, dc: docker.DockerClient,
-                        hold: str, probe: str) -> tuple[dict, dict, str]:
+                        hold: str, probe: str) -> tuple[dict, str]:
     """Run ``hold`` in one thread; once it holds the resource, let ``probe`` run in another; then release.
-    Returns both rows and what the holder wrote when it held the resource."""
+    Both must complete. Returns the probe's row and what the holder wrote when it held the resource."""
     limits = Limits(timeout_seconds=60)
     h = jobs.schedule_job(thread_id=THREAD, name="hold", script_text=hold, at="now", limits=limits)
     p = jobs.schedule_job(thread_id=OTHER, name="probe", script_text=probe, at="now", limits=limits)
@@ -355,27 +329,25 @@ def _hold_while_probing(jobs: Jobs, settings: Settings, db: Database, dc: docker
             release.write_text("release")
         runner.join(90)
     assert not runner.is_alive()
-    return jobs.get_job(h["id"]), jobs.get_job(p["id"]), held
+    hold_row, probe_row = jobs.get_job(h["id"]), jobs.get_job(p["id"])
+    assert hold_row["status"] == "completed" and probe_row["status"] == "completed", (hold_row, probe_row)
+    return probe_row, held
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_inotify_instances_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                                docker_client: docker.DockerClient) -> None:
-    hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_INOTIFY, PROBE_INOTIFY)
-    assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
-    count, err = map(int, held.split())
+    probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_INOTIFY, PROBE_INOTIFY)
+    count, err, _uid = map(int, held.split())
     limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
     assert err == 24 and count <= limit, f"the holder stopped at {count} ({err}), not at the per-user limit"
     assert "PROBE ok" in probe["output_tail"], probe["output_tail"]
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_pipe_buffers_of_one_thread_do_not_shrink_anothers(jobs: Jobs, settings: Settings, db: Database,
                                                            docker_client: docker.DockerClient) -> None:
-    hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_PIPES, PROBE_PIPE)
-    assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
+    probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_PIPES, PROBE_PIPE)
     count, err, shrunk = map(int, held.split())
     assert err == 1, f"the holder stopped at {count} pipes with errno {err}, not at the per-user soft limit (EPERM)"
     assert shrunk == 8192, f"the holder's own new pipes are {shrunk} bytes, not shrunk: it did not reach the limit"
@@ -409,12 +381,10 @@ print('PROBE', 'ok' if q >= 0 else 'errno %d' % ctypes.get_errno())
 """
 
 
-@pytest.mark.runtimes("runc", why="per-user kernel counts are the host's under runc; under gVisor each "
-                                 "sandbox has a kernel of its own, so nothing is shared between threads there")
+@PER_USER_COUNTS
 def test_message_queues_of_one_thread_do_not_starve_another(jobs: Jobs, settings: Settings, db: Database,
                                                             docker_client: docker.DockerClient) -> None:
-    hold, probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_MQUEUES, PROBE_MQUEUE)
-    assert hold["status"] == "completed" and probe["status"] == "completed", (hold, probe)
+    probe, held = _hold_while_probing(jobs, settings, db, docker_client, HOLD_MQUEUES, PROBE_MQUEUE)
     count, err = map(int, held.split())
     assert err == 24 and count > 0, f"the holder stopped at {count} queues with errno {err}, not at RLIMIT_MSGQUEUE"
     assert "PROBE ok" in probe["output_tail"], probe["output_tail"]

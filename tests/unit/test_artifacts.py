@@ -17,6 +17,8 @@ import pytest
 from runner import artifacts, jobtree
 from runner.scheduler import _text
 
+from ..trees import deep_tree
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
@@ -117,18 +119,6 @@ def _scan(fd: int, **kw: object) -> jobtree.Scan:
     return jobtree.scan(fd, **args)  # type: ignore[arg-type]
 
 
-def _deep(top: Path, depth: int) -> None:
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
-
-
 def test_scan_counts_apparent_size_of_sparse_files(tree: Path) -> None:
     with open(_jobs(tree) / "sparse", "wb") as f:
         f.truncate(50 << 20)
@@ -200,7 +190,7 @@ def test_scan_stops_at_its_entry_budget_and_its_time(tree: Path) -> None:
 
 
 def test_deep_tree_is_reported_then_cut_back_to_the_limit(tree: Path) -> None:
-    _deep(_jobs(tree), 3000)
+    deep_tree(_jobs(tree), 3000)
     with artifacts.open_dir(tree, "telegram_1", "jobs") as fd:
         found = _scan(fd)
         assert found.deep is not None and found.deep.startswith("d/d/") and not found.removed
@@ -215,7 +205,7 @@ def test_deep_tree_is_reported_then_cut_back_to_the_limit(tree: Path) -> None:
 def test_remove_tree_removes_any_depth_and_any_kind(tree: Path) -> None:
     top = _jobs(tree) / "x"
     top.mkdir()
-    _deep(top, 2000)
+    deep_tree(top, 2000)
     os.mkfifo(top / "fifo")
     os.symlink(tree / "telegram_2", top / "link")
     sock = socket.socket(socket.AF_UNIX)

@@ -20,7 +20,7 @@ SETTINGS = Settings(
 
 
 def test_doctor_samples_a_container_under_every_limit_a_real_run_gets(tmp_path: Path) -> None:
-    spec = doctor._sample_spec(SETTINGS, tmp_path)
+    spec = doctor.sample_spec(SETTINGS, tmp_path)
     got = {f: getattr(spec, f) for f in (
         "image", "memory_mb", "cpus", "pids_limit", "tmpfs_mb", "tmpfs_inodes", "nofile", "max_file_mb",
         "output_cap", "runtime", "egress_image", "egress_network", "egress_blocked", "egress_hosts",
@@ -33,7 +33,7 @@ def test_doctor_samples_a_container_under_every_limit_a_real_run_gets(tmp_path: 
     }
     assert (spec.job_id, spec.thread_id, spec.user, spec.jobs_dir) == (0, "doctor:0", "50099:50099", tmp_path)
     assert spec.start_at is None and spec.allow_hosts == ()
-    granted = doctor._sample_spec(SETTINGS, tmp_path, allow_hosts=("example.com",))
+    granted = doctor.sample_spec(SETTINGS, tmp_path, allow_hosts=("example.com",))
     assert granted.allow_hosts == ("example.com",)
 
 

@@ -10,6 +10,8 @@ import pytest
 from runner.errors import ValidationError
 from runner.threads import ThreadId, chat_id, jobs_dir, thread_dir_name, thread_id_from_dir
 
+from ..trees import deep_tree
+
 
 @pytest.mark.parametrize(
     ("thread", "directory"),
@@ -89,15 +91,7 @@ def test_the_moved_out_jobs_dir_is_removed_whatever_the_job_left(tmp_path: Path)
     old = tmp_path / jobsquota._OLD
     deep = old
     old.mkdir()
-    fd = os.open(old, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(3000):  # by fd: the path would pass PATH_MAX
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
+    deep_tree(old, 3000)  # by fd: the path would pass PATH_MAX
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("x")

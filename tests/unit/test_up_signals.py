@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from runner.app import stop_on_signals
-
-
-@pytest.fixture
-def caller_handlers() -> Iterator[dict[int, Any]]:
-    """The caller's own handlers, installed for the test and put back after it whatever happens."""
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    mine: dict[int, Any] = {signal.SIGINT: lambda *_: None, signal.SIGTERM: lambda *_: None}
-    for sig, handler in mine.items():
-        signal.signal(sig, handler)
-    yield mine
-    for sig, old in before.items():
-        signal.signal(sig, old)
+from runner.cli import stop_on_signals
 
 
 def test_the_handlers_stop_while_inside_and_are_put_back_after(caller_handlers: dict[int, Any]) -> None:
