@@ -116,62 +116,85 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> datetime:
 
 
 def _parse_when(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime:
+    for form in (_when_in, _when_day_word, _when_weekday, _when_month_day, _when_iso):
+        found = form(text, raw, now, tz)
+        if found is not None:
+            return found
+    raise ScheduleError(f"could not understand the time {raw!r}: try {WHEN_EXAMPLES}")
+
+
+def _needs_clock_time(m: re.Match[str], raw: str) -> None:
+    if m["m"] is None and m["ampm"] is None:
+        raise ScheduleError(f"{raw!r}: write the time as '9am', '9:30pm' or '21:30'")
+
+
+def _when_in(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """``in 10 minutes``."""
     m = re.fullmatch(r"in (?P<n>\d+(?:\.\d+)?) ?(?P<unit>[a-z]+)", text)
-    if m:
-        unit = _UNITS.get(m["unit"])
-        if unit is None:
-            raise ScheduleError(f"{raw!r}: unknown unit {m['unit']!r}; use seconds, minutes, hours, days or weeks")
-        return (now + timedelta(seconds=float(m["n"]) * unit)).astimezone(UTC)
+    if not m:
+        return None
+    unit = _UNITS.get(m["unit"])
+    if unit is None:
+        raise ScheduleError(f"{raw!r}: unknown unit {m['unit']!r}; use seconds, minutes, hours, days or weeks")
+    return (now + timedelta(seconds=float(m["n"]) * unit)).astimezone(UTC)
 
-    local_today = now.astimezone(tz).date()
+
+def _when_day_word(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """``today 5pm``, ``tomorrow at 9:30``."""
     m = re.fullmatch(r"(?P<day>today|tomorrow)(?: at)? " + _TIME_RE, text)
-    if m:
-        day = local_today + timedelta(days=1 if m["day"] == "tomorrow" else 0)
-        if m["m"] is None and m["ampm"] is None:
-            raise ScheduleError(f"{raw!r}: write the time as '9am', '9:30pm' or '21:30'")
-        return localize(day, _time_from_match(m, raw), tz)
+    if not m:
+        return None
+    day = now.astimezone(tz).date() + timedelta(days=1 if m["day"] == "tomorrow" else 0)
+    _needs_clock_time(m, raw)
+    return localize(day, _time_from_match(m, raw), tz)
 
+
+def _when_weekday(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """``monday 8am``, ``next friday at 17:00``: the next such day whose time is still ahead."""
     m = re.fullmatch(r"(?P<next>next )?(?P<dow>[a-z]+)(?: at)? " + _TIME_RE, text)
-    if m and m["dow"] in _DAY_ALIASES:
-        if m["m"] is None and m["ampm"] is None:
-            raise ScheduleError(f"{raw!r}: write the time as '9am', '9:30pm' or '21:30'")
-        at = _time_from_match(m, raw)
-        ahead = (_DAY_ALIASES[m["dow"]] - (local_today.isoweekday() % 7)) % 7
-        candidate = localize(local_today + timedelta(days=ahead), at, tz)
-        if candidate <= now:
-            candidate = localize(local_today + timedelta(days=ahead + 7), at, tz)
-        return candidate
+    if not (m and m["dow"] in _DAY_ALIASES):
+        return None
+    _needs_clock_time(m, raw)
+    at, local_today = _time_from_match(m, raw), now.astimezone(tz).date()
+    ahead = (_DAY_ALIASES[m["dow"]] - (local_today.isoweekday() % 7)) % 7
+    candidate = localize(local_today + timedelta(days=ahead), at, tz)
+    if candidate <= now:
+        candidate = localize(local_today + timedelta(days=ahead + 7), at, tz)
+    return candidate
 
+
+def _when_month_day(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """``dec 24 18:00``, ``24 december 2027 at 6pm``: this year's if still ahead, else next year's."""
     m = re.fullmatch(r"(?:(?P<mon>[a-z]{3})[a-z]* (?P<day>\d{1,2})|(?P<day2>\d{1,2}) (?P<mon2>[a-z]{3})[a-z]*)"
                      r"(?:st|nd|rd|th)?,?(?: (?P<year>\d{4}))?(?: at)? " + _TIME_RE, text)
-    if m and (m["mon"] or m["mon2"]) in _MONTHS:
-        if m["m"] is None and m["ampm"] is None:
-            raise ScheduleError(f"{raw!r}: write the time as '9am', '9:30pm' or '21:30'")
-        month, day = _MONTHS[m["mon"] or m["mon2"]], int(m["day"] or m["day2"])
-        at = _time_from_match(m, raw)
-        years = [int(m["year"])] if m["year"] else [local_today.year, local_today.year + 1]
-        for year in years:
-            try:
-                candidate = localize(date(year, month, day), at, tz)
-            except ValueError:
-                raise ScheduleError(f"{raw!r}: there is no day {day} in that month") from None
-            if candidate > now or m["year"]:
-                return candidate
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    iso = text.upper().replace(" ", "T", 1) if re.match(r"\d{4}-\d{2}-\d{2}", text) else None
-    if iso:
-        iso = iso.replace("Z", "+00:00")
+    if not (m and (m["mon"] or m["mon2"]) in _MONTHS):
+        return None
+    _needs_clock_time(m, raw)
+    month, day_of_month = _MONTHS[m["mon"] or m["mon2"]], int(m["day"] or m["day2"])
+    at, this_year = _time_from_match(m, raw), now.astimezone(tz).year
+    for year in [int(m["year"])] if m["year"] else [this_year, this_year + 1]:
         try:
-            parsed = datetime.fromisoformat(iso)
+            candidate = localize(date(year, month, day_of_month), at, tz)
         except ValueError:
-            raise ScheduleError(f"{raw!r} looks like a date but is not valid ISO 8601: e.g. '2026-12-01T09:00' or "
-                                "'2026-12-01 09:00+01:00'") from None
-        if parsed.tzinfo is None:
-            return localize(parsed.date(), parsed.time(), tz)
-        return parsed.astimezone(UTC)
+            raise ScheduleError(f"{raw!r}: there is no day {day_of_month} in that month") from None
+        if candidate > now or m["year"]:
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    raise ScheduleError(f"could not understand the time {raw!r}: try {WHEN_EXAMPLES}")
+
+def _when_iso(text: str, raw: str, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """ISO 8601, with or without an offset (without: in ``tz``)."""
+    if not re.match(r"\d{4}-\d{2}-\d{2}", text):
+        return None
+    iso = text.upper().replace(" ", "T", 1).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ScheduleError(f"{raw!r} looks like a date but is not valid ISO 8601: e.g. '2026-12-01T09:00' or "
+                            "'2026-12-01 09:00+01:00'") from None
+    if parsed.tzinfo is None:
+        return localize(parsed.date(), parsed.time(), tz)
+    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -248,39 +271,71 @@ def parse_recurrence(text: str) -> Recurrence:
 def _recurrence_to_cron(text: str, raw: str) -> str:
     if text in _NICKNAMES:
         return _NICKNAMES[text]
-    fields = text.split()
-    if len(fields) == 5 and all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields[:2]) \
-            and re.fullmatch(r"[0-9a-z*/,\-? ]+", text):
-        return text  # a crontab line; validated by cronsim in the caller
-    t = r"(?: at)? " + _TIME_RE
-    m = re.fullmatch(r"every (?P<n>\d+) ?(?P<unit>minutes?|mins?|hours?|hrs?)", text)
-    if m:
-        n, minutes = int(m["n"]), m["unit"].startswith("m")
-        span = 60 if minutes else 24
-        if n < 1 or span % n:
-            raise ScheduleError(f"{raw!r}: {n} does not divide the {'hour' if minutes else 'day'} evenly, so the "
-                                f"runs would drift; pick a divisor of {span} or write a cron line")
-        return f"*/{n} * * * *" if minutes else f"0 */{n} * * *"
-    if text in ("every minute",):
-        return "* * * * *"
-    if text in ("every hour",):
-        return "0 * * * *"
-    for word, dow in (("daily", "*"), ("every day", "*"), ("weekdays", "1-5"), ("every weekday", "1-5"),
-                      ("weekends", "0,6"), ("every weekend", "0,6")):
-        m = re.fullmatch(re.escape(word) + t, text)
-        if m:
-            return f"{_cron_time(m, raw)} * * {dow}"
-    m = re.fullmatch(r"(?:weekly|every week) on (?P<days>[a-z, ]+?)" + t, text) or re.fullmatch(
-        r"(?:every |on )?(?P<days>[a-z]+(?:\s*(?:,|and)\s*[a-z]+)*)" + t, text
-    )
-    if m and all(p in _DAY_ALIASES for p in re.split(r"\s*,\s*|\s+and\s+|\s+", m["days"].strip())):
-        return f"{_cron_time(m, raw)} * * {_day_list(m['days'], raw)}"
-    m = re.fullmatch(r"(?:monthly|every month) on the (?P<dom>\d{1,2})(?:st|nd|rd|th)?" + t, text)
-    if m:
-        dom = int(m["dom"])
-        if not 1 <= dom <= 31:
-            raise ScheduleError(f"{raw!r}: the day of the month must be 1 to 31")
-        return f"{_cron_time(m, raw)} {dom} * *"
+    for form in (_cron_line, _every_n, _daily_like, _on_days, _monthly):
+        found = form(text, raw)
+        if found is not None:
+            return found
     if re.fullmatch(r"(daily|weekdays|weekends|every \w+)( at)? \d+", text):
         raise ScheduleError(f"{raw!r}: the time is ambiguous; write it as '9am', '9:30pm' or '21:30'")
     raise ScheduleError(f"could not understand the recurrence {raw!r}: try {EVERY_EXAMPLES}")
+
+
+_AT = r"(?: at)? " + _TIME_RE
+_DAILY_LIKE = (("daily", "*"), ("every day", "*"), ("weekdays", "1-5"), ("every weekday", "1-5"),
+               ("weekends", "0,6"), ("every weekend", "0,6"))
+
+
+def _cron_line(text: str, raw: str) -> str | None:
+    """A crontab line as it is (cronsim validates it in the caller)."""
+    fields = text.split()
+    if len(fields) == 5 and all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields[:2]) \
+            and re.fullmatch(r"[0-9a-z*/,\-? ]+", text):
+        return text
+    return None
+
+
+def _every_n(text: str, raw: str) -> str | None:
+    """``every 15 minutes``, ``every 2 hours``, ``every minute``, ``every hour``."""
+    if text == "every minute":
+        return "* * * * *"
+    if text == "every hour":
+        return "0 * * * *"
+    m = re.fullmatch(r"every (?P<n>\d+) ?(?P<unit>minutes?|mins?|hours?|hrs?)", text)
+    if not m:
+        return None
+    n, minutes = int(m["n"]), m["unit"].startswith("m")
+    span = 60 if minutes else 24
+    if n < 1 or span % n:
+        raise ScheduleError(f"{raw!r}: {n} does not divide the {'hour' if minutes else 'day'} evenly, so the "
+                            f"runs would drift; pick a divisor of {span} or write a cron line")
+    return f"*/{n} * * * *" if minutes else f"0 */{n} * * *"
+
+
+def _daily_like(text: str, raw: str) -> str | None:
+    """``daily 9am``, ``weekdays 8:30``, ``every weekend at 10am``."""
+    for word, dow in _DAILY_LIKE:
+        m = re.fullmatch(re.escape(word) + _AT, text)
+        if m:
+            return f"{_cron_time(m, raw)} * * {dow}"
+    return None
+
+
+def _on_days(text: str, raw: str) -> str | None:
+    """``every monday 9am``, ``mon,wed,fri 7:00``, ``weekly on tuesday and thursday at 18:00``."""
+    m = re.fullmatch(r"(?:weekly|every week) on (?P<days>[a-z, ]+?)" + _AT, text) or re.fullmatch(
+        r"(?:every |on )?(?P<days>[a-z]+(?:\s*(?:,|and)\s*[a-z]+)*)" + _AT, text
+    )
+    if m and all(p in _DAY_ALIASES for p in re.split(r"\s*,\s*|\s+and\s+|\s+", m["days"].strip())):
+        return f"{_cron_time(m, raw)} * * {_day_list(m['days'], raw)}"
+    return None
+
+
+def _monthly(text: str, raw: str) -> str | None:
+    """``monthly on the 1st 9am``."""
+    m = re.fullmatch(r"(?:monthly|every month) on the (?P<dom>\d{1,2})(?:st|nd|rd|th)?" + _AT, text)
+    if not m:
+        return None
+    dom = int(m["dom"])
+    if not 1 <= dom <= 31:
+        raise ScheduleError(f"{raw!r}: the day of the month must be 1 to 31")
+    return f"{_cron_time(m, raw)} {dom} * *"

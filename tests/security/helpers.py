@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from runner.api import Jobs, Limits
+from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import Database
 

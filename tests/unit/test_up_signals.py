@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli import stop_on_signals
+from runner.app import stop_on_signals
 
 
 def test_the_handlers_stop_while_inside_and_are_put_back_after(caller_handlers: dict[int, Any]) -> None:
