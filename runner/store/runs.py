@@ -141,20 +141,20 @@ class RunsStore(StoreBase):
             row = conn.execute(QUERIES["finish_run"], params).fetchone()
             if row is None:
                 return FinishOutcome("lost")
-            queued = self._tell(conn, job, end)
+            queued = self._tell(conn, job, row, end)
             self._follow(conn, row, end.status, now)
             conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": history_keep})
             conn.execute(QUERIES["prune_outbox"])  # the delivered messages of the runs just pruned
             conn.execute(QUERIES["notify_jobs"])  # a job of this thread may have waited for this run
         return FinishOutcome("finished", queued=queued)
 
-    def _tell(self, conn: Conn, job: Row, end: RunEnd) -> int:
+    def _tell(self, conn: Conn, job: Row, row: Row, end: RunEnd) -> int:
         """Queue the run's message (if it left one) and, for the first failure of a streak, a notice."""
         queued = 0
         if end.message.strip() or end.attachments:
             queued += _queue(conn, job, "message", end.message, end.chat_id, end.attachments)
         if end.status == "failed":
-            prev = conn.execute(QUERIES["previous_run_status"], {"series_id": job["series_id"], "id": job["id"]}).fetchone()
+            prev = conn.execute(QUERIES["previous_run_status"], {"series_id": row["series_id"], "id": row["id"]}).fetchone()
             if prev is None or prev["status"] != "failed":  # told once per streak of failures
                 queued += _queue(conn, job, "failure", f"Job {job['name']} failed: {end.error}", end.chat_id, ())
         return queued
