@@ -53,7 +53,7 @@ class Scheduler:
         self._tokens: dict[int, str] = {}  # job id -> the lease token this runner holds it under
         self.executor = Executor(settings, db, stopping=self.stopping, on_start=lambda job, at: self._started(job, at))
         self.runs = self.executor.runs
-        self.store = self.executor.store_id  # labels our containers; other databases' containers are not ours
+        self.store_id = self.executor.store_id  # labels our containers; other databases' containers are not ours
         self.janitor = Janitor(self.executor, self, self.dc)
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class Scheduler:
             ids = {jid for jid, f in futures.items() if f in late}
             self.executor.stopped_for_shutdown(ids)
             tokens = {self._tokens.get(i) for i in ids} - {None}
-            for c in sandbox.managed_containers(self.dc, self.store):
+            for c in sandbox.managed_containers(self.dc, self.store_id):
                 if c.labels.get(sandbox.LABEL_ROLE) == "job" and c.labels.get(sandbox.LABEL_LEASE) in tokens:
                     log.warning("stopping job %s: the grace period is over", c.labels.get(sandbox.LABEL_JOB))
                     sandbox.kill_container(c)  # its run then reads the logs and removes it as usual
