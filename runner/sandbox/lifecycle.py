@@ -35,15 +35,20 @@ log = logging.getLogger("runner.sandbox")
 
 class StartLatency:
     """A moving estimate of how long the engine takes to start a created container. Its owner (the
-    runner's executor) hands it to every :func:`run`; each start refines it."""
+    runner's executor) hands it to every :func:`run`; each start refines it. The first start measured
+    replaces the initial guess: the estimate is no longer one process-wide value that earlier runners
+    (of a test session, say) have warmed up, so an owner's first measurement must count in full."""
 
     def __init__(self, initial: float = 0.1, weight: float = 0.2) -> None:
         self.value, self.weight = initial, weight
+        self._measured = False
         self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
         with self._lock:
-            self.value += self.weight * (min(seconds, 5.0) - self.value)
+            seconds = min(seconds, 5.0)
+            self.value = self.value + self.weight * (seconds - self.value) if self._measured else seconds
+            self._measured = True
 
 
 # Added to the start latency when a container is started ahead of its due time, for Python's own
