@@ -15,14 +15,12 @@ claim's token stays). The run's container, labelled with that token, tells what 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import metrics, sandbox
+from .execute import Executor, disk_watchdog, lease_lost
 from .runspec import run_spec
 from .threads import jobs_dir
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +37,11 @@ def held(state: dict[str, Any] | None, container: Any) -> bool:
     return label is None or label == str(state.get("lease_token"))  # no label: made by an older runner
 
 
-def adopt(sched: Scheduler, job: dict[str, Any]) -> None:
+def adopt(ex: Executor, job: dict[str, Any]) -> None:
     """Settle one adopted run from its container (see the module's docstring)."""
     token = str(job["lease_token"])
     try:
-        found = [c for c in sandbox.managed_containers(sched._docker(), sched.store)
+        found = [c for c in sandbox.managed_containers(ex.docker(), ex.store_id)
                  if c.labels.get(sandbox.LABEL_JOB) == str(job["id"]) and c.labels.get(sandbox.LABEL_ROLE) == "job"
                  and c.labels.get(sandbox.LABEL_LEASE) in (None, token)]
     except Exception as exc:  # the engine is away: the lease runs out again and the run is adopted later
@@ -52,26 +50,25 @@ def adopt(sched: Scheduler, job: dict[str, Any]) -> None:
     started = [c for c in found if c.status != "created"]
     for c in found:
         if c.status == "created":
-            sched.fence(job)
+            ex.fence(job)
             sandbox.remove_container(c)  # never started: removed before the run may go again
     if started:
         _outcome("result")
         log.info("job %s (%s): adopted its container %s (%s)", job["id"], job["name"], started[0].short_id,
                  started[0].status)
-        sched.record(job, sandbox.adopt(started[0], _spec(sched, job)))
+        ex.record(job, sandbox.adopt(started[0], _spec(ex, job)))
     elif found or job.get("launched_at") is None:
-        _requeue(sched, job)
+        _requeue(ex, job)
     else:
         _outcome("failed")
-        if sched.finish_durably(job, status="failed", error=STOPPED, result=None, message=None):
+        if ex.finish_durably(job, status="failed", error=STOPPED, result=None, message=None):
             log.warning("job %s (%s): its script may have started and its container is gone: %s",
                         job["id"], job["name"], STOPPED)
 
 
-def _requeue(sched: Scheduler, job: dict[str, Any]) -> None:
-    row = sched.db.one("requeue_unstarted", {"id": job["id"], "owner": sched.owner, "token": str(job["lease_token"])})
-    if row is None:
-        sched.lease_lost(job, "before it could be run again")
+def _requeue(ex: Executor, job: dict[str, Any]) -> None:
+    if not ex.runs.requeue_unstarted(job["id"], ex.lease(job)):
+        lease_lost(job, "before it could be run again")
         return
     _outcome("requeued")
     log.warning("job %s (%s): claimed by %s, which stopped before the script started; it runs again",
@@ -82,8 +79,8 @@ def _outcome(what: str) -> None:
     metrics.RUNS_ADOPTED.labels(what).inc()
 
 
-def _spec(sched: Scheduler, job: dict[str, Any]) -> sandbox.RunSpec:
+def _spec(ex: Executor, job: dict[str, Any]) -> sandbox.RunSpec:
     """What the adopted container is judged by: the run's limits and due time."""
-    directory = jobs_dir(sched.settings.data_dir, job["thread_id"])
-    return run_spec(sched.settings, job, owner=sched.owner, jobs_dir=directory, user="",
-                    watchdog=sched._disk_watchdog(job["thread_id"]))
+    directory = jobs_dir(ex.settings.data_dir, job["thread_id"])
+    return run_spec(ex.settings, job, owner=ex.owner, jobs_dir=directory, user="",
+                    watchdog=disk_watchdog(ex.settings, job["thread_id"]))

@@ -29,7 +29,7 @@ from .engine import (
                      remove_volume,
 )
 from .hosts import host_addresses, host_networks
-from .lifecycle import LAUNCH_MARGIN, START_LATENCY, adopt, remove_kept, run
+from .lifecycle import LAUNCH_MARGIN, StartLatency, adopt, remove_kept, run
 from .policy import (
                      ALLOWED_ENV,
                      GVISOR_THREAD_HEADROOM,
@@ -60,7 +60,7 @@ from .uids import claim_uid, registered_uids, release_uids, uid_volume_name
 __all__ = [
     "ALLOWED_ENV", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
     "LABEL_OWNER", "LABEL_ROLE", "LABEL_STORE", "LABEL_THREAD", "LABEL_UID", "LAUNCHER", "LAUNCH_MARGIN", "RELAY",
-    "SOURCE_CHUNK", "START_LATENCY", "WORKDIR", "EgressProxy", "LeaseLost", "RunResult", "RunSpec", "adopt",
+    "SOURCE_CHUNK", "WORKDIR", "EgressProxy", "LeaseLost", "RunResult", "RunSpec", "StartLatency", "adopt",
     "claim_uid", "client", "container_config", "gvisor_blocks_sockets", "host_addresses", "host_networks",
     "image_present", "is_gvisor", "kill_container", "labels_for", "managed_containers", "managed_networks",
     "managed_volumes", "refuse_unsafe", "refuse_unsafe_proxy", "registered_uids", "relay_code", "release_uids",

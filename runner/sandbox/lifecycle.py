@@ -33,28 +33,36 @@ from .spec import LeaseLost, RunResult, RunSpec
 log = logging.getLogger("runner.sandbox")
 
 
-class _Ewma:
-    """A moving estimate of how long the engine takes to start a created container."""
+class StartLatency:
+    """A moving estimate of how long the engine takes to start a created container. Its owner (the
+    runner's executor) hands it to every :func:`run`; each start refines it. The first start measured
+    replaces the initial guess: the estimate is no longer one process-wide value that earlier runners
+    (of a test session, say) have warmed up, so an owner's first measurement must count in full."""
 
-    def __init__(self, initial: float, weight: float = 0.2) -> None:
+    def __init__(self, initial: float = 0.1, weight: float = 0.2) -> None:
         self.value, self.weight = initial, weight
+        self._measured = False
         self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
         with self._lock:
-            self.value += self.weight * (min(seconds, 5.0) - self.value)
+            seconds = min(seconds, 5.0)
+            self.value = self.value + self.weight * (seconds - self.value) if self._measured else seconds
+            self._measured = True
 
 
-START_LATENCY = _Ewma(0.1)
 # Added to the start latency when a container is started ahead of its due time, for Python's own
 # start-up: the launcher then waits out the rest, so the script begins at the due time.
 LAUNCH_MARGIN = 0.1
 
 
-def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
+def run(spec: RunSpec, dc: docker.DockerClient | None = None, latency: StartLatency | None = None) -> RunResult:
     """Run one job container to its end (or its timeout) and remove it. Raises SandboxError when the
-    container could not be created or started at all; everything after a start is a RunResult."""
+    container could not be created or started at all; everything after a start is a RunResult.
+    ``latency``: the estimate of the engine's start-up that times a start ahead of the due time (a
+    fresh one if none is given), refined by this start."""
     dc = dc or client()
+    latency = latency or StartLatency()
     container: Any = None
     kept: Any = None  # the finished container, handed to the caller (RunSpec.keep)
     proxy: EgressProxy | None = None
@@ -64,7 +72,7 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None) -> RunResult:
             proxy = EgressProxy(dc, spec)
             egress_volume = proxy.start()
         container = _create(dc, spec, egress_volume)
-        result = _start_and_wait(container, spec)
+        result = _start_and_wait(container, spec, latency)
         if spec.keep:
             kept, container = container, None  # the caller removes it once the result is recorded
             return dataclasses.replace(result, container=kept)
@@ -93,14 +101,14 @@ def _create(dc: docker.DockerClient, spec: RunSpec, egress_volume: str | None) -
         raise SandboxError(f"cannot reach the Docker engine: {exc}") from exc
 
 
-def _start_and_wait(container: Any, spec: RunSpec) -> RunResult:
+def _start_and_wait(container: Any, spec: RunSpec, latency: StartLatency) -> RunResult:
     """Start the created container at its due time (if this runner still holds the run), wait for it
     within its time limit and read its result."""
     if spec.start_at is not None:
         # Created ahead of time; starting takes the engine a while (mounts, namespaces, runc), so
         # the start is sent that much before the due time for the job's process to begin on time.
         # The launcher inside waits for the due time itself, so starting early is never too early.
-        ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - START_LATENCY.value - LAUNCH_MARGIN
+        ahead = (spec.start_at - datetime.now(UTC)).total_seconds() - latency.value - LAUNCH_MARGIN
         if ahead > 0:
             time.sleep(ahead)
     t_start = time.monotonic()  # the fence is inside the measured start-up: it is started that much earlier
@@ -112,7 +120,7 @@ def _start_and_wait(container: Any, spec: RunSpec) -> RunResult:
         raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
-    START_LATENCY.observe(t0 - t_start)
+    latency.observe(t0 - t_start)
     pre_wait = 0.0  # the launcher's wait for the due time: not part of the script's time limit
     if spec.start_at is not None and spec.start_at > started_at:
         pre_wait = (spec.start_at - started_at).total_seconds()

@@ -151,7 +151,7 @@ def test_runners_of_two_databases_leave_each_others_containers_alone(
         try:
             wait_for(lambda: [c for c in sandbox.managed_containers(docker_client, store_id) if c.status == "running"], 30,
                      "our job's container")
-            removed = Scheduler(settings.with_(runner_id="other"), other_db, docker_client).remove_orphans()
+            removed = Scheduler(settings.with_(runner_id="other"), other_db, docker_client).janitor.remove_orphans()
             assert removed == 0, "another database's runner must not remove our container"
             assert jobs.get_job(mine["id"])["status"] == "running"
         finally:

@@ -13,6 +13,7 @@ from runner.scheduler import Scheduler
 from runner.service import Jobs, Limits
 from runner.settings import Settings
 from runner.store import QUERIES, Database
+from runner.store.runs import RunsStore
 from runner.threads import jobs_dir
 
 from .helpers import run_burst
@@ -133,9 +134,9 @@ def test_recurring_job_gets_exactly_one_next_instance(jobs: Jobs, settings: Sett
     assert nxt["recurrence"] == "daily 9am" and nxt["timezone"] == "Europe/Berlin"
     # Finishing the same run again (a second runner, a retry) cannot add a second next instance.
     done = next(r for r in rows if r["status"] == "completed")
-    with db.transaction() as conn:
-        Scheduler._schedule_next(conn, done)
-        Scheduler._schedule_next(conn, done)
+    runs = RunsStore(db)
+    runs.schedule_next(done, datetime.now(UTC))
+    runs.schedule_next(done, datetime.now(UTC))
     again = [r for r in jobs.list_jobs(thread_id=THREAD) if r["series_id"] == job["series_id"]]
     assert len(again) == 2
 

@@ -50,8 +50,8 @@ def test_a_run_that_ends_during_an_outage_is_recorded_with_its_message_once_the_
     runner_db = Database(settings.database_url or "", max_size=6)
     sched = Scheduler(settings, runner_db, docker_client)
     # The worker alone (the loop's own survival of an outage is another test's): claimed, then run.
-    [claimed] = sched._claim(1)
-    worker = threading.Thread(target=sched._run_guarded, args=(claimed,))
+    [claimed] = sched.claim(1)
+    worker = threading.Thread(target=sched.run_claimed, args=(claimed,))
     worker.start()
     try:
         wait_for(lambda: [c for c in sandbox.managed_containers(docker_client, store_id) if c.status == "running"],

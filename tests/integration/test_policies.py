@@ -12,6 +12,7 @@ from runner.scheduler import Scheduler
 from runner.service import Jobs, Limits, Policy
 from runner.settings import Settings
 from runner.store import Database
+from runner.store.runs import RunsStore
 
 from .helpers import run_burst
 
@@ -73,8 +74,7 @@ def test_overlap_queue_runs_the_overlapped_slot_next(jobs: Jobs, db: Database) -
     now = datetime.now(UTC)
     slot = (now - timedelta(minutes=3)).replace(second=0, microsecond=0)
     finished = {**job, "due_time": slot, "started_at": slot, "status": "completed"}
-    with db.transaction() as conn:
-        Scheduler._schedule_next(conn, finished)
+    RunsStore(db).schedule_next(finished, now)
     rows = _series(jobs, job)
     assert rows[-1]["due_time"] == slot + timedelta(minutes=1), "queue: the first overlapped slot runs next"
 

@@ -189,7 +189,7 @@ def test_a_granted_job_cannot_make_its_proxy_spend_cpu_beyond_the_jobs_limit(
 def test_the_jobs_disk_limit_holds_against_fallocate(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
     """A thread's jobs/ is limited to RUNNER_DISK_MB (50 MiB), but the limit is a walk every 0.25-2 s
-    (scheduler._disk_watchdog), not a quota the kernel enforces: posix_fallocate reserves 48 MiB of
+    (execute.disk_watchdog), not a quota the kernel enforces: posix_fallocate reserves 48 MiB of
     real blocks per call in milliseconds, so before the first walk the job holds 40x the limit on the
     host's disk, and the blocks stay there after the job is killed (they are the thread's files)."""
     import shutil
@@ -280,7 +280,7 @@ QUIET_BANK = "import time\ntime.sleep(3)\nprint('bank ran and wrote no message')
 
 def test_a_job_cannot_send_a_message_as_another_job(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient) -> None:
-    """The runner drops a ``bank_message.txt`` left before bank's run (scheduler.run_job: "files present
+    """The runner drops a ``bank_message.txt`` left before bank's run (execute.Executor.run_job: "files present
     before the run are not this run's"), but one that a sibling job of the thread writes while bank
     runs is delivered as bank's own: "message ... from job bank". Any job can speak for any other
     job of its thread (the same goes for ``bank_attachments/``)."""

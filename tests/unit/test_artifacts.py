@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runner import artifacts, jobtree
-from runner.scheduler import _text
+from runner.execute import column_text as _text
 
 from ..trees import deep_tree
 
