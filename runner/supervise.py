@@ -63,10 +63,6 @@ class Part:
             log.debug("%s: stopped while down: %s", self.name, exc)
         self._state = "stopped"
 
-    def _pause(self, seconds: float) -> None:
-        """The backoff between two lives: cut short by :meth:`stop`."""
-        self._stopping.wait(seconds)
-
     def _life(self) -> None:
         if self._stopping.is_set():  # stopped during the backoff: not started again
             return

@@ -65,8 +65,8 @@ def uid_range(uid_range: tuple[int, int]) -> Check:
 
 def jobs_disk_limit(settings: Settings) -> Check:
     """How the limit on a thread's jobs/ is enforced: by a bounded walk, since a bind mount has no quota."""
+    from ..execute import WATCH_SECONDS
     from ..jobtree import MAX_DEPTH
-    from ..scheduler import WATCH_SECONDS
 
     name = "jobs/ disk limit"
     if not os.path.isdir("/proc/self/fd"):

@@ -98,7 +98,7 @@ class Database:
             # reconnect_timeout: a connection attempt that failed through an outage is given up after
             # a few seconds and the next request starts afresh, so the pool's own backoff (doubling,
             # without a cap) never leaves it minutes behind a server that is back.
-            self.pool = ConnectionPool(
+            self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
                 url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row},
                 open=False, name="runner", reconnect_timeout=RECONNECT_TIMEOUT,
             )
@@ -172,7 +172,7 @@ class Database:
     def query(self, sql: str, timeout: float | None = None) -> list[dict[str, Any]]:
         """Run a fixed, parameterless statement (health checks and metrics)."""
         with self.transaction(timeout=timeout) as conn:
-            cur = conn.execute(sql)  # type: ignore[call-overload]
+            cur = conn.execute(sql)  # a fixed statement the caller gives (health checks)
             return cur.fetchall() if cur.description is not None else []
 
     def connect(self, *, timeout: float) -> psycopg.Connection[dict[str, Any]]:

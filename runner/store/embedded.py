@@ -29,7 +29,7 @@ def embedded_url(directory: Path) -> str:
                     warnings.simplefilter("ignore")
                     import pgserver  # a PostgreSQL build shipped as a wheel
 
-                    _embedded[directory] = pgserver.get_server(directory, cleanup_mode="stop")
+                    _embedded[directory] = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
             except Exception as exc:
                 raise DatabaseError(
                     f"could not start the embedded Postgres in {directory}: {describe(exc)}; "

@@ -78,7 +78,7 @@ def migrate(url: str, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
                     continue
                 sql = path.read_text(encoding="utf-8")
                 with conn.transaction():
-                    conn.execute(sql)  # type: ignore[call-overload]  # a whole file, no parameters
+                    conn.execute(sql)  # a whole file, no parameters
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, path.name)
                     )
