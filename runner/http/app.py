@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from .. import tokens
 from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
 from ..service import Jobs
@@ -21,10 +22,10 @@ from .auth import Authenticator, CallerDep
 
 
 def create_app(settings: Settings, service: Jobs | None = None, store: Store | None = None,
-               health: Health | None = None) -> FastAPI:
+               health: Health | None = None, limiter: tokens.FailureLimiter | None = None) -> FastAPI:
     """The runner's HTTP server: /healthz and /metrics (unauthenticated) when ``health`` is given, and the
     API under /v1 over ``service`` (the service layer) and ``store`` (tokens, the messages feed) when
-    they are."""
+    they are. ``limiter`` slows down failed sign-ins (by default 10 at once per address, then one per 5 s)."""
     app = FastAPI(title="runner", version="1", openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
                   description="Schedule Python scripts that run in a locked-down sandbox, follow their runs, "
                   "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
@@ -34,7 +35,7 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         _health_routes(app, health)
     if service is not None and store is not None:
         app.state.jobs, app.state.settings, app.state.store = service, settings, store
-        app.state.authenticate = Authenticator(store)
+        app.state.authenticate = Authenticator(store, limiter)
         app.include_router(jobs.router)
         app.include_router(messages.router)
         app.include_router(files.router)

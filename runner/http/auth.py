@@ -55,7 +55,7 @@ class Authenticator:
     def __init__(self, store: Store, limiter: tokens.FailureLimiter | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.clock = store, clock
-        self.limiter = limiter or tokens.FailureLimiter()
+        self.limiter = limiter if limiter is not None else tokens.FailureLimiter()  # (an empty one is falsy)
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> Caller:
