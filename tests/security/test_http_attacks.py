@@ -323,3 +323,66 @@ def test_a_body_over_the_limit_is_a_413_even_unannounced(server: HttpServer, sto
         resp = c.put(f"/v1/threads/{THREAD}/files/big.bin", headers=auth, content=chunks())
     assert resp.status_code == 413, resp.text
     assert json.loads(resp.text)["status"] == 413
+
+
+# --- the thread's limits under concurrency --------------------------------------------------------------
+
+
+def test_concurrent_file_writes_keep_the_threads_disk_limit(settings: Settings, jobs: Jobs, store: Store) -> None:
+    """Promise broken: the files API keeps the thread's disk limit (RUNNER_DISK_MB). Files.write
+    measures jobs/ (_check_room) and then writes, with nothing held between the two, so PUTs sent at
+    once all measure the same free room and all write: with a 2 MiB limit, eight parallel 1 MiB PUTs
+    leave far more than 2 MiB (without RUNNER_JOBS_QUOTA=loop nothing else bounds it). One client
+    with a thread token multiplies the limit by its parallelism, up to the host's disk."""
+    import threading
+
+    small = settings.with_(disk_mb=2)
+    srv = HttpServer(create_app(small, jobs, store), "127.0.0.1:0")
+    srv.start()
+    auth, data, n = _auth(store, "t"), b"x" * (1024 * 1024), 8
+    gate = threading.Barrier(n)
+    statuses: list[int] = []
+
+    def put(i: int) -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            gate.wait()
+            statuses.append(c.put(f"/v1/threads/{THREAD}/files/f{i}.bin", headers=auth, content=data).status_code)
+
+    try:
+        workers = [threading.Thread(target=put, args=(i,)) for i in range(n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            listed = c.get(f"/v1/threads/{THREAD}/files", headers=auth).json()["files"]
+    finally:
+        srv.stop()
+    total = sum(f["size"] for f in listed)
+    assert total <= 2 * 1024 * 1024, f"{total} bytes in jobs/ under a 2 MiB limit; PUT statuses {sorted(statuses)}"
+
+
+def test_many_long_polls_at_once_leave_the_api_answering(server: HttpServer, store: Store) -> None:
+    """Many held /messages?wait=… requests at once (one token) must not stop another caller's request
+    from being answered promptly."""
+    import asyncio
+    import time
+
+    auth, other = _auth(store, "poller"), _auth(store, "other", OTHER)
+
+    async def attack() -> float:
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as c:
+            polls = [asyncio.create_task(c.get(f"/v1/threads/{THREAD}/messages", headers=auth,
+                                               params={"wait": 8})) for _ in range(300)]
+            await asyncio.sleep(2)  # not synchronisation: lets the held requests pile up before measuring
+            started = time.monotonic()
+            resp = await c.get(f"/v1/threads/{OTHER}/jobs", headers=other)
+            took = time.monotonic() - started
+            assert resp.status_code == 200, resp.text
+            for p in polls:
+                p.cancel()
+            return took
+
+    took = asyncio.run(attack())
+    assert took < 3.0, f"another thread's GET /jobs took {took:.1f} s behind 300 long-polls"
