@@ -386,3 +386,64 @@ def test_many_long_polls_at_once_leave_the_api_answering(server: HttpServer, sto
 
     took = asyncio.run(attack())
     assert took < 3.0, f"another thread's GET /jobs took {took:.1f} s behind 300 long-polls"
+
+
+# --- tries that held: what a job left in jobs/ ---------------------------------------------------------
+
+
+def test_hostile_entries_in_jobs_are_neither_followed_nor_blocking(client: httpx.Client, store: Store,
+                                                                   settings: Settings, tmp_path: Path) -> None:
+    """Held: a FIFO, a symlink and a hard link to a file outside, a sparse file past the cap and names
+    that are not UTF-8 or carry terminal escapes: no read blocks, none is followed or shown, the
+    listing counts them as other."""
+    import os
+
+    auth = _auth(store, "t")
+    assert client.put(f"/v1/threads/{THREAD}/files/ok.json", headers=auth, content=b"{}").status_code == 204
+    jobs_dir = settings.data_dir / "telegram_42" / "jobs"
+    outside = tmp_path / "outside-secret.txt"
+    outside.write_bytes(b"TOP-SECRET")
+    os.mkfifo(jobs_dir / "pipe.json")
+    (jobs_dir / "link.json").symlink_to(outside)
+    os.link(outside, jobs_dir / "hard.json")
+    with open(jobs_dir / "sparse.bin", "wb") as f:
+        f.truncate(1 << 40)
+    for raw in (b"\xff\xfe.json", b"\x1b[2Jx.json"):
+        with open(os.path.join(os.fsencode(jobs_dir), raw), "wb") as f:
+            f.write(b"1")
+    for name in ("pipe.json", "link.json", "hard.json", "sparse.bin"):
+        resp = client.get(f"/v1/threads/{THREAD}/files/{name}", headers=auth)
+        _is_4xx_problem(resp)
+        assert b"TOP-SECRET" not in resp.content
+    listing = client.get(f"/v1/threads/{THREAD}/files", headers=auth)
+    assert listing.status_code == 200
+    names = [f["name"] for f in listing.json()["files"]]
+    assert "pipe.json" not in names and "link.json" not in names and "\x1b" not in listing.text
+    assert listing.json()["other"] >= 4
+    os.unlink(jobs_dir / "sparse.bin")  # a terabyte counts against the disk limit: no PUT passes beside it
+    put = client.put(f"/v1/threads/{THREAD}/files/link.json", headers=auth, content=b"new")
+    assert put.status_code == 204, put.text
+    assert outside.read_bytes() == b"TOP-SECRET"
+
+
+def test_a_jobs_directory_that_is_a_link_is_not_followed(client: httpx.Client, store: Store,
+                                                         settings: Settings, tmp_path: Path) -> None:
+    """Held: if the thread's jobs/ itself (or its thread directory) is a symlink, the files API
+    neither reads nor writes through it."""
+    import shutil
+
+    auth = _auth(store, "t")
+    assert client.put(f"/v1/threads/{THREAD}/files/ok.json", headers=auth, content=b"{}").status_code == 204
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.json").write_bytes(b"TOP-SECRET")
+    jobs_dir = settings.data_dir / "telegram_42" / "jobs"
+    shutil.rmtree(jobs_dir)
+    jobs_dir.symlink_to(elsewhere)
+    got = client.get(f"/v1/threads/{THREAD}/files/secret.json", headers=auth)
+    assert got.status_code != 200 and b"TOP-SECRET" not in got.content
+    _not_a_500(got)
+    _not_a_500(client.get(f"/v1/threads/{THREAD}/files", headers=auth))
+    put = client.put(f"/v1/threads/{THREAD}/files/planted.json", headers=auth, content=b"x")
+    _not_a_500(put)
+    assert not (elsewhere / "planted.json").exists()
