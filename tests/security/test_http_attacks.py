@@ -130,6 +130,18 @@ def test_preview_of_a_recurrence_starting_at_the_end_of_year_9999_is_a_4xx(clien
     assert resp.status_code < 500, resp.text
 
 
+@pytest.mark.parametrize("tz", ["Europe", "America", "Etc"])
+def test_a_time_zone_that_names_a_directory_of_the_zone_database_is_a_4xx(client: httpx.Client, store: Store,
+                                                                          tz: str) -> None:
+    """Promise: bad input is a clear 4xx problem+json, never a 500. schedule.zone("Europe") lets
+    zoneinfo's IsADirectoryError out (its text, with the host path of the tzdata package, goes to the log), so
+    preview, POST /jobs and PATCH with tz="Europe" answer 500."""
+    auth = _auth(store, "t")
+    _is_4xx_problem(client.post("/v1/preview", headers=auth, json={"every": "hourly", "tz": tz}))
+    _is_4xx_problem(client.post(f"/v1/threads/{THREAD}/jobs", headers=auth,
+                                json={"name": "z", "script": "pass", "every": "hourly", "tz": tz}))
+
+
 # --- tries that held: scope --------------------------------------------------------------------------
 
 
@@ -447,3 +459,41 @@ def test_a_jobs_directory_that_is_a_link_is_not_followed(client: httpx.Client, s
     put = client.put(f"/v1/threads/{THREAD}/files/planted.json", headers=auth, content=b"x")
     _not_a_500(put)
     assert not (elsewhere / "planted.json").exists()
+
+
+# --- unauthenticated clients and the server's memory and sockets --------------------------------------
+
+
+def _answer_within(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sends back within ``seconds``: b"" if it closes, b"<silent>" if nothing comes."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(4096)
+    except TimeoutError:
+        return b"<silent>"
+
+
+def test_an_unauthenticated_body_is_refused_before_it_is_buffered(server: HttpServer) -> None:
+    """Promise broken: huge bodies and failed-auth floods leave the server up. BodyLimit reads every
+    request body whole, up to 2 MiB, *before* the app (and so the token check and the failed-sign-in
+    limiter) sees the request: a client with no token at all that declares Content-Length: 2000000
+    and sends 1 MiB gets no 401, the server waits for the rest and keeps what came. There is no
+    connection limit, so N such connections hold N x 2 MiB of the runner's memory (the scheduler
+    shares the process under `runner up`), and the limiter never counts them."""
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"PUT /v1/threads/telegram:42/files/x.bin HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n")
+        s.sendall(b"x" * (1024 * 1024))
+        got = _answer_within(s, 5)
+    assert got.startswith(b"HTTP/1.1 401"), got[:200]
+
+
+def test_a_client_that_never_finishes_its_headers_is_dropped(server: HttpServer) -> None:
+    """Promise broken: slowloris-ish clients. uvicorn (h11) has no timeout for a request's headers or
+    body, and HttpServer sets no limit_concurrency: a connection that sends half a request line and
+    then nothing is held open indefinitely (here: still open and silent after 20 s), so a few thousand
+    idle sockets exhaust the runner's file descriptors, which it also needs for Docker, Postgres and
+    the jobs' files."""
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        got = _answer_within(s, 20)
+    assert got != b"<silent>", "the server still holds a half-sent request after 20 s"
