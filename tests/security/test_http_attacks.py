@@ -497,3 +497,23 @@ def test_a_client_that_never_finishes_its_headers_is_dropped(server: HttpServer)
         s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: a\r\nX-Slow: ")
         got = _answer_within(s, 20)
     assert got != b"<silent>", "the server still holds a half-sent request after 20 s"
+
+
+def test_a_trailing_slash_does_not_redirect_to_a_host_the_client_names(server: HttpServer, store: Store) -> None:
+    """Promise: bad input (odd paths) is a 4xx problem+json. Starlette's redirect_slashes (FastAPI's
+    default) answers GET /v1/me/ with a 307 whose Location is built from the request's Host header:
+    Host: evil.example gets Location: http://evil.example/v1/me (a host-header open redirect; a
+    client that follows it with its bearer token, e.g. curl --location-trusted, hands the token over)."""
+    auth = _auth(store, "t")
+    with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as c:
+        resp = c.get("/v1/me/", headers={**auth, "Host": "evil.example"})
+    assert "evil.example" not in resp.headers.get("location", ""), (resp.status_code, resp.headers)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "HEAD", "CONNECT", "PROPFIND", "DELETE"])
+def test_odd_methods_are_4xx_problems(client: httpx.Client, store: Store, method: str) -> None:
+    """Held: methods the API does not route answer 405 (or 4xx) as a problem document; none echoes
+    the request's headers (TRACE) or the token."""
+    auth, text = _token(store, "t")
+    resp = client.request(method, f"/v1/threads/{THREAD}/jobs", headers=auth)
+    assert 400 <= resp.status_code < 500 and text not in resp.text, (resp.status_code, resp.text)
