@@ -517,3 +517,31 @@ def test_odd_methods_are_4xx_problems(client: httpx.Client, store: Store, method
     auth, text = _token(store, "t")
     resp = client.request(method, f"/v1/threads/{THREAD}/jobs", headers=auth)
     assert 400 <= resp.status_code < 500 and text not in resp.text, (resp.status_code, resp.text)
+
+
+def test_a_held_long_poll_stops_serving_a_token_revoked_meanwhile(client: httpx.Client, store: Store,
+                                                                  db: Database, jobs: Jobs) -> None:
+    """Promise broken: a revoked token gets 401 at once. /messages checks the token once, when the
+    request arrives, then polls the store for up to 30 s: a message queued after the token was
+    revoked is still handed to the held request. (A client that re-polls as soon as each answer
+    comes keeps a revoked token reading up to 30 s more, and every message in that window.)"""
+    import threading
+
+    from runner.store import QUERIES
+    from tests.waiting import wait_for
+
+    auth = _auth(store, "soon-gone", read_only=True)
+    job = jobs.schedule_job(thread_id=THREAD, name="talker", script_text="pass", at="in 1 hour")
+    got: list[httpx.Response] = []
+    puller = threading.Thread(target=lambda: got.append(
+        client.get(f"/v1/threads/{THREAD}/messages", headers=auth, params={"wait": 15})))
+    puller.start()
+    wait_for(lambda: any(t["name"] == "soon-gone" and t["last_used_at"] for t in store.list_tokens()), 10,
+             "the held request to be authenticated")
+    store.revoke_token("soon-gone")
+    with db.transaction() as conn:
+        conn.execute(QUERIES["queue_message"], {"job_id": job["id"], "kind": "message", "thread_id": THREAD,
+                                                "job_name": "talker", "text": "said after revocation", "chat_id": None})
+    puller.join(timeout=25)
+    assert got, "the held request did not return"
+    assert "said after revocation" not in got[0].text, (got[0].status_code, got[0].text)
