@@ -545,3 +545,71 @@ def test_a_held_long_poll_stops_serving_a_token_revoked_meanwhile(client: httpx.
     puller.join(timeout=25)
     assert got, "the held request did not return"
     assert "said after revocation" not in got[0].text, (got[0].status_code, got[0].text)
+
+
+def test_an_expired_token_is_refused_as_soon_as_it_expires(client: httpx.Client, store: Store) -> None:
+    """Held: expiry is the database's clock at each request; the first request after it is a 401."""
+    from datetime import timedelta
+
+    from tests.waiting import wait_for
+
+    made = tokens.new_token()
+    store.create_token(made, name="brief", scope=tokens.Scope(thread=THREAD, admin=False, read_only=False),
+                       expires=timedelta(seconds=2))
+    auth = {"Authorization": f"Bearer {made.text}"}
+    assert client.get("/v1/me", headers=auth).status_code == 200
+    wait_for(lambda: client.get("/v1/me", headers=auth).status_code == 401, 10, "the token to expire")
+    _is_problem(client.get(f"/v1/threads/{THREAD}/jobs", headers=auth), 401)
+
+
+def test_concurrent_file_writes_keep_the_threads_file_count(settings: Settings, jobs: Jobs, store: Store) -> None:
+    """Promise broken: the files API keeps the thread's file limit (RUNNER_MAX_FILES), by the same
+    measure-then-write race as the disk limit: with a limit of 10 entries, 30 parallel PUTs of new
+    names all pass the count."""
+    import threading
+
+    small = settings.with_(max_files=10)
+    srv = HttpServer(create_app(small, jobs, store), "127.0.0.1:0")
+    srv.start()
+    auth, n = _auth(store, "t"), 30
+    gate = threading.Barrier(n)
+
+    def put(i: int) -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            gate.wait()
+            c.put(f"/v1/threads/{THREAD}/files/n{i}.txt", headers=auth, content=b"x" * 4096)
+
+    try:
+        workers = [threading.Thread(target=put, args=(i,)) for i in range(n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            listed = c.get(f"/v1/threads/{THREAD}/files", headers=auth).json()
+    finally:
+        srv.stop()
+    count = len(listed["files"]) + listed["other"]
+    assert count <= 10, f"{count} entries in jobs/ under a limit of 10"
+
+
+def test_one_write_at_a_time_keeps_the_threads_file_count(settings: Settings, jobs: Jobs, store: Store) -> None:
+    """Held (the baseline of the test above): PUTs one after another stop at the limit with a 422."""
+    srv = HttpServer(create_app(settings.with_(max_files=10), jobs, store), "127.0.0.1:0")
+    srv.start()
+    auth = _auth(store, "t")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            statuses = [c.put(f"/v1/threads/{THREAD}/files/n{i}.txt", headers=auth, content=b"x").status_code
+                        for i in range(12)]
+    finally:
+        srv.stop()
+    assert statuses[:10] == [204] * 10 and statuses[10:] == [422, 422], statuses
+
+
+def test_the_limiters_memory_is_bounded_however_many_addresses_fail() -> None:
+    """Held: 50,000 failing addresses leave at most max_addresses entries (the oldest go)."""
+    limiter = tokens.FailureLimiter(max_addresses=1000)
+    for i in range(50_000):
+        limiter.failed(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", float(i))
+    assert len(limiter) == 1000
