@@ -50,7 +50,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name`` or a :class:`ScheduleError` that says how to spell one."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a directory of the zone database
         raise ScheduleError(
             f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
         ) from None
@@ -108,7 +108,10 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> datetime:
         raise ScheduleError(f"an empty time was given: try {WHEN_EXAMPLES}")
     if text == "now":
         return now.astimezone(UTC)
-    result = _parse_when(text, raw, now, tz)
+    try:
+        result = _parse_when(text, raw, now, tz)
+    except OverflowError:
+        raise ScheduleError(f"{raw!r} is too far in the future: give a time before the year 9999") from None
     if result < now - timedelta(seconds=1):
         shown = result.astimezone(tz).isoformat()
         raise ScheduleError(f"{raw!r} means {shown}, which is in the past: give a future time or 'now'")
@@ -223,9 +226,14 @@ class Recurrence:
     def upcoming(self, after: datetime, tz: ZoneInfo, count: int) -> list[datetime]:
         """The next ``count`` fire times after ``after``, in ``tz``."""
         out: list[datetime] = []
-        for _ in range(count):
-            after = self.next_after(after, tz)
-            out.append(after.astimezone(tz))
+        try:
+            for _ in range(count):
+                after = self.next_after(after, tz)
+                out.append(after.astimezone(tz))
+        except (OverflowError, StopIteration):
+            if not out:
+                raise ScheduleError(f"{self.text!r} has no run before the year 9999 from "
+                                    f"{after.isoformat(timespec='minutes')}") from None
         return out
 
 

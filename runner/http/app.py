@@ -18,7 +18,8 @@ from ..service.files import Files
 from ..settings import Settings
 from ..store import Store
 from . import files, jobs, messages, models, problems
-from .auth import Authenticator, CallerDep
+from .auth import Authenticator, AuthGate, CallerDep
+from .serve import BodyLimit
 
 
 def create_app(settings: Settings, service: Jobs | None = None, store: Store | None = None,
@@ -26,21 +27,24 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
     """The runner's HTTP server: /healthz and /metrics (unauthenticated) when ``health`` is given, and the
     API under /v1 over ``service`` (the service layer) and ``store`` (tokens, the messages feed) when
     they are. ``limiter`` slows down failed sign-ins (by default 10 at once per address, then one per 5 s)."""
-    app = FastAPI(title="runner", version="1", openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
+    app = FastAPI(redirect_slashes=False, title="runner", version="1", openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
                   description="Schedule Python scripts that run in a locked-down sandbox, follow their runs, "
                   "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
                   "(`runner token create`).")
     problems.install(app)
+    app.add_middleware(BodyLimit)  # inside the gate below: a body is read only for an authenticated caller
     if health is not None:
         _health_routes(app, health)
     if service is not None and store is not None:
         app.state.jobs, app.state.settings, app.state.store = service, settings, store
-        app.state.authenticate = Authenticator(store, limiter)
-        app.include_router(jobs.router)
-        app.include_router(messages.router)
-        app.include_router(files.router)
+        app.state.authenticate = authenticator = Authenticator(store, limiter)
+        errors = problems.responses(*problems.AUTHENTICATED)
+        app.include_router(jobs.router, responses=errors)
+        app.include_router(messages.router, responses=errors)
+        app.include_router(files.router, responses=errors)
         app.state.files = Files(settings, service.scripts)
         _misc_routes(app, settings)
+        app.add_middleware(AuthGate, authenticator=authenticator)
     return app
 
 
@@ -56,12 +60,14 @@ def _health_routes(app: FastAPI, health: Health) -> None:
 
 
 def _misc_routes(app: FastAPI, settings: Settings) -> None:
-    @app.get("/v1/me", tags=["tokens"], summary="What the calling token reaches")
+    errors = problems.responses(*problems.AUTHENTICATED)
+
+    @app.get("/v1/me", tags=["tokens"], summary="What the calling token reaches", responses=errors)
     def me(caller: CallerDep) -> dict[str, object]:
         s = caller.scope
         return {"thread": s.thread, "admin": s.admin, "read_only": s.read_only}
 
-    @app.post("/v1/preview", tags=["jobs"], response_model=models.PreviewResult,
+    @app.post("/v1/preview", tags=["jobs"], response_model=models.PreviewResult, responses=errors,
               summary="The next run times of a schedule, without creating anything")
     def preview(body: models.Preview, caller: CallerDep) -> models.PreviewResult:
         tz = zone(body.tz or settings.default_timezone)
@@ -75,7 +81,7 @@ def _misc_routes(app: FastAPI, settings: Settings) -> None:
             times = rec.upcoming(start, tz, body.n)
         return models.PreviewResult(times=times, timezone=tz.key)
 
-    @app.get("/v1/limits", tags=["jobs"], summary="The limits in force on this runner")
+    @app.get("/v1/limits", tags=["jobs"], summary="The limits in force on this runner", responses=errors)
     def limits(caller: CallerDep) -> dict[str, object]:
         s = settings
         return {"timeout_seconds": s.timeout_seconds, "max_timeout_seconds": s.max_timeout_seconds,

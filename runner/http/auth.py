@@ -11,15 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from .. import tokens
 from ..errors import ValidationError
 from ..store import Store
 from ..threads import ThreadId
-from .problems import Problem
+from .problems import Problem, problem
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="runner"'}
 
@@ -50,7 +51,10 @@ class Caller:
 
 
 class Authenticator:
-    """The FastAPI dependency that turns ``Authorization: Bearer …`` into a :class:`Caller`."""
+    """Turns ``Authorization: Bearer …`` into a :class:`Caller`, before the request's body is read
+    (:class:`AuthGate`). A valid token is always let in; a failed sign-in is counted against the client's
+    address, and past the limit failures get 429 instead of 401 (so a flood costs the database nothing
+    more than a lookup by primary key, and a valid user behind the same address is never locked out)."""
 
     def __init__(self, store: Store, limiter: tokens.FailureLimiter | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -58,23 +62,27 @@ class Authenticator:
         self.limiter = limiter if limiter is not None else tokens.FailureLimiter()  # (an empty one is falsy)
         self._lock = threading.Lock()
 
-    def __call__(self, request: Request) -> Caller:
-        address = request.client.host if request.client else "unknown"
+    def authenticate(self, header: str, address: str) -> Caller:
+        found = self._check(header)
+        if found is not None:
+            token_id, scope = found
+            self.store.note_token_used(token_id)
+            return Caller(token_id, scope)
         now = self.clock()
         with self._lock:
-            if not self.limiter.allowed(address, now):
-                wait = max(1, round(self.limiter.retry_after(address, now)))
-                raise Problem(429, f"too many failed sign-ins from {address}: try again in {wait} s",
-                              {"Retry-After": str(wait)})
-        found = self._check(request.headers.get("authorization", ""))
-        if found is None:
-            with self._lock:
-                self.limiter.failed(address, now)
-            raise Problem(401, "a valid token is needed: send 'Authorization: Bearer <token>' with a token from "
-                          "`runner token create` (a revoked or expired token is refused)", CHALLENGE)
-        token_id, scope = found
-        self.store.note_token_used(token_id)
-        return Caller(token_id, scope)
+            allowed = self.limiter.allowed(address, now)
+            self.limiter.failed(address, now)
+            wait = max(1, round(self.limiter.retry_after(address, now)))
+        if not allowed:
+            raise Problem(429, f"too many failed sign-ins from this address: try again in {wait} s",
+                          {"Retry-After": str(wait)})
+        raise Problem(401, "a valid token is needed: send 'Authorization: Bearer <token>' with a token from "
+                      "`runner token create` (a revoked or expired token is refused)", CHALLENGE)
+
+    def still_live(self, caller: Caller) -> None:
+        """Refuse, at once, a caller whose token was revoked or expired while its request waited."""
+        if not self.store.token_is_live(caller.token_id):
+            raise Problem(401, "this token was revoked or has expired", CHALLENGE)
 
     def _check(self, header: str) -> tuple[int, tokens.Scope] | None:
         kind, _, text = header.partition(" ")
@@ -83,9 +91,38 @@ class Authenticator:
         return self.store.token_scope(text.strip())
 
 
+class AuthGate:
+    """ASGI middleware: every /v1 request but the OpenAPI document is authenticated before any of its
+    body is read (an unauthenticated client cannot make the server buffer a body); the caller is put in
+    the request's state for the routes."""
+
+    OPEN = ("/v1/openapi.json",)
+
+    def __init__(self, app: Any, authenticator: Authenticator) -> None:
+        self.app, self.authenticator = app, authenticator
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/") or path in self.OPEN:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"").decode("latin-1")
+        address = (scope.get("client") or ("unknown", 0))[0]
+        try:
+            caller = await run_in_threadpool(self.authenticator.authenticate, header, address)
+        except Problem as exc:
+            await problem(exc.status, exc.detail, path, exc.headers)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
 def current_caller(request: Request) -> Caller:
-    """The dependency of every authenticated route: the app's :class:`Authenticator` on this request."""
-    caller: Caller = request.app.state.authenticate(request)
+    """The dependency of every authenticated route: the caller :class:`AuthGate` found."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise Problem(401, "a valid token is needed: send 'Authorization: Bearer <token>'", CHALLENGE)
     return caller
 
 

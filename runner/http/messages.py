@@ -26,11 +26,16 @@ async def messages(request: Request, thread: str,
                    after: Annotated[int, Query(ge=0, description="the last message id already seen")] = 0,
                    wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for a new one")] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> models.Page[models.Message]:
-    caller = await run_in_threadpool(current_caller, request)
+    caller = current_caller(request)
     tid = caller.thread(thread)
+    authenticator = request.app.state.authenticate
     store: Store = request.app.state.store
     deadline = time.monotonic() + wait
+    first = True
     while True:
+        if not first:  # revoked while it waited: 401 at once, nothing more handed over
+            await run_in_threadpool(authenticator.still_live, caller)
+        first = False
         rows = await run_in_threadpool(store.thread_messages, str(tid), after=after, limit=limit)
         if rows or time.monotonic() >= deadline or await request.is_disconnected():
             break

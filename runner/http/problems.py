@@ -31,6 +31,18 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not f
           429: "Too many requests", 500: "Internal error", 503: "Service unavailable"}
 
 
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entry of each error status: a problem document (RFC 9457)."""
+    from .models import Problem as ProblemModel
+
+    return {status: {"model": ProblemModel, "description": TITLES.get(status, "Error"),
+                     "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status in statuses}
+
+
+AUTHENTICATED = (401, 403, 404, 413, 422, 429, 503)  # what any authenticated route may answer
+
+
 class Problem(Exception):
     """Raise to answer with a problem document."""
 

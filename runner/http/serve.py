@@ -10,11 +10,37 @@ import threading
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import ConfigError
 
 log = logging.getLogger("runner.http")
 MAX_BODY = 2 * 1024 * 1024  # bytes: a script is at most RUNNER_SCRIPT_CAP, far below
+HEAD_SECONDS = 10.0  # a request's line and headers must arrive within this of connecting or of the last answer
+BODY_SECONDS = 10.0  # the longest wait for the next piece of a request's body
+MAX_CONNECTIONS = 500  # at once (held long polls count); past it the server answers 503
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's head: a connection that has not sent a
+    whole request line and headers within HEAD_SECONDS of connecting (or of its last answer) is closed,
+    so clients that trickle headers (slowloris) cannot hold sockets open."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self.loop.call_later(HEAD_SECONDS, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete  # no request of which the head came
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
 
 
 class BodyLimit:
@@ -53,7 +79,10 @@ class BodyLimit:
         parts: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_SECONDS)
+            except TimeoutError:
+                return None  # a body that trickles in is refused like one too large
             if message["type"] != "http.request":
                 return b"".join(parts)
             chunk = message.get("body", b"")
@@ -68,7 +97,8 @@ class BodyLimit:
         from .problems import MEDIA_TYPE
 
         body = (b'{"type":"about:blank","title":"Content too large","status":413,"detail":"the request body is '
-                b'larger than ' + str(self.limit).encode() + b' bytes: send a smaller script or file"}')
+                b'larger than ' + str(self.limit).encode() + b' bytes, or arrived too slowly: send a smaller script or '
+                b'file, at once"}')
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
@@ -87,8 +117,11 @@ class HttpServer:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(f"cannot serve HTTP on {addr}: {reason}; set RUNNER_HTTP to a free host:port "
                               "(or leave it empty for no HTTP server)") from None
-        config = uvicorn.Config(BodyLimit(app), log_config=None, access_log=False, lifespan="off",
-                                server_header=False, timeout_graceful_shutdown=5)
+        # proxy_headers off: X-Forwarded-For is never believed (it would let a client choose the address
+        # that failed sign-ins are counted against); a reverse proxy in front is the operator's to add.
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                server_header=False, timeout_graceful_shutdown=5, proxy_headers=False,
+                                http=_Protocol, limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
 

@@ -150,8 +150,10 @@ class OutboxLoop:
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         try:
             while not self.stopping.is_set():
+                self.wake.clear()  # before the pass: a stop() or NOTIFY during it is not lost
                 secs = await self._pass()
-                self.wake.clear()
+                if self.stopping.is_set():
+                    break
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=min(max(secs, 0.05), self.poll_interval))
                 except TimeoutError:

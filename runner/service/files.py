@@ -10,6 +10,7 @@ import errno
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,6 +52,12 @@ class Files:
 
     def __init__(self, settings: Settings, scripts: Scripts) -> None:
         self.settings, self.scripts = settings, scripts
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _local_lock(self, thread: ThreadId) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(str(thread), threading.Lock())
 
     def list(self, thread: ThreadId) -> Listing:
         files, other = [], 0
@@ -87,8 +94,11 @@ class Files:
         check_name(name)
         if len(data) > FILE_CAP:
             raise ValidationError(f"{name} is {len(data)} bytes; at most {FILE_CAP} bytes are written through the API")
-        self._check_room(thread, len(data))
-        self.scripts.write(thread, name, data)
+        # Measure and write as one: this process's writers of the thread one at a time (so they wait here,
+        # not each holding a database connection), then the database's lock for other runners' writers.
+        with self._local_lock(thread), self.scripts.store.files_lock(str(thread)):
+            self._check_room(thread, len(data))
+            self.scripts.write(thread, name, data)
 
     def delete(self, thread: ThreadId, name: str) -> None:
         check_name(name)

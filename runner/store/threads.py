@@ -49,3 +49,10 @@ class ThreadsStore(StoreBase):
         with self.db.transaction() as conn:
             conn.execute(QUERIES["lock_thread_uids"])
             yield UidAllocation(conn)
+
+    @contextmanager
+    def files_lock(self, thread_id: str) -> Iterator[None]:
+        """Hold the thread's files lock (a transaction-scoped advisory lock) for the ``with`` block."""
+        with self.db.transaction() as conn:
+            conn.execute(QUERIES["lock_thread_files"], {"thread_id": thread_id})
+            yield

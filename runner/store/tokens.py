@@ -39,6 +39,10 @@ class TokensStore(StoreBase):
             return None
         return row["id"], tokens.Scope(thread=row["thread_id"], admin=row["admin"], read_only=row["read_only"])
 
+    def token_is_live(self, token_id: int) -> bool:
+        """Whether the token of row ``token_id`` is neither revoked nor expired now."""
+        return self.db.one("token_is_live", {"id": token_id}) is not None
+
     def note_token_used(self, token_id: int) -> None:
         self.db.all("token_used", {"id": token_id})
 

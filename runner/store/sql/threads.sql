@@ -22,3 +22,8 @@ ON CONFLICT (thread_id) DO UPDATE SET uid = EXCLUDED.uid WHERE threads.uid IS NO
 RETURNING uid;
 
 -- === Script pinning and outbox pruning (migration 007) ==========================================
+
+-- name: lock_thread_files
+-- Held by a writer of a thread's jobs/ files through the API while it measures the directory and
+-- writes, so two writers at once cannot both fit under the thread's limits (across runners too).
+SELECT pg_advisory_xact_lock(hashtextextended('runner-files:' || %(thread_id)s, 0));

@@ -33,3 +33,8 @@ ORDER BY created_at, id;
 UPDATE api_tokens SET revoked_at = now()
 WHERE name = %(name)s AND revoked_at IS NULL
 RETURNING name, public_id;
+
+-- name: token_is_live
+-- Whether the token of row %(id)s may still be used (a held request checks again while it waits).
+SELECT 1 AS live FROM api_tokens
+WHERE id = %(id)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());
