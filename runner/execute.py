@@ -101,6 +101,9 @@ class Executor:
             result = self._run_container(job)
         except (sandbox.LeaseLost, DatabaseError):
             raise  # nothing ran: left alone, or to lease recovery (it runs again)
+        except sandbox.NeverStarted as exc:
+            self._run_again(job, str(exc))
+            return
         except (RunnerError, OSError, artifacts.UnsafeFile) as exc:
             reason = str(exc) if isinstance(exc, RunnerError) else f"could not prepare the run: {exc}"
             if diskspace.is_no_space(exc):  # the host's disk, not the job: say so, and what to do
@@ -109,6 +112,14 @@ class Executor:
                 log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
             return
         self.record(job, result)
+
+    def _run_again(self, job: Job, why: str) -> None:
+        """Its script never started: back to pending, to run again (as adoption does for a dead runner's)."""
+        self.forget(job["id"])
+        if self.runs.requeue_unstarted(job["id"], self.lease(job)):
+            log.warning("%s; it runs again", why)
+        else:
+            lease_lost(job, "before it could be run again")
 
     def _run_container(self, job: Job) -> sandbox.RunResult:
         """Prepare the run's directory and script (fenced), then run its container, kept for :meth:`record`."""

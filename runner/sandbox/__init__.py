@@ -51,6 +51,7 @@ from .spec import (
                      LABEL_UID,
                      WORKDIR,
                      LeaseLost,
+                     NeverStarted,
                      RunResult,
                      RunSpec,
                      labels_for,
@@ -60,7 +61,7 @@ from .uids import claim_uid, registered_uids, release_uids, uid_volume_name
 __all__ = [
     "ALLOWED_ENV", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
     "LABEL_OWNER", "LABEL_ROLE", "LABEL_STORE", "LABEL_THREAD", "LABEL_UID", "LAUNCHER", "LAUNCH_MARGIN", "RELAY",
-    "SOURCE_CHUNK", "WORKDIR", "EgressProxy", "LeaseLost", "RunResult", "RunSpec", "StartLatency", "adopt",
+    "SOURCE_CHUNK", "WORKDIR", "EgressProxy", "LeaseLost", "NeverStarted", "RunResult", "RunSpec", "StartLatency", "adopt",
     "claim_uid", "client", "container_config", "gvisor_blocks_sockets", "host_addresses", "host_networks",
     "image_present", "is_gvisor", "kill_container", "labels_for", "managed_containers", "managed_networks",
     "managed_volumes", "refuse_unsafe", "refuse_unsafe_proxy", "registered_uids", "relay_code", "release_uids",

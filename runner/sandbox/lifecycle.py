@@ -28,7 +28,7 @@ from .diagnosis import Watch, bounded_logs, failure_reason, known_lost
 from .engine import client, kill_container, remove_container, remove_volume, retry_docker
 from .policy import container_config, refuse_unsafe
 from .proxy import EgressProxy
-from .spec import LeaseLost, RunResult, RunSpec
+from .spec import LeaseLost, NeverStarted, RunResult, RunSpec
 
 log = logging.getLogger("runner.sandbox")
 
@@ -116,6 +116,9 @@ def _start_and_wait(container: Any, spec: RunSpec, latency: StartLatency) -> Run
         raise LeaseLost(f"job {spec.job_id}: the lease is no longer this runner's")
     try:
         retry_docker(container.start)()
+    except docker.errors.NotFound as exc:  # removed between its creation and now: nothing of it ran
+        raise NeverStarted(f"job {spec.job_id}: its container was gone before it started "
+                           f"({getattr(exc, 'explanation', None) or exc})") from exc
     except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
         raise SandboxError(f"could not start the job container: {getattr(exc, 'explanation', None) or exc}") from exc
     started_at = datetime.now(UTC)

@@ -71,6 +71,11 @@ class LeaseLost(SandboxError):
     """This runner no longer holds the run's lease: it must not start, record or remove anything."""
 
 
+class NeverStarted(SandboxError):
+    """The run's container was gone when it was to be started (removed under us): its script never ran,
+    so the run had no effects and may simply go again."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What happened to one container run."""

@@ -248,3 +248,32 @@ def test_kill_9_in_the_middle_of_many_short_runs_loses_no_result_and_no_message(
         assert (row["status"], row["exit_code"]) == ("completed", 0), row["error_message"]
         assert [(m["kind"], m["text"]) for m in _messages(db, job["id"])] == [("message", f"message {i}")]
         assert (jobs_dir(settings.data_dir, job["thread_id"]) / f"{job['name']}_runs.txt").read_text() == "x"
+
+
+def test_a_container_removed_before_its_start_runs_again_instead_of_failing(
+        jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, store_id: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 60-minute soak of 2026-12-02 recorded one run as failed, 'could not start the job container:
+    No such container': its container, created ahead, was gone when its runner started it. Its script
+    never ran, so (issue 12, item 3) the run goes again instead of failing."""
+    from runner.execute import Executor
+
+    job = jobs.schedule_job(thread_id="telegram:7", name="twice", at="now", script_text=_script("twice", 0, "ran once"))
+    real = Executor._holds_patiently
+    removed: list[str] = []
+
+    def fence_then_lose_the_container(self: Executor, j: dict[str, Any], starting: bool = False) -> bool:
+        held = real(self, j, starting)
+        if starting and not removed:  # right after the start fence, before the start: the container goes
+            for c in _containers(docker_client, store_id, j["id"], "created"):
+                c.remove(force=True)
+                removed.append(c.short_id)
+        return held
+
+    monkeypatch.setattr(Executor, "_holds_patiently", fence_then_lose_the_container)
+    Scheduler(settings, db, docker_client).run(burst=True)
+    assert removed, "the container was removed between the start fence and the start"
+    row = jobs.get_job(job["id"])
+    assert (row["status"], row["exit_code"]) == ("completed", 0), row["error_message"]
+    assert (jobs_dir(settings.data_dir, "telegram:7") / "twice_runs.txt").read_text() == "x", "its script ran once"
+    assert [(m["kind"], m["text"]) for m in _messages(db, job["id"])] == [("message", "ran once")]
