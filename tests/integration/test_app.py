@@ -31,7 +31,8 @@ def _get(port: int, path: str) -> tuple[int, str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        with e:  # the error holds the response and its socket
+            return e.code, e.read().decode()
 
 
 def _health(port: int) -> tuple[int, dict[str, Any]]:

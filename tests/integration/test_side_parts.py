@@ -33,7 +33,8 @@ def _health(port: int) -> tuple[int, dict[str, Any]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        with e:  # the error holds the response and its socket
+            return e.code, json.loads(e.read())
 
 
 def _serve(settings: Settings, db: Database, parts: list[Any]) -> HttpServer:
