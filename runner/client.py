@@ -40,7 +40,11 @@ class Client:
                  transport: httpx.BaseTransport | None = None) -> None:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
                                   timeout=timeout, transport=transport)
-        self.thread = thread or self._own_thread()
+        try:
+            self.thread = thread or self._own_thread()
+        except BaseException:
+            self._http.close()  # a token refused here leaves no connection open
+            raise
 
     def __enter__(self) -> Client:
         return self
