@@ -208,7 +208,7 @@ class Application:
                         ping=lambda: store.db.ping(timeout=HEALTH_DB_TIMEOUT),
                         parts=lambda: {p.name: p.status() for p in self.parts},
                         tables=TableCollector(lambda: store.status_counts(timeout=HEALTH_DB_TIMEOUT)))
-        self.http = HttpServer(create_app(s, self.jobs, store, health), s.http_addr)
+        self.http = HttpServer(create_app(s, self.jobs, store, health), s.http_addr, s.http_trusted_proxies)
         self.http.start()
         log.info("the API on %s/v1 (tokens: runner token create), health and metrics on /healthz and /metrics",
                  self.http.url)

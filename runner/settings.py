@@ -112,6 +112,19 @@ def _pins(env: dict[str, str]) -> tuple[str, ...]:
         raise ConfigError(f"RUNNER_EGRESS_HOSTS: {exc}") from None
 
 
+def _trusted_proxies(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_HTTP_TRUSTED_PROXIES: the reverse proxies (addresses or networks) whose X-Forwarded-For
+    names the client; none by default, so no client can choose the address its failures count against."""
+    out = []
+    for raw in _list(env, "RUNNER_HTTP_TRUSTED_PROXIES", ""):
+        try:
+            out.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            raise ConfigError(f"RUNNER_HTTP_TRUSTED_PROXIES: {raw!r} is not an IP address or network "
+                              "(list your reverse proxy's address, such as 127.0.0.1 or 172.18.0.0/16)") from None
+    return tuple(out)
+
+
 def _allowed_addresses(env: dict[str, str]) -> tuple[str, ...]:
     """RUNNER_EGRESS_ALLOW_ADDRESSES: single addresses the proxy may reach although they are blocked."""
     out = []
@@ -241,6 +254,7 @@ class Settings:
     shutdown_grace: float = 20.0  # seconds running jobs get to finish on SIGTERM
     prepare_seconds: float = 1.0  # claim and create a job's container this long before it is due
     http_addr: str | None = None  # host:port of /healthz and /metrics
+    http_trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For is believed
     log_format: str = "text"
     grace_seconds: int = 3600  # missed-run grace period (default per job)
     uid_range: tuple[int, int] = (200000, 299999)  # host uids for threads, one each (the last is doctor's)
@@ -274,6 +288,7 @@ class Settings:
             telegram_request_timeout=_float(e, "TELEGRAM_REQUEST_TIMEOUT", 0.0, 0.5) or None,
             log_level=e.get("RUNNER_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             http_addr=e.get("RUNNER_HTTP", "").strip() or None,
+            http_trusted_proxies=_trusted_proxies(e),
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             uid_range=_uid_range(e),
             jobs_quota=parse_quota_mode(e.get("RUNNER_JOBS_QUOTA", "off")),

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -108,7 +109,7 @@ class BodyLimit:
 class HttpServer:
     """uvicorn serving ``app`` on ``addr`` (``host:port``) in a thread."""
 
-    def __init__(self, app: Any, addr: str) -> None:
+    def __init__(self, app: Any, addr: str, trusted_proxies: Sequence[str] = ()) -> None:
         host, _, port = addr.rpartition(":")
         try:
             self.sock = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)),
@@ -117,10 +118,12 @@ class HttpServer:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(f"cannot serve HTTP on {addr}: {reason}; set RUNNER_HTTP to a free host:port "
                               "(or leave it empty for no HTTP server)") from None
-        # proxy_headers off: X-Forwarded-For is never believed (it would let a client choose the address
-        # that failed sign-ins are counted against); a reverse proxy in front is the operator's to add.
+        # X-Forwarded-For is believed only from the operator's reverse proxies (RUNNER_HTTP_TRUSTED_PROXIES):
+        # from anyone else it would let a client choose the address its failed sign-ins count against.
+        # uvicorn then takes the nearest address in the chain that is not a trusted proxy.
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                server_header=False, timeout_graceful_shutdown=5, proxy_headers=False,
+                                server_header=False, timeout_graceful_shutdown=5,
+                                proxy_headers=bool(trusted_proxies), forwarded_allow_ips=list(trusted_proxies),
                                 http=_Protocol, limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)

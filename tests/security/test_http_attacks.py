@@ -614,3 +614,36 @@ def test_the_limiters_memory_is_bounded_however_many_addresses_fail() -> None:
     for i in range(50_000):
         limiter.failed(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", float(i))
     assert len(limiter) == 1000
+
+
+@pytest.fixture
+def behind_proxy(settings: Settings, jobs: Jobs, store: Store) -> Iterator[httpx.Client]:
+    """The API as served behind a reverse proxy on loopback (RUNNER_HTTP_TRUSTED_PROXIES=127.0.0.1)."""
+    srv = HttpServer(create_app(settings, jobs, store), "127.0.0.1:0", trusted_proxies=("127.0.0.1/32",))
+    srv.start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            yield c
+    finally:
+        srv.stop()
+
+
+def _fail_as(client: httpx.Client, forwarded: str) -> int:
+    return client.get("/v1/me", headers={"Authorization": "Bearer rnr_nope", "X-Forwarded-For": forwarded}).status_code
+
+
+def test_behind_a_trusted_proxy_failures_count_against_the_forwarded_client(behind_proxy: httpx.Client) -> None:
+    """Held: behind the operator's proxy each client has its own bucket (one flooding client does not
+    slow down the others), and a client cannot reset its bucket by prepending addresses of its own to
+    the X-Forwarded-For its proxy extends: the nearest address not a trusted proxy is the one counted."""
+    flood = [_fail_as(behind_proxy, "203.0.113.7") for _ in range(11)]
+    assert flood[:10] == [401] * 10 and flood[10] == 429, flood
+    assert _fail_as(behind_proxy, "198.51.100.9") == 401  # another client behind the same proxy
+    assert _fail_as(behind_proxy, "192.0.2.1, 203.0.113.7") == 429  # a forged prefix changes nothing
+
+
+def test_trusted_proxies_must_be_addresses() -> None:
+    """A mistyped proxy list is refused at start-up with the setting's name, not ignored."""
+    from runner.errors import ConfigError
+    with pytest.raises(ConfigError, match="RUNNER_HTTP_TRUSTED_PROXIES: 'proxy.local' is not an IP address"):
+        Settings.from_env({"RUNNER_HTTP_TRUSTED_PROXIES": "proxy.local"})
