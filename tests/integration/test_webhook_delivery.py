@@ -1,0 +1,198 @@
+"""Webhook delivery (issue 14): a thread's messages POSTed, signed, to a real receiver on 127.0.0.1
+through its faults (500s, a receiver that hangs past the timeout, refused connections, a restart of
+the receiver and of the runner's deliverer mid-stream): every message accepted exactly once by its
+idempotency key, in order per thread, each signature verified; 4xx, redirects, a wrong secret and a
+refused address fail the message with the reason recorded. Real parts: Postgres, httpx, HTTP."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runner import webhook
+from runner.app import delivery_store
+from runner.outbox import OutboxLoop
+from runner.outbox import webhook as hooks
+from runner.settings import Settings
+from runner.store import Database, Store
+
+from ..waiting import wait_for
+from ..webhookreceiver import Receiver
+
+SECRET = webhook.new_secret()
+
+
+@pytest.fixture
+def s(settings: Settings) -> Settings:
+    return settings.with_(webhook_allow_addresses=("127.0.0.1/32",), lease_seconds=6, webhook_timeout=1.0,
+                          poll_interval=1.0)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(SECRET).start()
+    yield r
+    r.release.set()
+    r.stop()
+
+
+def make_sender(s: Settings, **kw: Any) -> hooks.WebhookSender:
+    cfg = hooks.WebhookConfig(request_timeout=1.0, lease_seconds=s.lease_seconds, backoff_base=0.05, backoff_max=0.3)
+    return hooks.WebhookSender(s.webhook_policy, s.webhook_channel_urls(), s.webhook_secret, cfg, **kw)
+
+
+class Deliverer:
+    """One runner's webhook deliverer, on a thread of its own, as ``runner up`` runs it."""
+
+    def __init__(self, s: Settings, db: Database, name: str, **kw: Any) -> None:
+        self.sender = make_sender(s, **kw)
+        self.loop: OutboxLoop = hooks.webhook_delivery(delivery_store(db, s), self.sender, name, poll_interval=1.0)
+        self.thread = threading.Thread(target=hooks.run_blocking, args=(self.loop, self.sender), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive()
+
+
+def set_hook(db: Database, thread: str, url: str, secret: str = SECRET) -> None:
+    store = Store(db)
+    store.set_thread_webhook(thread, url, secret)
+    with db.transaction() as conn:  # the test's own secret, so the receiver knows it
+        conn.execute("UPDATE threads SET webhook_secret = %s WHERE thread_id = %s", (secret, thread))
+
+
+def queue(db: Database, thread: str, n: int, attachment: bool = False) -> list[int]:
+    ids = []
+    with db.transaction() as conn:
+        for i in range(n):
+            row = conn.execute("INSERT INTO outbox (job_id, kind, thread_id, job_name, text) "
+                               "VALUES (NULL, 'message', %s, 'report', %s) RETURNING id",
+                               (thread, f"{thread} message {i}")).fetchone()
+            ids.append(row["id"])
+            if attachment:
+                conn.execute("INSERT INTO outbox_attachments (outbox_id, filename, content) VALUES (%s, 'a.bin', %s)",
+                             (row["id"], bytes(range(256))))
+    return ids
+
+
+def rows(db: Database, ids: list[int]) -> list[dict[str, Any]]:
+    with db.transaction() as conn:
+        return conn.execute("SELECT * FROM outbox WHERE id = ANY(%s) ORDER BY id", (ids,)).fetchall()
+
+
+def statuses(db: Database, ids: list[int]) -> list[str]:
+    return [r["status"] for r in rows(db, ids)]
+
+
+def test_every_message_arrives_once_in_order_through_500s_hangs_refusals_and_restarts(
+        s: Settings, db: Database, receiver: Receiver) -> None:
+    threads = ["api:a", "api:b", "api:c"]
+    for t in threads:
+        set_hook(db, t, f"{receiver.url}/{t}")
+    set_hook(db, "api:slow", f"{receiver.url}/slow")
+    receiver.always["/slow"] = "hang"  # a receiver that never answers holds up only its own thread
+    slow = queue(db, "api:slow", 2)
+    receiver.faults.extend(["500"] * 6 + ["hang", "hang", "503", "429"])
+    ids = {t: queue(db, t, 12, attachment=(t == "api:a")) for t in threads}
+    everything = [i for t in threads for i in ids[t]]
+
+    first = Deliverer(s, db, "runner-1")
+    wait_for(lambda: len(receiver.ids()) >= 8, 30, "the first messages accepted")
+    receiver.stop()  # refused connections from now on
+    wait_for(lambda: any("could not be reached" in (r["last_error"] or "") for r in rows(db, everything)), 20,
+             "a refused connection recorded as a retry")
+    first.stop()  # the runner goes down mid-stream
+    receiver.start()
+    second = Deliverer(s, db, "runner-2")
+    try:
+        wait_for(lambda: statuses(db, everything) == ["sent"] * len(everything), 60, "every message sent")
+        assert statuses(db, slow)[0] in ("pending", "sending") and not receiver.ids("api:slow")
+    finally:
+        second.stop()
+
+    assert sorted(receiver.ids()) == sorted(everything)  # complete, and each id accepted once
+    assert receiver.duplicates == []  # nothing answered 200 was sent again
+    for t in threads:
+        assert receiver.ids(t) == ids[t]  # in order per thread
+    doc = next(d for d in receiver.accepted if d["id"] == ids["api:a"][0])
+    assert doc["thread"] == "api:a" and doc["job_name"] == "report" and doc["kind"] == "message"
+    assert doc["text"] == "api:a message 0" and doc["created_at"].endswith("+00:00")
+    assert [(a["name"], base64.b64decode(a["content"])) for a in doc["attachments"]] == [("a.bin", bytes(range(256)))]
+    headers = [h for p, h in receiver.requests if p == "/api:a" and h.get("Idempotency-Key") == str(doc["id"])]
+    assert headers and all(h["Runner-Signature"].startswith("t=") for h in headers)
+
+
+def test_a_receiver_with_another_secret_rejects_them_and_its_answer_is_recorded(
+        s: Settings, db: Database, receiver: Receiver) -> None:
+    set_hook(db, "api:w", f"{receiver.url}/w", secret=webhook.new_secret())
+    ids = queue(db, "api:w", 2)
+    d = Deliverer(s, db, "runner-1")
+    try:
+        wait_for(lambda: statuses(db, ids) == ["failed", "failed"], 20, "both failed")
+    finally:
+        d.stop()
+    assert all(r["last_error"] == "the webhook receiver refused it with 401: bad signature" for r in rows(db, ids))
+    assert receiver.ids() == []
+
+
+@pytest.mark.parametrize("fault, why", [
+    ("422", "the webhook receiver refused it with 422: receiver says 422"),
+    ("302", "the webhook receiver answered 302, a redirect to /elsewhere: redirects are not followed"),
+])
+def test_a_4xx_or_a_redirect_fails_the_message_and_the_next_one_goes(
+        s: Settings, db: Database, receiver: Receiver, fault: str, why: str) -> None:
+    set_hook(db, "api:x", f"{receiver.url}/x")
+    receiver.faults.append(fault)
+    ids = queue(db, "api:x", 2)
+    d = Deliverer(s, db, "runner-1")
+    try:
+        wait_for(lambda: statuses(db, ids) == ["failed", "sent"], 20, "the first failed, the second sent")
+    finally:
+        d.stop()
+    assert rows(db, ids)[0]["last_error"].startswith(why)
+    assert [p for p, _ in receiver.requests] == ["/x", "/x"]  # the redirect's Location was never asked for
+
+
+def test_a_host_resolving_to_an_address_not_allowed_is_refused_at_delivery(
+        s: Settings, db: Database, receiver: Receiver) -> None:
+    answers = {"hooks.example.test": ["127.0.0.1", "10.0.0.5"]}
+
+    async def resolver(host: str, port: int) -> list[str]:  # the name now points at a private address too
+        return answers[host]
+
+    with db.transaction() as conn:  # a URL the policy accepted when it was set
+        conn.execute("INSERT INTO threads (thread_id, webhook_url, webhook_secret) VALUES ('api:r', %s, %s)",
+                     (f"https://hooks.example.test:{receiver.port}/r", SECRET))
+    ids = queue(db, "api:r", 1)
+    d = Deliverer(s, db, "runner-1", resolver=resolver)
+    try:
+        wait_for(lambda: statuses(db, ids) == ["failed"], 20, "the message failed")
+    finally:
+        d.stop()
+    assert "resolves to 10.0.0.5, a private or reserved address" in rows(db, ids)[0]["last_error"]
+    assert receiver.requests == []  # nothing connected
+
+
+def test_a_channel_webhook_takes_every_thread_of_the_channel_and_a_threads_own_wins(
+        s: Settings, db: Database, receiver: Receiver) -> None:
+    own = Receiver(SECRET + "x").start()
+    try:
+        cs = s.with_(webhook_channels=(f"api={receiver.url}/channel",), webhook_secret=SECRET)
+        set_hook(db, "api:own", f"{own.url}/own", secret=SECRET + "x")
+        ids = queue(db, "api:one", 2) + queue(db, "api:own", 1)
+        other = queue(db, "cli:z", 1)  # another channel: not the webhook's
+        d = Deliverer(cs, db, "runner-1")
+        try:
+            wait_for(lambda: statuses(db, ids) == ["sent"] * 3, 20, "the channel's messages sent")
+        finally:
+            d.stop()
+        assert receiver.ids() == ids[:2] and own.ids() == ids[2:]
+        assert statuses(db, other) == ["pending"]
+    finally:
+        own.stop()
