@@ -7,7 +7,7 @@ unless the operator lists it; a refused URL is a 422 saying why."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 
@@ -35,7 +35,7 @@ def _view(jobs: Jobs, tid: ThreadId, secret: str | None = None) -> models.Thread
     s: Settings = jobs.settings
     row = jobs.store.thread_settings(str(tid))
     channel = str(tid).partition(":")[0] in s.webhook_channel_urls()
-    via = "thread" if row["webhook_url"] else ("channel" if channel else None)
+    via: Literal["thread", "channel"] | None = "thread" if row["webhook_url"] else ("channel" if channel else None)
     return models.ThreadSettingsView(timezone=row["timezone"] or s.default_timezone, webhook_url=row["webhook_url"],
                                      webhook=via, webhook_secret=secret)
 
