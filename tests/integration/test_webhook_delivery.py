@@ -7,6 +7,7 @@ refused address fail the message with the reason recorded. Real parts: Postgres,
 from __future__ import annotations
 
 import base64
+import io
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 
 from runner import webhook
-from runner.app import delivery_store
-from runner.outbox import OutboxLoop
+from runner.app import Application, delivery_store
+from runner.outbox import ConsoleSender, OutboxLoop
 from runner.outbox import webhook as hooks
+from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database, Store
 
@@ -196,3 +198,39 @@ def test_a_channel_webhook_takes_every_thread_of_the_channel_and_a_threads_own_w
         assert statuses(db, other) == ["pending"]
     finally:
         own.stop()
+
+
+def test_the_console_and_telegram_claims_leave_webhook_threads_alone(s: Settings, db: Database,
+                                                                      receiver: Receiver) -> None:
+    set_hook(db, "api:hooked", f"{receiver.url}/h")
+    hooked, plain = queue(db, "api:hooked", 2), queue(db, "api:plain", 1)
+    out = io.StringIO()
+    assert OutboxLoop(delivery_store(db, s), ConsoleSender(out), "runner-1", lease_seconds=6).deliver_due() == 1
+    assert statuses(db, plain) == ["sent"] and statuses(db, hooked) == ["pending", "pending"]
+    assert "api:hooked" not in out.getvalue()
+    with db.transaction() as conn:  # a Telegram thread that gets a webhook: its chat's claims skip it
+        conn.execute("UPDATE outbox SET chat_id = '42' WHERE thread_id = 'api:hooked'")
+    assert delivery_store(db, s).chats_with_due_messages() == []
+
+
+def test_runner_up_delivers_by_webhook_without_a_bot_token_and_prints_the_rest(
+        s: Settings, jobs: Jobs, db: Database, receiver: Receiver) -> None:
+    set_hook(db, "api:hooked", f"{receiver.url}/h")
+    for thread in ("api:hooked", "api:plain"):
+        jobs.schedule_job(thread_id=thread, name="hello", at="now",
+                          script_text=f"open('jobs/hello_message.txt', 'w').write('hello from {thread}')\n")
+    out = io.StringIO()
+    Application(s, burst=True, build_image=False, console=out).run()  # runs both, delivers, returns
+    assert [d["text"] for d in receiver.accepted] == ["hello from api:hooked"]
+    assert "| hello from api:plain" in out.getvalue() and "api:hooked" not in out.getvalue()
+
+    later = queue(db, "api:hooked", 1)  # and the long-running runner delivers as messages come
+    app = Application(s, build_image=False, console=out)
+    runs = threading.Thread(target=app.run, daemon=True)
+    runs.start()
+    try:
+        wait_for(lambda: receiver.ids()[-1:] == later, 30, "the new message delivered by the running runner")
+        assert {p.name: p.status() for p in app.parts}["webhooks"] == "ok"
+    finally:
+        app.stop()
+        runs.join(timeout=60)
