@@ -331,16 +331,23 @@ class OutboxLoop:
 async def _each_notification(conn: Any, then: Callable[[], None]) -> None:
     """Call ``then`` for each NOTIFY on ``conn`` until it fails. The event loop wakes only when the
     connection's socket has something to read (psycopg's own ``notifies()`` looks every 0.1 s, which
-    cost an idle runner ten times the CPU)."""
+    cost an idle runner ten times the CPU). What arrived is read with libpq directly: psycopg's
+    ``notifies(timeout=0)`` gives up before reading, and its wait replaces this reader on the socket
+    and removes it, so every NOTIFY after the first went unseen until the poll interval."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     fd = conn.fileno()
+    pgconn = conn.pgconn
     loop.add_reader(fd, readable.set)
     try:
         while True:
             await readable.wait()
             readable.clear()
-            async for _ in conn.notifies(timeout=0):  # what arrived; a closed connection raises here
+            try:
+                pgconn.consume_input()  # the connection only LISTENs: nothing else reads it
+            except Exception as exc:  # a closed or broken connection
+                raise DatabaseUnavailable("the LISTEN connection ended") from exc
+            while pgconn.notifies() is not None:
                 then()
             if conn.closed or conn.broken:
                 raise DatabaseUnavailable("the LISTEN connection ended")

@@ -50,9 +50,9 @@ def make_sender(s: Settings, **kw: Any) -> hooks.WebhookSender:
 class Deliverer:
     """One runner's webhook deliverer, on a thread of its own, as ``runner up`` runs it."""
 
-    def __init__(self, s: Settings, db: Database, name: str, **kw: Any) -> None:
+    def __init__(self, s: Settings, db: Database, name: str, poll: float = 1.0, **kw: Any) -> None:
         self.sender = make_sender(s, **kw)
-        self.loop: OutboxLoop = hooks.webhook_delivery(delivery_store(db, s), self.sender, name, poll_interval=1.0)
+        self.loop: OutboxLoop = hooks.webhook_delivery(delivery_store(db, s), self.sender, name, poll_interval=poll)
         self.thread = threading.Thread(target=hooks.run_blocking, args=(self.loop, self.sender), daemon=True)
         self.thread.start()
 
@@ -234,3 +234,16 @@ def test_runner_up_delivers_by_webhook_without_a_bot_token_and_prints_the_rest(
     finally:
         app.stop()
         runs.join(timeout=60)
+
+
+def test_each_new_message_wakes_the_deliverer_at_once_not_at_the_poll_interval(
+        s: Settings, db: Database, receiver: Receiver) -> None:
+    """The LISTEN socket is read on every NOTIFY (psycopg's notifies(timeout=0) used to miss all but the first)."""
+    set_hook(db, "api:n", f"{receiver.url}/n")
+    d = Deliverer(s, db, "runner-1", poll=60.0)
+    try:
+        for _ in range(5):
+            ids = queue(db, "api:n", 1)
+            wait_for(lambda ids=ids: receiver.ids()[-1:] == ids, 10, "the message delivered well before the poll")
+    finally:
+        d.stop()
