@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +26,7 @@ class Receiver:
         self.always: dict[str, str] = {}  # path -> fault answered every time (a receiver that always hangs)
         self.accepted: list[dict[str, Any]] = []  # bodies answered 200 the first time, in arrival order
         self.duplicates: list[int] = []
+        self.arrived: dict[int, float] = {}  # id -> time.monotonic() when its 200 was answered
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self.release = threading.Event()  # set: hanging requests end
         self.lock = threading.Lock()
@@ -82,6 +84,7 @@ class Receiver:
                 self.duplicates.append(doc["id"])
             else:
                 self.accepted.append(doc)
+        self.arrived.setdefault(doc["id"], time.monotonic())
         self._answer(h, 200, b"ok")
 
     @staticmethod
