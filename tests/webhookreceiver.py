@@ -10,6 +10,7 @@ with the receiver's secret: 200 if it verifies (a key seen before is answered 20
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -20,8 +21,9 @@ from runner import webhook
 
 
 class Receiver:
-    def __init__(self, secret: str, port: int = 0) -> None:
-        self.secret, self.port = secret, port
+    def __init__(self, secret: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.secret, self.port, self.tls = secret, port, tls
+        self.sni: list[str | None] = []  # the server name each TLS client asked for
         self.faults: deque[str] = deque()
         self.always: dict[str, str] = {}  # path -> fault answered every time (a receiver that always hangs)
         self.accepted: list[dict[str, Any]] = []  # bodies answered 200 the first time, in arrival order
@@ -35,7 +37,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Receiver:
         receiver = self
@@ -52,6 +54,9 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        if self.tls is not None:
+            self.tls.sni_callback = lambda sock, name, ctx: self.sni.append(name)  # type: ignore[assignment,func-returns-value]
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self

@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -114,13 +115,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def guarded_client(policy: webhook.UrlPolicy, timeout: float, resolver: Resolver = resolve_host) -> httpx.AsyncClient:
+def guarded_client(policy: webhook.UrlPolicy, timeout: float, resolver: Resolver = resolve_host,
+                   ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     """An httpx client that connects only to checked addresses, follows no redirect and ignores the
-    environment's proxies."""
+    environment's proxies. ``ssl_context``: the certificates trusted (default: the system's, via httpx)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx has no parameter for the network backend: its pool is made again with ours (same settings).
     transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
-        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=100, max_keepalive_connections=20,
+        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False), max_connections=100, max_keepalive_connections=20,
         keepalive_expiry=5.0, network_backend=GuardedBackend(policy, resolver))
     return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
@@ -168,9 +170,9 @@ class WebhookSender:
 
     def __init__(self, policy: webhook.UrlPolicy, channels: dict[str, str] | None = None,
                  channel_secret: str | None = None, config: WebhookConfig | None = None,
-                 resolver: Resolver = resolve_host) -> None:
+                 resolver: Resolver = resolve_host, ssl_context: ssl.SSLContext | None = None) -> None:
         self.policy, self.channels, self.channel_secret = policy, dict(channels or {}), channel_secret
-        self.resolver = resolver
+        self.resolver, self.ssl_context = resolver, ssl_context
         self.cfg = config or WebhookConfig()
         self.request_timeout = self.cfg.request_timeout
         self._client: httpx.AsyncClient | None = None
@@ -180,7 +182,8 @@ class WebhookSender:
         """The client of the running event loop (a deliverer's new life has a new loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client, self._client_loop = guarded_client(self.policy, self.cfg.request_timeout, self.resolver), loop
+            self._client, self._client_loop = guarded_client(self.policy, self.cfg.request_timeout, self.resolver,
+                                                                self.ssl_context), loop
         return self._client
 
     async def aclose(self) -> None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import io
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,3 +250,47 @@ def test_each_new_message_wakes_the_deliverer_at_once_not_at_the_poll_interval(
             wait_for(lambda ids=ids: receiver.ids()[-1:] == ids, 10, "the message delivered well before the poll")
     finally:
         d.stop()
+
+
+def _certificates(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``name`` signed by it (openssl), as a receiver's operator has."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", f"/CN={name}")
+    (tmp / "ext.cnf").write_text(f"subjectAltName=DNS:{name}\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem",
+        "-days", "2", "-extfile", "ext.cnf")
+    return tmp / "ca.pem", tmp / "srv.pem", tmp / "srv.key"
+
+
+def test_https_goes_to_the_checked_address_with_the_hosts_name_in_sni_host_and_certificate(
+        s: Settings, db: Database, tmp_path: Path) -> None:
+    name = "hooks.example.test"
+    ca, cert, key = _certificates(tmp_path, name)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    tls = Receiver(SECRET, tls=server_tls).start()
+    looked_up: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:  # the name's one address: this machine
+        looked_up.append(host)
+        return ["127.0.0.1"]
+
+    try:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO threads (thread_id, webhook_url, webhook_secret) VALUES ('api:tls', %s, %s)",
+                         (f"https://{name}:{tls.port}/hook", SECRET))
+        ids = queue(db, "api:tls", 2)
+        d = Deliverer(s, db, "runner-1", resolver=resolver, ssl_context=ssl.create_default_context(cafile=str(ca)))
+        try:
+            wait_for(lambda: statuses(db, ids) == ["sent", "sent"], 20, "both sent over TLS")
+        finally:
+            d.stop()
+        assert tls.ids() == ids
+        assert {h["Host"] for _, h in tls.requests} == {f"{name}:{tls.port}"}
+        assert set(tls.sni) == {name} and set(looked_up) == {name}
+    finally:
+        tls.stop()
