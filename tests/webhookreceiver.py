@@ -2,7 +2,8 @@
 de-duplication a receiver is told to do (by ``Idempotency-Key``).
 
 Each request is answered by the first fault left in ``faults`` (``500``, ``hang``: hold the request
-past the sender's timeout and answer nothing, ``302``, ``422``...), else by verifying the signature
+past the sender's timeout and answer nothing, ``down``: close the port, ``302``, ``422``..., ``ok``: no
+fault), else by verifying the signature
 with the receiver's secret: 200 if it verifies (a key seen before is answered 200 again and counted in
 ``duplicates``), 401 if not. :meth:`stop` closes the port (connections are then refused) and
 :meth:`start` opens the same port again, as a receiver restarting mid-stream."""
@@ -31,6 +32,7 @@ class Receiver:
         self.arrived: dict[int, float] = {}  # id -> time.monotonic() when its 200 was answered
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self.release = threading.Event()  # set: hanging requests end
+        self.went_down = threading.Event()
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -62,10 +64,11 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        with self.lock:
+            server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     def handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         with self.lock:
@@ -74,10 +77,14 @@ class Receiver:
         if fault == "hang":
             self.release.wait(timeout=30)
             return
+        if fault == "down":  # the receiver goes away: this request unanswered, the port closed
+            threading.Thread(target=self.stop, daemon=True).start()
+            self.went_down.set()
+            return
         if fault == "302":
             self._answer(h, 302, b"moved", {"Location": "/elsewhere"})
             return
-        if fault is not None:
+        if fault is not None and fault != "ok":  # "ok": answered as a receiver does
             self._answer(h, int(fault), f"receiver says {fault}".encode(), {"Retry-After": "0"})
             return
         if not webhook.verify(self.secret, h.headers.get("Runner-Signature", ""), body):

@@ -90,14 +90,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         addresses = await self.resolve(host, port)
-        error: Exception | None = None
         for address in addresses:
             try:
                 return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
                                                     socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        raise error or httpcore.ConnectError(f"{host} has no address")
+            except httpcore.ConnectError:
+                continue  # the next checked address, if any
+        raise httpcore.ConnectError(f"the connection to {host} port {port} ({', '.join(addresses) or 'no address'}) "
+                                    "was refused or the host is unreachable")
 
     async def resolve(self, host: str, port: int) -> list[str]:
         """Every address of ``host``, each checked; AddressRefused if any is not allowed."""
@@ -236,8 +236,11 @@ class WebhookSender:
             raise _Later(f"the webhook receiver did not answer within {self.cfg.request_timeout:g} s") from exc
         except httpx.TimeoutException as exc:
             raise _Later(f"the webhook receiver did not answer within {self.cfg.request_timeout:g} s") from exc
-        except httpx.TransportError as exc:
+        except httpx.ConnectError as exc:
             raise _Later(f"the webhook receiver could not be reached: {visible(str(exc))[:200]}") from exc
+        except httpx.TransportError as exc:
+            raise _Later(f"the connection to the webhook receiver broke before its answer: "
+                         f"{visible(str(exc))[:200]}") from exc
 
     def _outcome(self, message: Message, status: int, headers: httpx.Headers, answer: bytes) -> Outcome:
         if 200 <= status < 300:
