@@ -3,7 +3,8 @@ start the same thing.
 
 :class:`Application` owns the job image check, the database (the embedded Postgres when DATABASE_URL
 is unset; migrated), the engine host's addresses, the scheduler, the deliverers (the console notifier,
-or the Telegram part and a notifier that only fails the threads Telegram cannot reach), the HTTP server
+or the Telegram part and a notifier that only fails the threads Telegram cannot reach; and always the
+webhook deliverer, which takes the threads that have a webhook from both), the HTTP server
 (/healthz, /metrics) and the supervision of the side parts (:mod:`runner.supervise`). ``run()`` blocks
 until :meth:`Application.stop` (or, in burst mode, until nothing is due) and closes everything on the
 way out. Signal handling is the caller's: the CLI wraps ``run()`` in :func:`stop_on_signals`, which
