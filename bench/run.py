@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import platform
 import statistics
@@ -324,8 +325,86 @@ def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
         api.stop()
 
 
+class _Stamps(io.StringIO):
+    """A console stream that notes when each message's block was printed (by its text's marker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, float] = {}
+
+    def write(self, text: str) -> int:
+        now = time.monotonic()
+        for word in text.split():
+            if word.startswith("m#"):
+                self.at.setdefault(word, now)
+        return super().write(text)
+
+
+def _queued_to_seen(db: Database, thread: str, n: int, seen: Callable[[int, str], float | None]) -> list[float]:
+    """Queue ``n`` messages one at a time (each after the last was seen); queued to seen, in ms."""
+    out = []
+    for i in range(n):
+        marker = f"m#{thread}#{i}"
+        t0 = time.monotonic()
+        with db.transaction() as conn:
+            row = conn.execute("INSERT INTO outbox (job_id, thread_id, job_name, text) VALUES (NULL, %s, 'b', %s) "
+                               "RETURNING id", (thread, marker)).fetchone()
+        deadline = t0 + 30
+        while (at := seen(row["id"], marker)) is None:
+            if time.monotonic() > deadline:
+                with db.transaction() as conn:
+                    state = conn.execute("SELECT id, status, last_error FROM outbox WHERE id = %s", (row["id"],)).fetchone()
+                raise RuntimeError(f"message {i} was not delivered within 30 s: {state}")
+            time.sleep(0.001)
+        out.append((at - t0) * 1000)
+    return out
+
+
+def bench_webhook(env: Env, quick: bool) -> dict[str, Any]:
+    """Queued -> the receiver's 200 on loopback, beside queued -> printed by the console sender."""
+    sys.path.insert(0, str(ROOT))
+    from runner import webhook
+    from runner.app import delivery_store
+    from runner.outbox import ConsoleSender, OutboxLoop
+    from runner.outbox import webhook as hooks
+    from tests.webhookreceiver import Receiver
+
+    n = 30 if quick else 200
+    env.reset()
+    s = env.settings(webhook_allow_addresses=("127.0.0.1",))
+    secret = webhook.new_secret()
+    receiver = Receiver(secret).start()
+    db = Database(env.url, max_size=8)
+    try:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO threads (thread_id, webhook_url, webhook_secret) VALUES ('api:hook', %s, %s)",
+                         (f"{receiver.url}/hook", secret))
+        stamps = _Stamps()
+        console = OutboxLoop(delivery_store(db, s), ConsoleSender(stamps), "bench", lease_seconds=s.lease_seconds)
+        sender = hooks.WebhookSender(s.webhook_policy, config=hooks.WebhookConfig(lease_seconds=s.lease_seconds))
+        deliverer = hooks.webhook_delivery(delivery_store(db, s), sender, "bench")
+        threads = [threading.Thread(target=console.run_blocking, daemon=True),
+                   threading.Thread(target=hooks.run_blocking, args=(deliverer, sender), daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            printed = _queued_to_seen(db, "api:plain", n, lambda _id, m: stamps.at.get(m))
+            hooked = _queued_to_seen(db, "api:hook", n, lambda i, _m: receiver.arrived.get(i))
+        finally:
+            console.stop()
+            deliverer.stop()
+            for t in threads:
+                t.join(timeout=30)
+        return {"messages": n, "webhook_p50_ms": pct(hooked, 50), "webhook_p99_ms": pct(hooked, 99),
+                "console_p50_ms": pct(printed, 50), "console_p99_ms": pct(printed, 99),
+                "ratio_p50": pct(hooked, 50) / max(pct(printed, 50), 1e-9), "duplicates": len(receiver.duplicates)}
+    finally:
+        db.close()
+        receiver.stop()
+
+
 SECTIONS = {"lateness": bench_lateness, "overhead": bench_overhead, "throughput": bench_throughput,
-            "scale": bench_scale, "delivery": bench_delivery}
+            "scale": bench_scale, "delivery": bench_delivery, "webhook": bench_webhook}
 
 
 def main() -> None:

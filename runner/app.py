@@ -3,7 +3,8 @@ start the same thing.
 
 :class:`Application` owns the job image check, the database (the embedded Postgres when DATABASE_URL
 is unset; migrated), the engine host's addresses, the scheduler, the deliverers (the console notifier,
-or the Telegram part and a notifier that only fails the threads Telegram cannot reach), the HTTP server
+or the Telegram part and a notifier that only fails the threads Telegram cannot reach; and always the
+webhook deliverer, which takes the threads that have a webhook from both), the HTTP server
 (/healthz, /metrics) and the supervision of the side parts (:mod:`runner.supervise`). ``run()`` blocks
 until :meth:`Application.stop` (or, in burst mode, until nothing is due) and closes everything on the
 way out. Signal handling is the caller's: the CLI wraps ``run()`` in :func:`stop_on_signals`, which
@@ -26,6 +27,8 @@ from .errors import RunnerError
 from .logsetup import install_redaction
 from .metrics import Health, TableCollector
 from .outbox import ConsoleSender, NoChannelSender, OutboxLoop, Sender
+from .outbox import webhook as outbox_webhook
+from .outbox.webhook import WebhookSender
 from .runspec import run_spec, sample_job
 from .scheduler import Scheduler
 from .service import Jobs
@@ -63,6 +66,8 @@ class Application:
         self.telegram: TelegramService | None = None
         self.scheduler: Scheduler | None = None
         self.notifier: OutboxLoop | None = None
+        self.webhooks: OutboxLoop | None = None
+        self._webhook_sender: WebhookSender | None = None
         self.http: HttpServer | None = None
         self.parts: list[Part] = []  # the side parts, restarted if they die; /healthz reports each
         self._stopping = threading.Event()
@@ -107,10 +112,12 @@ class Application:
             if self.telegram is not None:
                 self.telegram.start()
             if not self.burst:
-                assert self.notifier is not None
-                part = Part("notifier", self.notifier.run_blocking, self.notifier.stop)
-                self.parts.append(part)
-                part.start()
+                assert self.notifier is not None and self.webhooks is not None and self._webhook_sender is not None
+                hooks, sender = self.webhooks, self._webhook_sender
+                for part in (Part("notifier", self.notifier.run_blocking, self.notifier.stop),
+                             Part("webhooks", lambda: outbox_webhook.run_blocking(hooks, sender), hooks.stop)):
+                    self.parts.append(part)
+                    part.start()
         except BaseException:
             self.close()
             raise
@@ -126,6 +133,8 @@ class Application:
             self.scheduler.run(burst=self.burst)  # the notifier delivers until the scheduler has drained
             if self.burst:
                 self.notifier.deliver_due()
+                if self.webhooks is not None and self._webhook_sender is not None:
+                    outbox_webhook.deliver_due(self.webhooks, self._webhook_sender)
                 if self.telegram is not None:
                     self.telegram.drain()
         finally:
@@ -142,7 +151,7 @@ class Application:
         """Stop the side parts and the HTTP server, and close the database. Safe to call again."""
         self._closed = True
         for part in self.parts:
-            if part.name == "notifier":
+            if part.name in ("notifier", "webhooks"):
                 part.stop(timeout=NOTIFIER_STOP_TIMEOUT)
         if self.telegram is not None:
             self.telegram.stop()
@@ -190,10 +199,15 @@ class Application:
         self.scheduler = Scheduler(s, db, self.dc)
         if self._stopping.is_set():  # stopped while starting: run() drains at once
             self.scheduler.stop()
-        # With Telegram, the console notifier only fails the threads that have no channel.
+        # With Telegram, the console notifier only fails the threads that have no channel. Neither takes
+        # the messages of a thread with a webhook: the webhook deliverer does, with or without Telegram.
         sender: Sender = NoChannelSender() if self.telegram is not None else ConsoleSender(self.console)
-        self.notifier = OutboxLoop(Store(db), sender, s.runner_id, lease_seconds=s.lease_seconds,
+        self.notifier = OutboxLoop(delivery_store(db, s), sender, s.runner_id, lease_seconds=s.lease_seconds,
                                    poll_interval=s.poll_interval, without_chat=self.telegram is not None)
+        self._webhook_sender = hooks = outbox_webhook.WebhookSender(
+            s.webhook_policy, s.webhook_channel_urls(), s.webhook_secret,
+            outbox_webhook.WebhookConfig(request_timeout=s.webhook_request_timeout, lease_seconds=s.lease_seconds))
+        self.webhooks = outbox_webhook.webhook_delivery(delivery_store(db, s), hooks, s.runner_id, s.poll_interval)
 
     def _start_http(self) -> None:
         s, scheduler, store = self.settings, self.scheduler, self.store
@@ -212,6 +226,13 @@ class Application:
         self.http.start()
         log.info("the API on %s/v1 (tokens: runner token create), health and metrics on /healthz and /metrics",
                  self.http.url)
+
+
+def delivery_store(db: Database, settings: Settings) -> Store:
+    """A store for a deliverer, routing the threads of RUNNER_WEBHOOK_CHANNELS' channels to the webhook."""
+    store = Store(db)
+    store.route_channels(tuple(settings.webhook_channel_urls()))
+    return store
 
 
 def discover_host_addresses(settings: Settings, dc: Any) -> None:

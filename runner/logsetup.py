@@ -19,7 +19,8 @@ import sys
 from .text import json_safe, visible
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-QUIET = ("urllib3", "docker", "psycopg.pool", "pgserver")
+QUIET = ("urllib3", "docker", "psycopg.pool", "pgserver", "httpx", "httpcore")  # httpx logs each URL: a webhook
+# URL may carry a credential in its path (as hosted chat services hand them out)
 
 
 def _indented(text: str) -> str:

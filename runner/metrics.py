@@ -33,6 +33,14 @@ TELEGRAM_UNKNOWN = Counter("runner_telegram_unknown_outcomes",
                            "and may have been delivered twice (the documented window)", registry=REGISTRY)
 TELEGRAM_LEASE_LOST = Counter("runner_telegram_leases_lost",
                               "Messages whose sender lost its lease to another runner and stopped", registry=REGISTRY)
+WEBHOOK_RETRIES = Counter("runner_webhook_retries", "Webhook deliveries put off for a retry", registry=REGISTRY)
+WEBHOOK_FAILED = Counter("runner_webhook_failed", "Webhook deliveries failed for good (a 4xx, a refused URL)",
+                         registry=REGISTRY)
+WEBHOOK_LEASE_LOST = Counter("runner_webhook_leases_lost",
+                             "Webhook messages whose sender lost its lease to another runner and stopped",
+                             registry=REGISTRY)
+WEBHOOK_SECONDS = Histogram("runner_webhook_request_seconds", "Webhook POSTs, sent to answered",
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
 
 # The runner's periodic duties (runner/duties.py): heartbeat, orphan sweep, lease recovery, pruning.
 DUTY_FAILURES = Counter("runner_duty_failures", "Periodic duty runs that failed, by duty", ["duty"], registry=REGISTRY)
@@ -75,6 +83,18 @@ class TableCollector(Collector):
         for status in OUTBOX_STATUSES:
             o.add_metric([status], counts.outbox.get(status, 0))
         yield o
+
+
+def on_webhook_event(event: str) -> None:
+    """Count a webhook delivery event: "sent" and "failed" (with every channel's), "retry" or "lease_lost"."""
+    if event == "retry":
+        WEBHOOK_RETRIES.inc()
+    elif event == "lease_lost":
+        WEBHOOK_LEASE_LOST.inc()
+    else:
+        if event == "failed":
+            WEBHOOK_FAILED.inc()
+        MESSAGES.labels(event).inc()
 
 
 def on_message_event(event: str) -> None:

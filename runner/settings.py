@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import threading
 import uuid
@@ -12,9 +13,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .egress import parse_pins, unusable_outer_network
-from .errors import ConfigError, ScheduleError
+from .errors import ConfigError, ScheduleError, ValidationError
 from .jobsquota import parse_mode as parse_quota_mode
 from .schedule import zone
+from .webhook import UrlPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,6 +137,50 @@ def _allowed_addresses(env: dict[str, str]) -> tuple[str, ...]:
             raise ConfigError(f"RUNNER_EGRESS_ALLOW_ADDRESSES: {raw!r} is not one IP address "
                               "(list each address, such as 198.51.100.7; networks are not allowed back)") from None
     return tuple(out)
+
+
+def _webhook_addresses(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_WEBHOOK_ALLOW_ADDRESSES: addresses or networks a webhook may reach although they are special."""
+    out = []
+    for raw in _list(env, "RUNNER_WEBHOOK_ALLOW_ADDRESSES", ""):
+        try:
+            out.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            raise ConfigError(f"RUNNER_WEBHOOK_ALLOW_ADDRESSES: {raw!r} is not an IP address or network "
+                              "(such as 127.0.0.1 or 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def _webhook_channels(env: dict[str, str]) -> tuple[str, ...]:
+    """RUNNER_WEBHOOK_CHANNELS: channel=url pairs (``api=https://hooks.example.com/runner``)."""
+    out = []
+    for raw in _list(env, "RUNNER_WEBHOOK_CHANNELS", ""):
+        channel, sep, url = raw.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", channel.strip()) or not url.strip():
+            raise ConfigError(f"RUNNER_WEBHOOK_CHANNELS: {raw!r} is not channel=url (such as "
+                              "api=https://hooks.example.com/runner)")
+        out.append(f"{channel.strip()}={url.strip()}")
+    return tuple(out)
+
+
+def _check_webhooks(s: Settings) -> None:
+    _webhook_addresses({"RUNNER_WEBHOOK_ALLOW_ADDRESSES": ",".join(s.webhook_allow_addresses)})
+    _webhook_channels({"RUNNER_WEBHOOK_CHANNELS": ",".join(s.webhook_channels)})
+    policy = s.webhook_policy
+    for pair in s.webhook_channels:
+        channel, _, url = pair.partition("=")
+        try:
+            policy.check(url)
+        except ValidationError as exc:
+            raise ConfigError(f"RUNNER_WEBHOOK_CHANNELS ({channel}): {exc}") from None
+    if s.webhook_channels and not s.webhook_secret:
+        raise ConfigError("RUNNER_WEBHOOK_CHANNELS is set but RUNNER_WEBHOOK_SECRET is not: set a secret of at "
+                          "least 16 characters for the channel webhooks' signatures")
+    if s.webhook_secret is not None and len(s.webhook_secret) < 16:
+        raise ConfigError("RUNNER_WEBHOOK_SECRET is too short: use at least 16 characters")
+    if s.webhook_timeout is not None and s.webhook_timeout >= s.lease_seconds / 2:
+        raise ConfigError(f"RUNNER_WEBHOOK_TIMEOUT={s.webhook_timeout:g} must be shorter than half of "
+                          f"RUNNER_LEASE_SECONDS ({s.lease_seconds}): lower it or raise RUNNER_LEASE_SECONDS")
 
 
 # Every number the runner reads: (field, variable, kind, minimum). from_env parses them with these
@@ -259,6 +305,11 @@ class Settings:
     grace_seconds: int = 3600  # missed-run grace period (default per job)
     uid_range: tuple[int, int] = (200000, 299999)  # host uids for threads, one each (the last is doctor's)
     jobs_quota: str = "off"  # "loop": each thread's jobs/ is a file system of its own, RUNNER_DISK_MB in size
+    webhook_allow: tuple[str, ...] = ("*",)  # host-name patterns a webhook URL may name
+    webhook_allow_addresses: tuple[str, ...] = ()  # special addresses/networks a webhook may reach anyway
+    webhook_channels: tuple[str, ...] = ()  # "channel=url": every thread of that channel delivers there
+    webhook_secret: str | None = field(default=None, repr=False)  # signs the channel webhooks' deliveries
+    webhook_timeout: float | None = None  # each delivery's timeout; unset: 10 s or a third of the lease
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -292,6 +343,11 @@ class Settings:
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             uid_range=_uid_range(e),
             jobs_quota=parse_quota_mode(e.get("RUNNER_JOBS_QUOTA", "off")),
+            webhook_allow=_list(e, "RUNNER_WEBHOOK_ALLOW", "*"),
+            webhook_allow_addresses=_webhook_addresses(e),
+            webhook_channels=_webhook_channels(e),
+            webhook_secret=e.get("RUNNER_WEBHOOK_SECRET", "").strip() or None,
+            webhook_timeout=_float(e, "RUNNER_WEBHOOK_TIMEOUT", 0.0, 0.5) or None,
         )
 
     def __post_init__(self) -> None:
@@ -317,12 +373,28 @@ class Settings:
         _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})
         _allowed_addresses({"RUNNER_EGRESS_ALLOW_ADDRESSES": ",".join(self.egress_allow_addresses)})
         _check_request_timeout(self)
+        _check_webhooks(self)
 
     @property
     def request_timeout(self) -> float:
         """Each Bot API request's timeout: ``TELEGRAM_REQUEST_TIMEOUT``, or a third of the lease. Always
         shorter than half the lease, so a send ends, answered or not, before its message's lease can run out."""
         return self.telegram_request_timeout or self.lease_seconds / 3
+
+    @property
+    def webhook_request_timeout(self) -> float:
+        """Each webhook delivery's timeout: ``RUNNER_WEBHOOK_TIMEOUT``, else 10 s or a third of the lease if
+        shorter; always shorter than half the lease."""
+        return self.webhook_timeout or min(10.0, self.lease_seconds / 3)
+
+    @property
+    def webhook_policy(self) -> UrlPolicy:
+        """Which webhook URLs and addresses are allowed (RUNNER_WEBHOOK_ALLOW, RUNNER_WEBHOOK_ALLOW_ADDRESSES)."""
+        return UrlPolicy(allow=self.webhook_allow, allow_addresses=self.webhook_allow_addresses)
+
+    def webhook_channel_urls(self) -> dict[str, str]:
+        """RUNNER_WEBHOOK_CHANNELS as {channel: url}."""
+        return dict(pair.partition("=")[::2] for pair in self.webhook_channels)
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the CLI use it), checked like :meth:`from_env`."""

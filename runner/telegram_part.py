@@ -69,7 +69,9 @@ class TelegramService:
         s = self.settings
         token = s.telegram_bot_token or ""
         bot = make_bot(token, s.telegram_api_url, timeout=s.request_timeout)
-        self.delivery = telegram_delivery(Store(self.jobs.db), bot, s.runner_id, token, delivery_config(s),
+        store = Store(self.jobs.db)
+        store.route_channels(tuple(s.webhook_channel_urls()))  # those threads go by webhook
+        self.delivery = telegram_delivery(store, bot, s.runner_id, token, delivery_config(s),
                                           on_event=metrics.on_message_event)
         self._dp = build_dispatcher(self.jobs, s.telegram_allowed_users, upload_cap=s.script_cap)
         tasks = [asyncio.create_task(self.delivery.run(), name="delivery")]

@@ -17,7 +17,7 @@ from ..service import Jobs
 from ..service.files import Files
 from ..settings import Settings
 from ..store import Store
-from . import files, jobs, messages, models, problems
+from . import files, jobs, messages, models, problems, threads
 from .auth import Authenticator, AuthGate, CallerDep
 from .serve import BodyLimit
 
@@ -42,6 +42,7 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.include_router(jobs.router, responses=errors)
         app.include_router(messages.router, responses=errors)
         app.include_router(files.router, responses=errors)
+        app.include_router(threads.router, responses={**errors, **problems.responses(409)})
         app.state.files = Files(settings, service.scripts)
         _misc_routes(app, settings)
         app.add_middleware(AuthGate, authenticator=authenticator)

@@ -171,9 +171,27 @@ class PreviewResult(BaseModel):
 
 
 class ThreadSettings(_Strict):
+    """A change of the thread's settings: only the fields given change."""
+
     timezone: Expr | None = Field(None, description="the thread's IANA time zone, used by schedules that give none")
     webhook_url: str | None = Field(None, max_length=2048, description="messages are POSTed here, signed "
-                                    "(Runner-Signature); null: none")
+                                    "(Runner-Signature), instead of Telegram; null: remove the webhook")
+
+
+class ThreadSettingsView(BaseModel):
+    """The thread's settings. The webhook secret is shown only in the answer that made it."""
+
+    timezone: str = Field(description="the zone of schedules that give none (the operator's default if unset)")
+    webhook_url: str | None = Field(description="the thread's own webhook; null: none")
+    webhook: Literal["thread", "channel"] | None = Field(
+        description="where its messages go by webhook: its own URL, its channel's (the operator's), or none")
+    webhook_secret: str | None = Field(None, description="the signing secret, only when just made: keep it")
+
+
+class WebhookSecret(BaseModel):
+    """A new webhook signing secret, shown once: the old one stops signing at once."""
+
+    webhook_secret: str
 
 
 class Problem(BaseModel):

@@ -4,10 +4,11 @@
   on NOTIFY and waits out database outages. Its store access is :class:`runner.store.outbox.OutboxStore`.
 * :mod:`.sender`: the :class:`Sender` protocol and :class:`Outcome`; the console and no-channel senders.
 * :mod:`.telegram`: the Telegram sender (aiogram; imported on its own, so the console path does not load it).
+* :mod:`.webhook`: the webhook sender (httpx; signed JSON to a thread's URL, claimed thread by thread).
 * :mod:`.split`: a text cut into parts of at most 4,096 UTF-16 units.
 * :mod:`.lease`: the lease on one message while it is sent.
 
-A new channel (a webhook) is one more sender class handed to :class:`OutboxLoop`.
+A new channel is one more sender class handed to :class:`OutboxLoop`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ sent, failed for good, or to be retried later. It sleeps until the next retry is
 outbox channel, or the poll interval, and waits out a database outage however long it lasts: an
 outcome the channel reported is recorded once the database is back, never sent again.
 
-How it claims is the sender's choice (``in_chat_order``): chat by chat, the oldest message of each
-chat first, one task per chat (Telegram); or every due message in id order, in batches (the console).
+How it claims is the sender's choice (``in_chat_order``): key by key, the oldest message of each
+key first, one task per key (Telegram: by chat; a webhook, ``order_key = "thread"``: by thread, only
+the threads delivered by webhook); or every due message in id order, in batches (the console).
 
 It runs on an event loop: in the bot's (Telegram), or on one of its own in a thread of its own
 (:meth:`OutboxLoop.run_blocking`, :meth:`OutboxLoop.deliver_due`: the console). :meth:`stop` may be
@@ -166,11 +167,27 @@ class OutboxLoop:
                 task.cancel()
             await asyncio.gather(listener, *self.workers.values(), return_exceptions=True)
 
+    @property
+    def by_thread(self) -> bool:
+        """Keyed by thread (the webhook deliverer) rather than by chat."""
+        return getattr(self.sender, "order_key", "chat") == "thread"
+
+    def _due_keys(self) -> list[str]:
+        return self.store.webhook_threads_with_due_messages() if self.by_thread else self.store.chats_with_due_messages()
+
+    def _claim_head(self, key: str) -> Message | None:
+        claim = self.store.claim_webhook_head if self.by_thread else self.store.claim_chat_head
+        return claim(key, owner=self.owner, lease=self.lease_seconds)
+
+    def _next_due(self) -> float | None:
+        return (self.store.seconds_until_next_webhook_message() if self.by_thread
+                else self.store.seconds_until_next_message())
+
     async def _pass(self) -> float:
         """One pass; the seconds until the next one is due."""
         try:
             await self.dispatch()
-            secs = await self.query(self.store.seconds_until_next_message)
+            secs = await self.query(self._next_due)
         except DatabaseError as exc:  # unreachable only once stopping, or a query that failed: again shortly
             log.warning("delivery: %s", self.scrub(str(exc)))
             return 5.0
@@ -245,7 +262,7 @@ class OutboxLoop:
     async def _dispatch_chats(self) -> int:
         """A task for every chat with a due message that has none running."""
         started = 0
-        for chat in await self.query(self.store.chats_with_due_messages):
+        for chat in await self.query(self._due_keys):
             task = self.workers.get(chat)
             if task is None or task.done():
                 self.workers[chat] = asyncio.create_task(self._chat_worker(chat), name=f"chat-{chat}")
@@ -258,7 +275,7 @@ class OutboxLoop:
         """A chat's messages, oldest first, until none is due or one must wait."""
         while not self.stopping.is_set():
             claimed_at = time.monotonic()
-            row = await self.query(self.store.claim_chat_head, chat, owner=self.owner, lease=self.lease_seconds)
+            row = await self.query(self._claim_head, chat)
             if row is None:
                 return
             outcome = await self._deliver(row, claimed_at)
@@ -296,7 +313,7 @@ class OutboxLoop:
         rid, where = row["id"], self._where(row)
         if outcome.kind == "sent":
             await self.query(self.store.mark_sent, rid, owner=self.owner)
-            to = f" to chat {row['chat_id']}" if self.sender.in_chat_order else ""
+            to = f" to chat {row['chat_id']}" if self.sender.in_chat_order and not self.by_thread else ""
             log.info("message %s for %s (job %s) sent%s", rid, row["thread_id"], row["job_name"], to)
         elif outcome.kind == "failed":
             await self.query(self.store.mark_failed, rid, outcome.error, owner=self.owner)
@@ -308,22 +325,29 @@ class OutboxLoop:
 
     def _where(self, row: Message) -> str:
         """Where a message goes, for the log: its chat (for a sender in chat order), else its thread."""
-        return f"chat {row['chat_id']}" if self.sender.in_chat_order else str(row["thread_id"])
+        return f"chat {row['chat_id']}" if self.sender.in_chat_order and not self.by_thread else str(row["thread_id"])
 
 
 async def _each_notification(conn: Any, then: Callable[[], None]) -> None:
     """Call ``then`` for each NOTIFY on ``conn`` until it fails. The event loop wakes only when the
     connection's socket has something to read (psycopg's own ``notifies()`` looks every 0.1 s, which
-    cost an idle runner ten times the CPU)."""
+    cost an idle runner ten times the CPU). What arrived is read with libpq directly: psycopg's
+    ``notifies(timeout=0)`` gives up before reading, and its wait replaces this reader on the socket
+    and removes it, so every NOTIFY after the first went unseen until the poll interval."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     fd = conn.fileno()
+    pgconn = conn.pgconn
     loop.add_reader(fd, readable.set)
     try:
         while True:
             await readable.wait()
             readable.clear()
-            async for _ in conn.notifies(timeout=0):  # what arrived; a closed connection raises here
+            try:
+                pgconn.consume_input()  # the connection only LISTENs: nothing else reads it
+            except Exception as exc:  # a closed or broken connection
+                raise DatabaseUnavailable("the LISTEN connection ended") from exc
+            while pgconn.notifies() is not None:
                 then()
             if conn.closed or conn.broken:
                 raise DatabaseUnavailable("the LISTEN connection ended")

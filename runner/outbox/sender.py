@@ -8,7 +8,9 @@ outcomes; a sender only talks to its channel. One protocol fits every channel:
 * ``in_chat_order`` says how the loop claims for it: True, chat by chat, the oldest message of each
   chat first and one at a time per chat, each chat in a task of its own (Telegram: a chat's messages
   keep their order, and one slow chat never holds up the others); False, every due message in id
-  order, in batches (the console, which has no chats).
+  order, in batches (the console, which has no chats). ``order_key`` (default ``"chat"``) names the
+  key of that order: ``"thread"`` for the webhook sender, which takes only the threads that have a
+  webhook, each thread's messages in order and one at a time.
 * ``send`` is handed a :class:`Sending`: what the loop lets it do while it holds the message's lease,
   so a sender that sends in several requests (a long text's parts, the attachments) records each as
   it goes out and a retry resumes after it, and no request outlives the lease.

@@ -4,6 +4,11 @@ Every method is one statement in its own transaction (queries in ``sql/outbox.sq
 (:mod:`runner.outbox`) call these and see no SQL. Queueing a message is part of finishing a run, in
 the run's own transaction (``queue_message`` and ``queue_attachment``, run by the runs part).
 
+A message goes by webhook when its thread has a webhook of its own or its channel is one of
+``webhook_channels`` (the operator's RUNNER_WEBHOOK_CHANNELS, set by :meth:`OutboxStore.route_channels`):
+the Telegram and console claims leave those messages to the webhook claims, and each claim decides
+the route when it runs.
+
 Every update of a message being sent is owner-checked: it changes the row only while ``owner`` holds
 its lease, and the methods that renew the lease say whether it did (False: another runner holds it).
 """
@@ -23,28 +28,54 @@ Row = dict[str, Any]
 class OutboxStore(StoreBase):
     """Reads and writes of the outbox for the deliverers (queries in ``sql/outbox.sql``)."""
 
+    webhook_channels: tuple[str, ...] = ()  # channels whose every thread goes by webhook
+
+    def route_channels(self, channels: tuple[str, ...] | list[str]) -> None:
+        """The channels (``api``, ``telegram``) whose every thread is delivered by webhook."""
+        self.webhook_channels = tuple(channels)
+
+    def _routes(self, **params: Any) -> dict[str, Any]:
+        return {**params, "webhook_channels": list(self.webhook_channels)}
+
     # --- claiming ---------------------------------------------------------------------------------
 
     def claim_messages(self, *, owner: str, lease: float, limit: int, without_chat: bool = False) -> list[Row]:
         """Take up to ``limit`` due messages, oldest first, under a lease of ``lease`` s held by ``owner``
         (each row with ``attachments``: its files' ``[name, size]``). ``without_chat``: only messages
         of threads with no Telegram chat (the Telegram deliverer takes the others, chat by chat)."""
-        return self.db.all("claim_messages", {"limit": limit, "owner": owner, "lease": lease,
-                                            "without_chat": without_chat})
+        return self.db.all("claim_messages", self._routes(limit=limit, owner=owner, lease=lease,
+                                                          without_chat=without_chat))
 
     def chats_with_due_messages(self, limit: int = 1000) -> list[str]:
         """The chats that have a message due now (or one whose sender's lease ran out)."""
-        return [row["chat_id"] for row in self.db.all("chats_with_due_messages", {"limit": limit})]
+        return [row["chat_id"] for row in self.db.all("chats_with_due_messages", self._routes(limit=limit))]
 
     def claim_chat_head(self, chat_id: str, *, owner: str, lease: float) -> Row | None:
         """The oldest undelivered message of ``chat_id``, under a lease, if it is due; None if it is not
         (or another runner holds it): a chat's messages go out in order."""
-        rows = self.db.all("claim_chat_head", {"chat_id": chat_id, "owner": owner, "lease": lease})
+        rows = self.db.all("claim_chat_head", self._routes(chat_id=chat_id, owner=owner, lease=lease))
         return rows[0] if rows else None
 
     def seconds_until_next_message(self) -> float | None:
         """Seconds until the next pending message is due (negative: overdue); None if none is pending."""
-        rows = self.db.all("seconds_until_next_message")
+        rows = self.db.all("seconds_until_next_message", self._routes())
+        return rows[0]["seconds"] if rows else None
+
+    # --- claiming for webhooks: thread by thread, the oldest message of each thread first ----------
+
+    def webhook_threads_with_due_messages(self, limit: int = 1000) -> list[str]:
+        """The threads delivered by webhook that have a message due now (or one whose lease ran out)."""
+        return [row["thread_id"] for row in self.db.all("webhook_threads_with_due_messages", self._routes(limit=limit))]
+
+    def claim_webhook_head(self, thread_id: str, *, owner: str, lease: float) -> Row | None:
+        """The oldest undelivered message of ``thread_id``, under a lease, if it is due and goes by
+        webhook (with the thread's own ``webhook_url`` and ``webhook_secret``, None for its channel's)."""
+        rows = self.db.all("claim_webhook_head", self._routes(thread_id=thread_id, owner=owner, lease=lease))
+        return rows[0] if rows else None
+
+    def seconds_until_next_webhook_message(self) -> float | None:
+        """Seconds until the next webhook thread's head is due; None if none is undelivered."""
+        rows = self.db.all("seconds_until_next_webhook_message", self._routes())
         return rows[0]["seconds"] if rows else None
 
     async def listen(self) -> psycopg.AsyncConnection[Any]:

@@ -1,4 +1,5 @@
-"""The store's part for threads: the host uid each thread's jobs run as (queries in ``sql/threads.sql``)."""
+"""The store's part for threads: the host uid each thread's jobs run as, and its webhook (queries in
+``sql/threads.sql``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,23 @@ class UidAllocation:
 
 
 class ThreadsStore(StoreBase):
-    """Reads and writes of threads' uids (queries in ``sql/threads.sql``)."""
+    """Reads and writes of threads' uids and webhooks (queries in ``sql/threads.sql``)."""
+
+    def thread_settings(self, thread_id: str) -> dict[str, Any]:
+        """The thread's ``timezone`` and ``webhook_url`` (None: unset) and whether it has a webhook secret
+        (``has_secret``); never the secret itself."""
+        row = self.db.one("thread_settings", {"thread_id": thread_id})
+        return dict(row) if row else {"timezone": None, "webhook_url": None, "has_secret": False}
+
+    def set_thread_webhook(self, thread_id: str, url: str | None, secret: str) -> bool:
+        """Set the thread's webhook (None removes it, and its secret). A thread with no secret yet takes
+        ``secret``; True if it did (the caller shows it, once)."""
+        row = self.db.one("set_thread_webhook", {"thread_id": thread_id, "url": url, "secret": secret})
+        return bool(row and row["new_secret"])
+
+    def rotate_webhook_secret(self, thread_id: str, secret: str) -> bool:
+        """Replace the thread's webhook secret with ``secret``; False if the thread has no webhook."""
+        return bool(self.db.all("rotate_webhook_secret", {"thread_id": thread_id, "secret": secret}))
 
     def thread_uid(self, thread_id: str) -> int | None:
         """The uid recorded for the thread, or None."""

@@ -43,6 +43,9 @@ def _routes(job: int, other_job: int) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", f"{t}/files/in.txt", {}),
         ("DELETE", f"{t}/files/in.txt", {}),
         ("GET", f"{t}/messages", {}),
+        ("GET", f"{t}/settings", {}),
+        ("PATCH", f"{t}/settings", {"json": {"timezone": "Europe/Berlin"}}),
+        ("POST", f"{t}/settings/webhook-secret", {}),
         # another thread's job through this thread's path: as missing as a job that does not exist
         ("GET", f"{t}/jobs/{other_job}", {}),
         ("GET", f"{t}/jobs/{other_job}/runs", {}),
@@ -91,7 +94,8 @@ def _expected(kind: str, method: str, path: str, other_job: int) -> set[int]:
         return {403}
     if kind == "read_only" and path.endswith("/files/in.txt"):
         return {404}  # the thread token deleted it before, and this one cannot write it
-    return {200, 201, 204, 422}  # reached: the route's own answer (422: e.g. pausing a job an earlier token cancelled)
+    return {200, 201, 204, 409, 422}  # reached: the route's own answer (422: e.g. pausing a job an earlier token
+    # cancelled; 409: a new webhook secret for a thread with no webhook)
 
 
 def test_every_route_answers_each_kind_of_token_as_it_should(world: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 import pytest
 
@@ -111,3 +112,27 @@ def test_an_address_the_operator_lists_is_allowed_over_http_too() -> None:
 def test_resolved_addresses_must_be_public_unless_listed(address: str, ok: bool) -> None:
     assert POLICY.address_allowed(address) is ok
     assert webhook.UrlPolicy(allow=("*",), allow_addresses=(address,)).address_allowed(address)
+
+
+def test_the_operators_webhook_settings_are_read_and_checked() -> None:
+    from runner.errors import ConfigError
+    from runner.settings import Settings
+
+    s = Settings.from_env({"RUNNER_ID": "x", "RUNNER_WEBHOOK_ALLOW": "*.example.com",
+                           "RUNNER_WEBHOOK_ALLOW_ADDRESSES": "127.0.0.1,10.0.0.0/8",
+                           "RUNNER_WEBHOOK_CHANNELS": "api=https://hooks.example.com/all",
+                           "RUNNER_WEBHOOK_SECRET": "s" * 16})
+    assert s.webhook_channel_urls() == {"api": "https://hooks.example.com/all"}
+    assert s.webhook_policy.address_allowed("10.1.2.3") and s.webhook_request_timeout == 10
+    assert "s" * 16 not in repr(s)
+    for env, says in [
+        ({"RUNNER_WEBHOOK_CHANNELS": "api=https://hooks.example.com/all"}, "RUNNER_WEBHOOK_SECRET is not"),
+        ({"RUNNER_WEBHOOK_CHANNELS": "https://hooks.example.com/all"}, "is not channel=url"),
+        ({"RUNNER_WEBHOOK_CHANNELS": "api=https://10.0.0.1/x", "RUNNER_WEBHOOK_SECRET": "s" * 16}, "(api)"),
+        ({"RUNNER_WEBHOOK_SECRET": "short"}, "too short"),
+        ({"RUNNER_WEBHOOK_ALLOW_ADDRESSES": "localhost"}, "not an IP address or network"),
+        ({"RUNNER_WEBHOOK_TIMEOUT": "30"}, "shorter than half of RUNNER_LEASE_SECONDS"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            Settings.from_env({"RUNNER_ID": "x", **env})
+    assert Settings.from_env({"RUNNER_ID": "x", "RUNNER_LEASE_SECONDS": "6"}).webhook_request_timeout == 2

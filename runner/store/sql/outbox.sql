@@ -14,10 +14,14 @@ RETURNING id;
 INSERT INTO outbox_attachments (outbox_id, filename, content) VALUES (%(outbox_id)s, %(filename)s, %(content)s);
 
 -- name: chats_with_due_messages
-SELECT DISTINCT chat_id FROM outbox
-WHERE chat_id IS NOT NULL AND (
-      (status = 'pending' AND next_attempt_at <= clock_timestamp())
-   OR (status = 'sending' AND lease_expires_at < clock_timestamp()))
+-- Not the messages of threads delivered by webhook (a thread's own webhook_url, or its channel's in
+-- %(webhook_channels)s: every claim below leaves those to the webhook deliverer).
+SELECT DISTINCT o.chat_id FROM outbox o
+WHERE o.chat_id IS NOT NULL AND (
+      (o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
+   OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
+  AND NOT (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = o.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(o.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
 LIMIT %(limit)s;
 
 -- name: claim_chat_head
@@ -40,6 +44,8 @@ FROM locked
 WHERE o.id = locked.id
   AND ((o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
     OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
+  AND NOT (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = o.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(o.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
 RETURNING o.*;
 
 -- name: part_sent
@@ -82,6 +88,8 @@ WITH due AS (
     WHERE ((status = 'pending' AND next_attempt_at <= clock_timestamp())
        OR (status = 'sending' AND lease_expires_at < clock_timestamp()))
       AND (NOT %(without_chat)s OR chat_id IS NULL)
+      AND NOT (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = outbox.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(outbox.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -119,7 +127,8 @@ WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s;
 
 -- name: seconds_until_next_message
 SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp()))::float8 AS seconds
-FROM outbox WHERE status = 'pending';
+FROM outbox WHERE status = 'pending' AND NOT (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = outbox.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(outbox.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]));
 
 -- name: prune_outbox
 -- Delivered or failed messages whose run has been pruned from the history (its job_id was set NULL):
@@ -135,3 +144,54 @@ WHERE id = %(id)s AND status = 'sending' AND lease_owner = %(owner)s
 RETURNING id;
 
 -- === Fencing and adoption of a dead runner's runs (issue 12 items 3-4, migration 008) ==============
+
+-- === Webhook delivery (issue 14, migration 010) ===================================================
+-- A message goes by webhook when its thread has a webhook_url of its own, or its channel (the part of
+-- the thread id before ':') is one of %(webhook_channels)s (RUNNER_WEBHOOK_CHANNELS). The route is
+-- decided when the message is claimed, so a webhook set later takes the thread's undelivered messages.
+
+-- name: webhook_threads_with_due_messages
+SELECT DISTINCT o.thread_id FROM outbox o
+WHERE ((o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
+    OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
+  AND (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = o.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(o.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
+LIMIT %(limit)s;
+
+-- name: claim_webhook_head
+-- The oldest undelivered message of one thread (whatever its route: a message Telegram is still
+-- sending holds the next), if it is due and goes by webhook; found first and only then locked, as
+-- claim_chat_head. Returned with the thread's own webhook (NULL: its channel's).
+WITH head AS (
+    SELECT id FROM outbox
+    WHERE thread_id = %(thread_id)s AND status IN ('pending', 'sending')
+    ORDER BY id
+    LIMIT 1
+), locked AS (
+    SELECT o.id FROM outbox o JOIN head ON o.id = head.id
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE outbox o
+SET status = 'sending', attempts = o.attempts + 1, lease_owner = %(owner)s,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+FROM locked
+WHERE o.id = locked.id
+  AND ((o.status = 'pending' AND o.next_attempt_at <= clock_timestamp())
+    OR (o.status = 'sending' AND o.lease_expires_at < clock_timestamp()))
+  AND (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = o.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(o.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
+RETURNING o.*,
+    (SELECT t.webhook_url FROM threads t WHERE t.thread_id = o.thread_id) AS webhook_url,
+    (SELECT t.webhook_secret FROM threads t WHERE t.thread_id = o.thread_id) AS webhook_secret;
+
+-- name: seconds_until_next_webhook_message
+-- When the next webhook thread's head is due: a pending head's next attempt, or the lease of one
+-- being sent running out. Only heads count, so the messages queued behind a head that waits (for a
+-- retry, or a slow receiver) do not make the deliverer look again and again.
+SELECT EXTRACT(EPOCH FROM (min(CASE WHEN h.status = 'pending' THEN h.next_attempt_at ELSE h.lease_expires_at END)
+                           - clock_timestamp()))::float8 AS seconds
+FROM (SELECT DISTINCT ON (o.thread_id) o.status, o.next_attempt_at, o.lease_expires_at
+      FROM outbox o
+      WHERE o.status IN ('pending', 'sending') AND (EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = o.thread_id AND t.webhook_url IS NOT NULL)
+       OR split_part(o.thread_id, ':', 1) = ANY(%(webhook_channels)s::text[]))
+      ORDER BY o.thread_id, o.id) h;

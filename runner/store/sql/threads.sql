@@ -27,3 +27,25 @@ RETURNING uid;
 -- Held by a writer of a thread's jobs/ files through the API while it measures the directory and
 -- writes, so two writers at once cannot both fit under the thread's limits (across runners too).
 SELECT pg_advisory_xact_lock(hashtextextended('runner-files:' || %(thread_id)s, 0));
+
+-- === Thread settings: the webhook (issue 14, migration 010) =======================================
+
+-- name: thread_settings
+SELECT timezone, webhook_url, webhook_secret IS NOT NULL AS has_secret FROM threads WHERE thread_id = %(thread_id)s;
+
+-- name: set_thread_webhook
+-- Set (or, with NULL, remove) the thread's webhook. A thread that has no secret yet keeps
+-- %(secret)s; removing the webhook removes its secret too. new_secret: whether %(secret)s was kept.
+INSERT INTO threads (thread_id, webhook_url, webhook_secret)
+VALUES (%(thread_id)s, %(url)s, CASE WHEN %(url)s::text IS NULL THEN NULL ELSE %(secret)s END)
+ON CONFLICT (thread_id) DO UPDATE SET
+    webhook_url = EXCLUDED.webhook_url,
+    webhook_secret = CASE WHEN EXCLUDED.webhook_url IS NULL THEN NULL
+                          ELSE COALESCE(threads.webhook_secret, EXCLUDED.webhook_secret) END
+RETURNING webhook_secret IS NOT DISTINCT FROM %(secret)s::text AND webhook_url IS NOT NULL AS new_secret;
+
+-- name: rotate_webhook_secret
+-- A new secret for a thread that has a webhook; nothing returned if it has none.
+UPDATE threads SET webhook_secret = %(secret)s
+WHERE thread_id = %(thread_id)s AND webhook_url IS NOT NULL
+RETURNING thread_id;
