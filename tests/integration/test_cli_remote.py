@@ -189,3 +189,21 @@ def test_refusals_are_the_apis_sentences(runner_up: str, db: Database, tmp_path:
             token)
     refused(remote(url, token, "up"), "it needs the database, not a URL", token)
     refused(remote(url, token, "token", "list"), "it needs the database, not a URL", token)
+
+
+def test_the_file_verbs_beside_the_database_too(settings: Settings, tmp_path: Path) -> None:
+    source = tmp_path / "prices.json"
+    source.write_bytes(b'{"limit": 100}\n')
+    t = ("--thread", "telegram:7")
+    assert ok(local(settings, "files", "put", "prices.json", str(source), *t)) == "wrote jobs/prices.json (15 bytes)\n"
+    assert (settings.data_dir / "telegram_7" / "jobs" / "prices.json").read_bytes() == b'{"limit": 100}\n'
+    assert json.loads(ok(local(settings, "files", "ls", "--json", *t))) == ["prices.json"]
+    assert ok(local(settings, "files", "cat", "prices.json", *t)) == '{"limit": 100}\n'
+    (settings.data_dir / "telegram_7" / "jobs" / "link.json").symlink_to("/etc/passwd")  # as a job may leave
+    assert ok(local(settings, "files", "ls", *t)) == "prices.json\n"
+    bad = local(settings, "files", "cat", "link.json", *t)
+    assert bad.returncode == 1 and "root:" not in bad.stdout and "Traceback" not in bad.stderr, bad
+    assert ok(local(settings, "files", "rm", "prices.json", *t)) == "removed jobs/prices.json\n"
+    assert ok(local(settings, "files", "ls", *t)) == "no files in jobs/\n"
+    said = local(settings, "files", "put", "../escape.json", str(source), *t)
+    assert said.returncode == 1 and "file name '../escape.json' is not allowed" in said.stderr, said
