@@ -192,6 +192,10 @@ def action(method: str, said: str) -> Callable[[argparse.Namespace, Client], int
 
 
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
+    from ..statuses import STATUSES
+
+    if args.status and args.status not in STATUSES:  # the local mode's sentence, before asking
+        raise ValidationError(f"status {args.status!r} is not one of {', '.join(STATUSES)}")
     jobs = client.list_jobs(status=args.status, limit=args.limit)
     if args.json:
         print_json([j.model_dump(mode="json") for j in jobs])
@@ -201,9 +205,14 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
 
 
 def _fields(job: Job) -> dict[str, Any]:
-    """A job's fields as ``runner get`` prints them: times in ISO 8601, the next run times joined."""
+    """A job's fields as the local ``runner get`` prints them (in its order, the API's own after them):
+    times in ISO 8601, the next run times joined."""
+    from ..service import PUBLIC_COLUMNS
+
+    data = job.model_dump()
     out: dict[str, Any] = {}
-    for key, value in job.model_dump().items():
+    for key in sorted(data, key=lambda k: PUBLIC_COLUMNS.index(k) if k in PUBLIC_COLUMNS else len(PUBLIC_COLUMNS)):
+        value = data[key]
         if isinstance(value, datetime):
             value = value.isoformat()
         elif key == "next_runs":
@@ -277,9 +286,10 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_next(args: argparse.Namespace, client: Client) -> int:
     from ..errors import ScheduleError
-    from ..schedule import parse_recurrence
+    from ..schedule import parse_recurrence, zone
 
-    times = [t.isoformat() for t in client.preview(args.schedule, tz=args.tz, n=args.n)]
+    tz = zone(args.tz) if args.tz else None  # a one-off time comes back in UTC: shown in the zone asked for
+    times = [(t.astimezone(tz) if tz else t).isoformat() for t in client.preview(args.schedule, tz=args.tz, n=args.n)]
     if not args.json:
         print("\n".join(times))
         return 0

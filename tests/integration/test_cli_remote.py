@@ -129,6 +129,11 @@ def test_schedule_list_get_logs_and_files_through_the_api(runner_up: str, settin
     info = json.loads(ok(remote(url, token, "logs", str(job_id), "--json")))
     assert info["exit_code"] == 0 and [m["text"] for m in info["messages"]] == ["hello, Ada"]
 
+    again = ok(remote(url, token, "run", str(job_id)))  # a finished one-off runs again, as a new run
+    assert again.startswith("job ") and again.endswith(" (hello) will run now\n"), again
+    with Client(url, token) as client:
+        wait_for(lambda: client.get_job(int(again.split()[1])).status == "completed", 90, "the run now to finish")
+
     assert {"hello.py", "input.json"} <= set(ok(remote(url, token, "files", "ls")).splitlines())
     assert ok(remote(url, token, "files", "cat", "input.json")) == '{"name": "Ada"}'
     assert ok(remote(url, token, "files", "rm", "input.json")) == "removed jobs/input.json\n"
