@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -201,6 +202,12 @@ def _said(exc: BaseException, remote: remote_mode.Remote | None) -> str:
     return text.replace(remote.token, "<token>") if remote is not None else text
 
 
+def _said_trace(exc: BaseException, remote: remote_mode.Remote | None) -> str:
+    """The traceback of a bug, for the debug log, without the API token (a log filter sees only messages)."""
+    text = "".join(traceback.format_exception(exc))
+    return text.replace(remote.token, "<token>") if remote is not None else text
+
+
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, remote: remote_mode.Remote | None) -> int:
     if remote is None and args.command in THREAD_NEEDED and args.thread is None:
         parser.error("the following arguments are required: --thread (or, with --url, a thread's token)")
@@ -228,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("runner: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line for the user, the traceback only in debug logs
-        log.debug("unexpected error", exc_info=True)
+        log.debug("unexpected error:\n%s", _said_trace(exc, remote))
         print(f"runner: unexpected error: {type(exc).__name__}: {_said(exc, remote)} "
               "(RUNNER_LOG_LEVEL=DEBUG shows more)",
               file=sys.stderr)

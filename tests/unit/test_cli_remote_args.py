@@ -130,6 +130,7 @@ def test_the_token_never_reaches_an_error_or_a_log_line(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(remote_mode, "run", leaky)
     monkeypatch.setenv("RUNNER_TOKEN", TOKEN)
+    monkeypatch.setenv("RUNNER_LOG_LEVEL", "DEBUG")  # the bug's traceback is logged too
     try:
         assert main(["--url", "https://runner.example", "jobs"]) == 1
     finally:
@@ -140,6 +141,7 @@ def test_the_token_never_reaches_an_error_or_a_log_line(monkeypatch: pytest.Monk
     assert TOKEN not in err
     assert "sending Authorization: Bearer <token>" in err
     assert "runner: unexpected error: RuntimeError: a bug that shows its header: Bearer <token>" in err
+    assert "Traceback (most recent call last)" in err and "in leaky" in err
 
 
 class _Files:
