@@ -1,21 +1,27 @@
 """The ``runner`` command line. Every failure is one line on stderr and a non-zero exit, never a traceback.
 
-The package holds the parser and :func:`main` (here), the job commands (:mod:`.jobs`), the operator's
-commands, ``runner up`` among them (:mod:`.ops`), and how they print (:mod:`.format`)."""
+The package holds the parser and :func:`main` (here), the job commands (:mod:`.jobs`), the files of a
+thread (:mod:`.files`), the operator's commands, ``runner up`` among them (:mod:`.ops`), the tokens
+(:mod:`.tokens`), how they print (:mod:`.format`), and the same job commands against a remote runner
+through its HTTP API (:mod:`.remote`: ``runner --url … …`` or ``RUNNER_URL``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
 from ..errors import RunnerError
-from ..logsetup import setup_logging
+from ..logsetup import RedactingFilter, setup_logging
 from ..settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Settings
 from ..text import visible
+from . import files as file_commands
+from . import remote as remote_mode
 from . import tokens as token_commands
 from .jobs import (
     cmd_cancel,
@@ -56,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = _Parser(prog="runner", description="Run scheduled Python job scripts in locked-down containers.")
     p.add_argument("--version", action="version", version=f"runner {__version__}")
+    p.add_argument("--url", dest="remote_url", metavar="URL",
+                   help="a remote runner's API (default RUNNER_URL): the job and file commands go through it, "
+                        "not the database")
+    p.add_argument("--token", dest="remote_token", metavar="TOKEN",
+                   help="its token (default RUNNER_TOKEN; prefer that: an argument shows in ps)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="run the scheduler (and message delivery) until Ctrl-C")
@@ -70,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("schedule", help="save a script into a thread's jobs/ and schedule it")
     sc.add_argument("script", help="path of the .py file to schedule ('-': read it from standard input)")
-    sc.add_argument("--thread", required=True, help="thread id, e.g. telegram:42")
+    sc.add_argument("--thread", help="thread id, e.g. telegram:42 (with --url: only for an admin token)")
     sc.add_argument("--name", required=True, help="job name: [a-z0-9_-]{1,64}")
     sc.add_argument("--at", help="first run: 'now' (default), 'in 5 minutes', 'tomorrow 9am', ISO 8601")
     sc.add_argument("--every", help="recurrence: 'hourly', 'daily 9am', 'weekly', a cron line")
@@ -177,26 +188,55 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(for builds that cannot reach PyPI)")
     iw.set_defaults(func=cmd_image_wheels)
 
+    file_commands.add_parser(sub)
     token_commands.add_parser(sub)
     return p
 
 
+THREAD_NEEDED = ("schedule", "files")  # locally; remotely a thread token names its own
+
+
+def _said(exc: BaseException, remote: remote_mode.Remote | None) -> str:
+    """An error as one visible line, without the API token in it (whatever it came from)."""
+    text = visible(str(exc), one_line=True)
+    return text.replace(remote.token, "<token>") if remote is not None else text
+
+
+def _said_trace(exc: BaseException, remote: remote_mode.Remote | None) -> str:
+    """The traceback of a bug, for the debug log, without the API token (a log filter sees only messages)."""
+    text = "".join(traceback.format_exception(exc))
+    return text.replace(remote.token, "<token>") if remote is not None else text
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, remote: remote_mode.Remote | None) -> int:
+    if remote is None and args.command in THREAD_NEEDED and args.thread is None:
+        parser.error("the following arguments are required: --thread (or, with --url, a thread's token)")
+    settings = Settings.from_env()
+    setup_logging(settings.log_level, settings.log_format)
+    if remote is None:
+        return int(args.func(args, settings))
+    for handler in logging.getLogger().handlers:  # whatever a library logs, never the token
+        handler.addFilter(RedactingFilter(remote.token))
+    return remote_mode.run(args, remote, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``runner`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    remote = None
     try:
-        settings = Settings.from_env()
-        setup_logging(settings.log_level, settings.log_format)
-        return int(args.func(args, settings))
+        remote = remote_mode.remote_of(args, os.environ)
+        return _dispatch(parser, args, remote)
     except RunnerError as exc:
-        print(f"runner: {visible(str(exc), one_line=True)}", file=sys.stderr)
+        print(f"runner: {_said(exc, remote)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line for the user, the traceback only in debug logs
-        log.debug("unexpected error", exc_info=True)
-        print(f"runner: unexpected error: {type(exc).__name__}: {visible(str(exc), one_line=True)} "
+        log.debug("unexpected error:\n%s", _said_trace(exc, remote))
+        print(f"runner: unexpected error: {type(exc).__name__}: {_said(exc, remote)} "
               "(RUNNER_LOG_LEVEL=DEBUG shows more)",
               file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """The job commands of the command line: schedule, get, update, run/pause/resume, jobs, cancel, logs,
-next and tools. Each is a thin adapter over the service layer (:mod:`runner.service`)."""
+next and tools. Each is a thin adapter over the service layer (:mod:`runner.service`); what they print
+is in the ``show_*`` functions, which the remote mode (:mod:`.remote`) prints with too."""
 
 from __future__ import annotations
 
@@ -41,12 +42,17 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.json:
         print_json(public_row(row))
-    elif row["after_job"]:
+    else:
+        show_scheduled(row)
+    return 0
+
+
+def show_scheduled(row: dict[str, Any]) -> None:
+    if row["after_job"]:
         print(f"scheduled job {row['id']} ({row['name']}) to run each time {row['after_job']} completes")
     else:
         rec = f", then {row['recurrence']}" if row["recurrence"] else ""
         print(f"scheduled job {row['id']} ({row['name']}) for {fmt_time(row['due_time'], row['timezone'])}{rec}")
-    return 0
 
 
 def job_action(method: str, said: str) -> Command:
@@ -73,14 +79,22 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json({"job": public_row(row), "runs": [public_row(r) for r in runs]})
         return 0
-    for key, value in public_row(row).items():
+    show_job(public_row(row), [(r["id"], r["status"], r["completed_at"] or r["due_time"], r["timezone"],
+                                r["error_message"]) for r in runs])
+    return 0
+
+
+RunLine = tuple[int, str, datetime | None, str, str | None]  # id, status, time, its zone, reason
+
+
+def show_job(fields: dict[str, Any], runs: list[RunLine]) -> None:
+    """A job's fields (the empty ones left out), then its runs."""
+    for key, value in fields.items():
         if value not in (None, [], ""):
             print(f"{key:>20}: {cell(value)}")
     print("runs:")
-    for r in runs:
-        print(f"  {r['id']:>6} {r['status']:<10} {fmt_time(r['completed_at'] or r['due_time'], r['timezone'])} "
-              f"{cell(r['error_message'])}")
-    return 0
+    for run_id, status, when, tz, reason in runs:
+        print(f"  {run_id:>6} {status:<10} {fmt_time(when, tz)} {cell(reason)}")
 
 
 _SCHEDULE_OPTIONS = ("at", "every", "tz", "timeout", "memory", "cpus", "pids", "allow_host", "grace", "overlap",
@@ -92,10 +106,13 @@ def _approve(jobs: Jobs, args: argparse.Namespace) -> dict[str, Any]:
     done = jobs.approve_script(args.job_id, thread_id=args.thread, sha256=args.approve or None,
                                script=args.script if args.script not in (None, "-") else None, script_text=text)
     if not args.json:
-        print(f"approved {done['script_path']} (sha256 {done['sha256']}) for job {done['job']['id']} "
-              f"({done['job']['name']}): its runs run this version")
+        show_approved(done["script_path"], done["sha256"], done["job"])
     job: dict[str, Any] = done["job"]
     return job
+
+
+def show_approved(script_path: str, sha256: str, row: dict[str, Any]) -> None:
+    print(f"approved {script_path} (sha256 {sha256}) for job {row['id']} ({row['name']}): its runs run this version")
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,9 +133,13 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(public_row(row))
     else:
-        print(f"job {row['id']} ({row['name']}) updated: next {fmt_time(row['due_time'], row['timezone'])}"
-              + (f", then {row['recurrence']}" if row["recurrence"] else ""))
+        show_updated(row)
     return 0
+
+
+def show_updated(row: dict[str, Any]) -> None:
+    print(f"job {row['id']} ({row['name']}) updated: next {fmt_time(row['due_time'], row['timezone'])}"
+          + (f", then {row['recurrence']}" if row["recurrence"] else ""))
 
 
 def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,17 +159,22 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
         rows = jobs.list_jobs(thread_id=args.thread, status=args.status, limit=args.limit)
     if args.json:
         print_json([public_row(r) for r in rows])
-        return 0
+    else:
+        show_jobs(rows, args.thread)
+    return 0
+
+
+def show_jobs(rows: list[dict[str, Any]], thread: str | None) -> None:
+    """The job table (one row per run), or that there are none (in ``thread``)."""
     if not rows:
-        print("no jobs" + (f" in thread {args.thread}" if args.thread else ""))
-        return 0
+        print("no jobs" + (f" in thread {thread}" if thread else ""))
+        return
     header = f"{'ID':>6}  {'NAME':<20} {'STATUS':<10} {'DUE':<25} {'RECURRENCE':<16} {'THREAD':<16} RESULT"
     print(header)
     for r in rows:
         result = r["error_message"] or (f"exit {r['exit_code']}, {r['duration_ms']} ms" if r["exit_code"] is not None else "")
         print(f"{r['id']:>6}  {cell(r['name'], 20):<20} {r['status']:<10} {fmt_time(r['due_time'], r['timezone']):<25} "
               f"{cell(r['recurrence'] or '-', 16):<16} {cell(r['thread_id'], 16):<16} {cell(result)}")
-    return 0
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -158,11 +184,16 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
         from ..service import public_row
 
         print_json(public_row(row))
-    elif row["status"] == "cancelled":
+    else:
+        show_cancelled(row)
+    return 0
+
+
+def show_cancelled(row: dict[str, Any]) -> None:
+    if row["status"] == "cancelled":
         print(f"job {row['id']} ({row['name']}) cancelled")
     else:
         print(f"job {row['id']} ({row['name']}) is running; it will finish and not recur")
-    return 0
 
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,7 +201,13 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
         info = jobs.get_job_logs(args.job_id, thread_id=args.thread)
     if args.json:
         print_json(info)
-        return 0
+    else:
+        show_logs(info)
+    return 0
+
+
+def show_logs(info: dict[str, Any]) -> None:
+    """A run (the shape of ``Jobs.get_job_logs``): status, reason, its messages, its output tail."""
     print(f"job {info['id']} ({cell(info['name'])}): {info['status']}"
           + (f", exit code {info['exit_code']}" if info["exit_code"] is not None else "")
           + (f", {info['duration_ms']} ms" if info["duration_ms"] is not None else ""))
@@ -181,7 +218,6 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
         print(block(m["text"]))
     print("output" + (" (truncated, last part shown)" if info["output_truncated"] else "") + ":")
     print(block(info["output_tail"]) if info["output_tail"] else "  (none)")
-    return 0
 
 
 def cmd_next(args: argparse.Namespace, settings: Settings) -> int:

@@ -30,18 +30,7 @@ class Scripts:
         if script_text is not None:
             return script_text.encode("utf-8")
         assert script is not None
-        path = Path(script)
-        if path.suffix != ".py":
-            raise ValidationError(f"{path} is not a .py file: a job is a Python script")
-        try:
-            with open(path, "rb") as f:  # the caller's own file, not one a job wrote
-                return f.read(self.settings.script_cap + 1)
-        except FileNotFoundError:
-            raise ValidationError(f"script {path} does not exist: check the path") from None
-        except IsADirectoryError:
-            raise ValidationError(f"{path} is a directory, not a script") from None
-        except OSError as exc:
-            raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+        return read_script_file(script, self.settings.script_cap)
 
     def read_current(self, thread: ThreadId, filename: str) -> bytes:
         """A job's script as it is now in the thread's jobs/ (written by anyone: read as hostile)."""
@@ -73,6 +62,23 @@ class Scripts:
             raise diskspace.refuse_write(data_dir, f"jobs/{filename}", exc, thread.jobs_dir(data_dir)) from None
         except artifacts.UnsafeFile as exc:
             raise ValidationError(f"cannot save jobs/{filename}: {exc}; nothing was saved") from None
+
+
+def read_script_file(script: ScriptPath, cap: int) -> bytes:
+    """The caller's own ``.py`` file (not one a job wrote), at most ``cap`` + 1 bytes of it (so that a
+    longer one is refused as too long, not cut)."""
+    path = Path(script)
+    if path.suffix != ".py":
+        raise ValidationError(f"{path} is not a .py file: a job is a Python script")
+    try:
+        with open(path, "rb") as f:
+            return f.read(cap + 1)
+    except FileNotFoundError:
+        raise ValidationError(f"script {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise ValidationError(f"{path} is a directory, not a script") from None
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _write_and_rename(dfd: int, filename: str, source: bytes) -> None:
