@@ -143,6 +143,25 @@ class Client:
                              timeout=self._http.timeout.read + wait if self._http.timeout.read else None).json()
         return [Message.model_validate(m) for m in page["items"]]
 
+    # --- the thread's settings ----------------------------------------------------------------------
+
+    def thread_settings(self) -> models.ThreadSettingsView:
+        """The thread's time zone and webhook (never its secret)."""
+        got = self._request("GET", self._thread_path("/settings")).json()
+        return models.ThreadSettingsView.model_validate(got)
+
+    def update_thread_settings(self, **fields: Any) -> models.ThreadSettingsView:
+        """Change ``timezone`` and/or ``webhook_url`` (None removes the webhook). The answer carries
+        ``webhook_secret`` only when a webhook was first set: keep it, it is not shown again."""
+        body = models.ThreadSettings.model_validate(fields)
+        got = self._request("PATCH", self._thread_path("/settings"), json=body.model_dump(exclude_unset=True)).json()
+        return models.ThreadSettingsView.model_validate(got)
+
+    def rotate_webhook_secret(self) -> str:
+        """A new signing secret for the thread's webhook (the old one stops signing at once)."""
+        got = self._request("POST", self._thread_path("/settings/webhook-secret")).json()
+        return models.WebhookSecret.model_validate(got).webhook_secret
+
     def preview(self, expr: str, tz: str | None = None, n: int = 5) -> list[datetime]:
         """The next ``n`` times of a recurrence (or the one time of a one-off ``when``), creating nothing."""
         body = models.Preview.model_validate({"every" if _recurring(expr) else "when": expr, "tz": tz, "n": n})

@@ -105,3 +105,21 @@ def test_a_thread_of_a_channel_with_a_webhook_says_so(client: httpx.Client, stor
     got = client.get("/v1/threads/api:bob/settings", headers=_token(store, "a", thread=None)).json()
     assert got["webhook"] == "channel" and got["webhook_url"] is None
     _problem(client.patch(PATH, headers=_token(store, "t"), json={"colour": "red"}), 422, "colour")
+
+
+def test_the_typed_client_reads_and_changes_the_settings(client: httpx.Client, store: Store) -> None:
+    """runner.client.Client speaks the settings endpoints with the same models (and the same refusals)."""
+    from runner.client import ApiError, Client
+
+    _, text = _token(store, "c")["Authorization"].split(" ", 1)
+    with Client(str(client.base_url), text) as runner:
+        assert runner.thread_settings().webhook_url is None
+        made = runner.update_thread_settings(webhook_url=HOOK, timezone="Europe/Berlin")
+        assert made.webhook == "thread" and made.timezone == "Europe/Berlin"
+        assert made.webhook_secret is not None and made.webhook_secret.startswith("whsec_")
+        assert runner.rotate_webhook_secret() != made.webhook_secret
+        assert runner.thread_settings().webhook_secret is None
+        with pytest.raises(ApiError) as refused:
+            runner.update_thread_settings(webhook_url="http://10.0.0.1/hook")
+        assert refused.value.status == 422 and "private or reserved address" in refused.value.detail
+        assert runner.update_thread_settings(webhook_url=None).webhook is None
