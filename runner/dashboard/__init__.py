@@ -54,7 +54,7 @@ def _html_not_found(app: FastAPI) -> None:
         path = request.url.path
         if isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 405) \
                 and not path.startswith(NOT_OURS):
-            board = app.state.dashboard
+            board: Dashboard = app.state.dashboard
             session = await run_in_threadpool(session_of, request)
             sentence = ("There is no such page: the Overview and the Jobs page link to everything here."
                         if exc.status_code == 404 else "This page cannot be used that way: follow its links and buttons.")

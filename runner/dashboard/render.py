@@ -92,6 +92,6 @@ class Pages:
     def __init__(self) -> None:
         self.env = environment()
 
-    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(**context)
-        return HTMLResponse(html, status_code=status, headers=HEADERS)
+        return HTMLResponse(html, status_code=http_status, headers=HEADERS)
