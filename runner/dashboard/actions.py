@@ -45,7 +45,7 @@ def sign_in(request: Request, form: Form) -> Response:
     """Check the token as the API does (failed tries are slowed down per address); a new session."""
     board, csrf = dashboard_of(request), request.cookies.get(SIGNIN_COOKIE, "")
     if not signin_csrf_ok(request, form):
-        return redirect("/signin")  # a fresh form (and its cookie): the old one had expired or was forged
+        return redirect("/signin?why=stale")  # a fresh form (and its cookie): the old one expired or was forged
     address = request.client.host if request.client else "unknown"
     try:
         caller = board.authenticator.authenticate(f"Bearer {form.get('token', '').strip()}", address)

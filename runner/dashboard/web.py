@@ -31,6 +31,7 @@ from .sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions
 ENDED = {  # why the sign-in page is shown, by the fixed key a redirect names (no text is reflected)
     "ended": "Your session ended: its token was revoked or has expired, or the runner restarted. Sign in again.",
     "out": "You are signed out.",
+    "stale": "The sign-in form was out of date (or came from another site): sign in again here.",
 }
 
 
