@@ -67,8 +67,10 @@ def runner_up(settings: Settings) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
         assert "Traceback" not in err, err[-3000:]
+        # its own database (DATABASE_URL): no token is made, the command that makes one is printed
+        assert f"Dashboard on {url}/ : sign in with a token from" in out and "token create --admin" in out, out
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from runner import tokens
+from runner.dashboard.firstrun import first_admin_token, sign_in_hint
 from runner.http.app import create_app
 from runner.http.serve import HttpServer
 from runner.service import Jobs
@@ -196,3 +197,18 @@ def test_the_overview_counts_the_last_day(base: str, store: Store, jobs: Jobs, d
     with _signed_in(base, _token(store, "t")) as c:
         page = c.get("/").text
         assert "ValueError: no price" in page and "soon" in page and "<svg" in page and "120 ms" in page
+
+
+def test_on_embedded_defaults_a_first_admin_token_is_made_once(settings: Settings, store: Store) -> None:
+    embedded = settings.with_(database_url=None)  # what `make run` runs on (the store here is the test's)
+    assert first_admin_token(settings, store) is None  # an operator's own database: nothing is made
+    made = first_admin_token(embedded, store)
+    assert made is not None
+    found = store.token_scope(made)
+    assert found is not None and found[1].admin and not found[1].read_only
+    assert first_admin_token(embedded, store) is None  # one live admin token is enough
+    hint = sign_in_hint("http://127.0.0.1:8080", "runner", made)
+    assert hint.splitlines()[-1] == made and "http://127.0.0.1:8080/ " in hint
+    store.revoke_token("dashboard")
+    assert first_admin_token(embedded, store) is not None  # none live again: a new one
+    assert "token create --admin" in sign_in_hint("http://127.0.0.1:8080", "runner", None)
