@@ -35,6 +35,9 @@ ENDED = {  # why the sign-in page is shown, by the fixed key a redirect names (n
 }
 
 
+MAX_FORM = 16 * 1024  # bytes: a sign-in form or a button's CSRF value is far below
+
+
 class Refused(Exception):
     """Answer with an error page: ``status`` and the sentence to show."""
 
@@ -110,8 +113,16 @@ def job_id_of(text: str) -> int:
 async def form_of(request: Request) -> dict[str, str]:
     """A POSTed form (application/x-www-form-urlencoded; its size is bounded by the server's body limit):
     the first value of each field."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True, max_num_fields=20).items()}
+    raw = await request.body()
+    if len(raw) > MAX_FORM:
+        raise Refused(413, f"This form sent {len(raw)} bytes; the dashboard's forms are under {MAX_FORM}: "
+                      "reload the page and use its own form.")
+    body = raw.decode("utf-8", errors="replace")
+    try:
+        fields = parse_qs(body, keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise Refused(400, "This form has too many fields: reload the page and use its own form.") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 def same_origin(request: Request) -> bool:

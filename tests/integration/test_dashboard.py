@@ -212,3 +212,20 @@ def test_on_embedded_defaults_a_first_admin_token_is_made_once(settings: Setting
     store.revoke_token("dashboard")
     assert first_admin_token(embedded, store) is not None  # none live again: a new one
     assert "token create --admin" in sign_in_hint("http://127.0.0.1:8080", "runner", None)
+
+
+def test_odd_requests_are_pages_with_a_sentence_never_a_traceback(base: str, store: Store, jobs: Jobs) -> None:
+    job = jobs.schedule_job(thread_id=THREAD, name="odd", script_text="pass", every="hourly")
+    with _signed_in(base, _token(store, "t")) as c:
+        csrf = _csrf(c.get("/").text)
+        big = c.post(f"/jobs/{job['id']}/pause", data={"csrf": csrf, "x": "a" * 20_000})
+        many = c.post(f"/jobs/{job['id']}/pause", content="&".join(f"f{i}=1" for i in range(50)),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+        wrong_method = c.get("/signout")
+        trailing = c.get("/jobs/")
+        for resp, status in ((big, 413), (many, 400), (wrong_method, 405), (trailing, 404)):
+            assert resp.status_code == status, (status, resp.status_code, resp.text[:300])
+            assert resp.headers["content-type"].startswith("text/html") and "Traceback" not in resp.text
+        assert jobs.get_job(job["id"])["paused"] is False
+        api = c.get("/v1/nope")  # the API's own paths keep their problem documents
+        assert api.status_code in (401, 404) and api.headers["content-type"].startswith("application/problem+json")
