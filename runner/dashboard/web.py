@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
 from starlette.responses import RedirectResponse, Response
@@ -126,10 +126,14 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def same_origin(request: Request) -> bool:
-    """A browser names the page a form was sent from: it must be this server (a missing header is let
-    through: SameSite=Strict keeps the cookie from other sites' requests, and the CSRF value does the rest)."""
+    """A browser names the site a form was sent from: it must be this host (a missing header is let
+    through: SameSite=Strict keeps the cookie from other sites' requests, and the CSRF value does the
+    rest). The host is compared, not the scheme: behind a TLS proxy the browser says https and the
+    request arriving here is http."""
     origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 def checked_post(request: Request, form: dict[str, str]) -> Session:

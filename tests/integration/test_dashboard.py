@@ -139,8 +139,10 @@ def test_actions_need_the_sessions_csrf_value_and_pause_resume_run_and_cancel(ba
         assert c.post(f"/jobs/{job['id']}/pause", data={}).status_code == 403
         other_site = c.post(f"/jobs/{job['id']}/pause", data={"csrf": csrf}, headers={"Origin": "http://evil.example"})
         assert other_site.status_code == 403
+        assert c.post(f"/jobs/{job['id']}/pause", data={"csrf": csrf}, headers={"Origin": "null"}).status_code == 403
         assert jobs.get_job(job["id"])["paused"] is False
-        done = c.post(f"/jobs/{job['id']}/pause", data={"csrf": csrf})
+        behind_tls = base.replace("http://", "https://")  # a TLS proxy: the browser's scheme is not the server's
+        done = c.post(f"/jobs/{job['id']}/pause", data={"csrf": csrf}, headers={"Origin": behind_tls})
         assert done.status_code == 303 and jobs.get_job(job["id"])["paused"] is True
         shown = c.get(done.headers["location"]).text
         assert "Job tick is paused." in shown and 'id="resume"' in shown
