@@ -7,10 +7,11 @@ screenshot under the test's temp dir and checked not to be blank; every control 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -84,6 +85,18 @@ def _ran(jobs: Jobs, job_id: int, count: int) -> bool:
     return sum(r["status"] == "completed" for r in jobs.job_runs(job_id, limit=10)) >= count
 
 
+def _reload_until(driver: webdriver.Chrome, condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Reload the page until ``condition`` holds on it (a page is rendered once: it shows news on a reload)."""
+    def reloaded() -> object:
+        driver.refresh()
+        try:
+            return condition()
+        except WebDriverException:  # the page went away while it was looked at: look again
+            return False
+
+    wait_for(reloaded, timeout, what, interval=0.5)
+
+
 def _tab_to(driver: webdriver.Chrome, element_id: str, most: int = 40) -> list[str]:
     """Press Tab from the top of the page until ``element_id`` has the focus; what was reached on the way."""
     driver.find_element(By.TAG_NAME, "body").send_keys("")  # the page has the focus, nothing in it yet
@@ -132,8 +145,8 @@ def test_a_person_signs_in_follows_a_job_acts_on_it_and_signs_out(runner_up: str
     browser.find_element(By.ID, "run-now").click()
     wait_for(lambda: "will run now" in browser.page_source, 10, "the run-now notice")
     wait_for(lambda: _ran(jobs, job["id"], 2), 120, "the run pressed for")
-    browser.refresh()
-    wait_for(lambda: len(_runs(browser, "completed")) >= 2 or browser.refresh(), 20, "the new run on the page")
+    _reload_until(browser, lambda: len(_runs(browser, "completed")) >= 2 and browser.find_elements(By.ID, "pause"),
+                  "the new run on the page, and the next one pending")
 
     _tab_to(browser, "pause")
     webdriver.ActionChains(browser).send_keys(Keys.ENTER).perform()  # pressed by keyboard
