@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install runner with its test tools
 
-host-deps: ## install mmdebstrap (for offline images) and a compose tool, if root and missing
+host-deps: ## install mmdebstrap (for offline images), a compose tool and chromium (browser tests), if root and missing
 	@if ! command -v mmdebstrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing mmdebstrap (to bootstrap a Debian base image offline)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null) \
@@ -39,6 +39,12 @@ host-deps: ## install mmdebstrap (for offline images) and a compose tool, if roo
 		echo "installing docker-compose (the compose test needs a compose tool)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 			|| echo "could not install docker-compose; the compose test will fail and say so"; \
+	fi
+	@if { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; } \
+			&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (the dashboard's browser tests drive them)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+			|| echo "could not install chromium; the browser tests will fail and say so"; \
 	fi
 
 gvisor: ## install gVisor (runsc) from Debian and register it with Docker (root; optional)
@@ -60,10 +66,10 @@ wheels: install ## fill docker/runner/wheels (the runner image then builds witho
 
 compose-prep: images wheels ## what compose.offline.yaml needs: local bases, images and the wheelhouse
 
-run: install host-deps ## start the service on embedded defaults, its API on 127.0.0.1:8080 (Ctrl-C stops it)
+run: install host-deps ## start the service on embedded defaults, its API and dashboard on 127.0.0.1:8080 (Ctrl-C stops it)
 	RUNNER_HTTP=$${RUNNER_HTTP-127.0.0.1:8080} $(BIN)/runner up
 
-test: images wheels ## run the whole suite: unit, integration and security tests
+test: images wheels ## run the whole suite: unit, integration, security and browser tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## only the fast tests (no Docker, no database)

@@ -7,12 +7,16 @@ import argparse
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..errors import ConfigError, RunnerError
 from ..settings import Settings
 from .format import print_json
+
+if TYPE_CHECKING:
+    from ..app import Application
 
 FIRST_JOB_HINT = ("{runner} schedule examples/check_price.py --thread telegram:42 --name check_price "
                   "--at 'in 1 minute' --every 'daily 9am'")
@@ -52,10 +56,24 @@ def _api_hint(settings: Settings) -> str:
     """Where the HTTP API listens and how to get a token for it, when it is on."""
     if not settings.http_addr:
         return ""
-    host, _, port = settings.http_addr.rpartition(":")
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104 - a hint
-    return (f"API on http://{host}:{port}/v1 (docs: /v1/openapi.json; a token: "
+    return (f"API on {_http_base(settings)}/v1 (docs: /v1/openapi.json; a token: "
             f"{_runner_command()} token create --thread console:1). ")
+
+
+def _http_base(settings: Settings) -> str:
+    """The URL a person on this machine opens for ``RUNNER_HTTP``."""
+    host, _, port = (settings.http_addr or "").rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104 - a hint
+    return f"http://{host}:{port}"
+
+
+def _dashboard_hint(settings: Settings, app: Application) -> str:
+    """How to sign in to the dashboard (a first admin token on embedded defaults), when HTTP is on."""
+    from ..dashboard.firstrun import first_admin_token, sign_in_hint
+
+    if not settings.http_addr or app.store is None:
+        return ""
+    return sign_in_hint(_http_base(settings), _runner_command(), first_admin_token(settings, app.store))
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +88,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     with Application(settings, burst=args.burst, build_image=not args.no_build) as app:
         app.open()
         print(banner(settings, burst=args.burst, telegram=app.telegram is not None), flush=True)
+        dashboard = _dashboard_hint(settings, app)  # its own lines: a token, if one is made, alone on one
+        if dashboard:
+            print(dashboard, flush=True)
         with stop_on_signals(app.stop):
             app.run()
     return 0

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .. import tokens
+from ..dashboard import mount_dashboard
 from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
 from ..service import Jobs
@@ -45,6 +46,7 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.include_router(threads.router, responses={**errors, **problems.responses(409)})
         app.state.files = Files(settings, service.scripts)
         _misc_routes(app, settings)
+        mount_dashboard(app, settings, service, store, authenticator, health)  # the web dashboard at /
         app.add_middleware(AuthGate, authenticator=authenticator)
     return app
 

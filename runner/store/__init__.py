@@ -3,7 +3,7 @@
 Modelled on procrastinate's ``JobManager``: the loop, the service layer and the deliverers call
 :class:`Store` methods named for what they mean, and none of them sees SQL. The queries are named
 blocks in ``sql/*.sql``, one file per part; each part of the class lives in a module of its own
-(``jobs``, ``runs``, ``outbox``, ``threads``, ``tokens``, ``messages``) so that no module holds several concepts, and the class
+(``jobs``, ``runs``, ``outbox``, ``threads``, ``tokens``, ``messages``, ``stats``, ``overview``) so that no module holds several concepts, and the class
 is their sum. ``database`` holds the pool and the LISTEN waker, ``migrations`` the schema.
 """
 
@@ -15,13 +15,14 @@ from .jobs import JobsStore
 from .messages import MessagesStore
 from .migrations import MIGRATIONS_DIR, check_schema, migrate, migration_files, schema_versions
 from .outbox import OutboxStore
+from .overview import OverviewStore
 from .runs import RunsStore
 from .stats import StatsStore
 from .threads import ThreadsStore
 from .tokens import TokensStore
 
 
-class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore, MessagesStore, StatsStore):
+class Store(JobsStore, RunsStore, OutboxStore, ThreadsStore, TokensStore, MessagesStore, StatsStore, OverviewStore):
     """Every read and write of the runner's tables, over one :class:`Database`."""
 
 

@@ -82,7 +82,8 @@ def test_the_wheel_ships_the_subpackages_and_the_launcher_files(tmp_path: Path) 
     wheel = _wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("runner/sandbox/launcher.py", "runner/sandbox/relay.py", "runner/doctor/probes.py",
-                 "runner/cli/__main__.py", "runner/store/sql/stats.sql"):
+                 "runner/cli/__main__.py", "runner/store/sql/stats.sql", "runner/store/sql/overview.sql",
+                 "runner/dashboard/templates/job.html", "runner/dashboard/static/dashboard.css"):
         assert name in names, sorted(n for n in names if n.startswith("runner/"))
     python = _fresh_venv(tmp_path / "venv", wheel)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -91,3 +92,9 @@ def test_the_wheel_ships_the_subpackages_and_the_launcher_files(tmp_path: Path) 
     where, counts = out.splitlines()
     assert where.startswith(str(tmp_path / "venv")), where  # not this checkout
     assert counts == "1 1", out
+    # the dashboard reads its stylesheet at import and its templates through the package loader
+    page = _run(python, "-c", "import runner.dashboard as d; from runner.dashboard.render import environment; "
+                "print(d.__file__); print(len(d.CSS) > 0, environment().get_template('signin.html').render("
+                "csrf='c', why='', error='', session=None, notice='').count('type=\"password\"'))", cwd=tmp_path, env=env)
+    where, loaded = page.splitlines()
+    assert where.startswith(str(tmp_path / "venv")) and loaded == "True 1", page

@@ -38,3 +38,9 @@ RETURNING name, public_id;
 -- Whether the token of row %(id)s may still be used (a held request checks again while it waits).
 SELECT 1 AS live FROM api_tokens
 WHERE id = %(id)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());
+
+-- name: any_live_admin_token
+-- Whether some admin token is live (`runner up` on embedded defaults makes one for the dashboard if not).
+SELECT id FROM api_tokens
+WHERE admin AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > clock_timestamp())
+LIMIT 1;
