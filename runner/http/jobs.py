@@ -6,15 +6,23 @@ refusals and their sentences are the service's, so the API and the CLI say the s
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ..service import Jobs, Limits, Policy
+from ..threads import ThreadId
 from . import models, views
 from .auth import CallerDep
 
 Status = Annotated[models.Status | None, Query(description="only jobs with this status")]
+Before = Annotated[int | None, Query(ge=1, description="the cursor: only ids below this one; the Link header "
+                                     "of a page gives the next page's address")]
 LIST_LIMIT = 200
+RUNS_LIMIT = 100
+NEXT_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": {"Link": {
+    "description": 'the next page, as <address>; rel="next" (RFC 8288); absent on the last page',
+    "schema": {"type": "string"}}}}}
 
 
 def _jobs(request: Request) -> Jobs:
@@ -46,10 +54,22 @@ def create_job(thread: str, body: models.JobCreate, caller: CallerDep, jobs: Job
     return views.job(row)
 
 
-@router.get("/jobs", response_model=list[models.Job], summary="The thread's jobs, newest first")
-def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, status: Status = None,
-              limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 100) -> list[models.Job]:
-    rows = jobs.list_jobs(thread_id=caller.thread(thread), status=status, limit=limit)
+def _next_link(response: Response, tid: ThreadId, rest: str, before: int | None, **params: object) -> None:
+    """The next page's address as ``Link: <…>; rel="next"`` (RFC 8288), relative to the server's root;
+    none on the last page."""
+    if before is not None:
+        query = urlencode({**{k: v for k, v in params.items() if v is not None}, "before": before})
+        response.headers["Link"] = f'</v1/threads/{quote(str(tid), safe=":")}{rest}?{query}>; rel="next"'
+
+
+@router.get("/jobs", response_model=list[models.Job], responses=NEXT_PAGE,
+            summary="The thread's jobs (one per run), newest first, a page at a time")
+def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, response: Response, status: Status = None,
+              limit: Annotated[int, Query(ge=1, le=LIST_LIMIT, description="at most this many")] = 100,
+              before: Before = None) -> list[models.Job]:
+    tid = caller.thread(thread)
+    rows, next_before = jobs.jobs_page(tid, status=status, limit=limit, before=before)
+    _next_link(response, tid, "/jobs", next_before, status=status, limit=limit)
     return [views.job(r) for r in rows]
 
 
@@ -94,12 +114,17 @@ for _path, (_method, _summary) in ACTIONS.items():
     _action(_path, _method, _summary)
 
 
-@router.get("/jobs/{job_id}/runs", response_model=list[models.Run], summary="A job's latest runs, newest first")
-def job_runs(thread: str, job_id: int, caller: CallerDep, jobs: JobsDep,
-             limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[models.Run]:
+@router.get("/jobs/{job_id}/runs", response_model=list[models.Run], responses=NEXT_PAGE,
+            summary="A job's runs, newest first, a page at a time")
+def job_runs(thread: str, job_id: int, caller: CallerDep, jobs: JobsDep, response: Response,
+             limit: Annotated[int, Query(ge=1, le=RUNS_LIMIT, description="at most this many")] = 20,
+             before: Before = None) -> list[models.Run]:
     tid = caller.thread(thread)
+    rows = jobs.job_runs(job_id, tid, limit=limit + 1, before=before)
+    _next_link(response, tid, f"/jobs/{job_id}/runs", rows[limit - 1]["id"] if len(rows) > limit else None,
+               limit=limit)
     out = []
-    for row in jobs.job_runs(job_id, tid, limit=limit):
+    for row in rows[:limit]:
         messages = jobs.get_job_logs(row["id"], tid)["messages"]
         delivery = next((m["status"] for m in messages if m["kind"] == "message"), None)
         out.append(views.run(row, delivery))
