@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..service import Jobs, Limits, Policy
 from ..threads import ThreadId
-from . import models, views
+from . import models, problems, uploads, views
 from .auth import CallerDep
 
 Status = Annotated[models.Status | None, Query(description="only jobs with this status")]
@@ -44,14 +45,23 @@ def _policy(body: models.Policies) -> Policy:
                   retry_delay_seconds=body.retry_delay_seconds)
 
 
-@router.post("/jobs", status_code=201, response_model=models.Job, summary="Save a script and schedule it")
-def create_job(thread: str, body: models.JobCreate, caller: CallerDep, jobs: JobsDep) -> models.Job:
+@router.post("/jobs", status_code=201, response_model=models.Job, summary="Save a script and schedule it",
+             description="The body is a JobCreate as JSON, or the same fields as multipart/form-data with the "
+             "script as a file part (`curl -F name=hello -F script=@hello.py`).",
+             openapi_extra={"requestBody": uploads.request_body()}, responses=problems.responses(400, 415))
+async def create_job(request: Request, thread: str, caller: CallerDep, jobs: JobsDep) -> models.Job:
     tid = caller.thread(thread)
     caller.writing()
-    row = jobs.schedule_job(thread_id=tid, name=body.name, script_text=body.script, at=body.when,
-                            every=body.every, tz=body.tz, limits=_limits(body), allow_hosts=body.allow_hosts,
-                            after=body.after, policy=_policy(body))
+    body = await uploads.job_create(request)  # read only once the caller may write here
+    row = await run_in_threadpool(schedule, jobs, tid, body)
     return views.job(row)
+
+
+def schedule(jobs: Jobs, thread: ThreadId, body: models.JobCreate, user_id: str = "") -> dict[str, Any]:
+    """Schedule the job a JobCreate describes (the service checks it as for every other caller)."""
+    return jobs.schedule_job(thread_id=thread, name=body.name, script_text=body.script, at=body.when,
+                             every=body.every, tz=body.tz, limits=_limits(body), allow_hosts=body.allow_hosts,
+                             after=body.after, policy=_policy(body), user_id=user_id)
 
 
 def _next_link(response: Response, tid: ThreadId, rest: str, before: int | None, **params: object) -> None:
