@@ -16,10 +16,8 @@ from ..threads import ThreadId
 from . import models, problems, uploads, views
 from .auth import CallerDep
 
-Status = Annotated[models.Status | None, Query(description="only jobs with this status")]
 Before = Annotated[int | None, Query(ge=1, description="the cursor: only ids below this one; the Link header "
                                      "of a page gives the next page's address")]
-LIST_LIMIT = 200
 RUNS_LIMIT = 100
 NEXT_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": {"Link": {
     "description": 'the next page, as <address>; rel="next" (RFC 8288); absent on the last page',
@@ -35,12 +33,14 @@ JobsDep = Annotated[Jobs, Depends(_jobs)]
 router = APIRouter(prefix="/v1/threads/{thread}", tags=["jobs"])
 
 
-def _limits(body: models.Limits) -> Limits:
+def limits_of(body: models.Limits) -> Limits:
+    """The service's limits from a request's (None: the operator's default, or unchanged)."""
     return Limits(timeout_seconds=body.timeout_seconds, memory_mb=body.memory_mb, cpus=body.cpus,
                   pids_limit=body.pids_limit)
 
 
-def _policy(body: models.Policies) -> Policy:
+def policy_of(body: models.Policies) -> Policy:
+    """The service's policies from a request's (None: the documented default, or unchanged)."""
     return Policy(grace_seconds=body.grace_seconds, overlap=body.overlap, retries=body.retries,
                   retry_delay_seconds=body.retry_delay_seconds)
 
@@ -48,7 +48,7 @@ def _policy(body: models.Policies) -> Policy:
 @router.post("/jobs", status_code=201, response_model=models.Job, summary="Save a script and schedule it",
              description="The body is a JobCreate as JSON, or the same fields as multipart/form-data with the "
              "script as a file part (`curl -F name=hello -F script=@hello.py`).",
-             openapi_extra={"requestBody": uploads.request_body()}, responses=problems.responses(400, 415))
+             openapi_extra={"requestBody": uploads.REQUEST_BODY}, responses=problems.responses(400, 415))
 async def create_job(request: Request, thread: str, caller: CallerDep, jobs: JobsDep) -> models.Job:
     tid = caller.thread(thread)
     caller.writing()
@@ -60,8 +60,8 @@ async def create_job(request: Request, thread: str, caller: CallerDep, jobs: Job
 def schedule(jobs: Jobs, thread: ThreadId, body: models.JobCreate, user_id: str = "") -> dict[str, Any]:
     """Schedule the job a JobCreate describes (the service checks it as for every other caller)."""
     return jobs.schedule_job(thread_id=thread, name=body.name, script_text=body.script, at=body.when,
-                             every=body.every, tz=body.tz, limits=_limits(body), allow_hosts=body.allow_hosts,
-                             after=body.after, policy=_policy(body), user_id=user_id)
+                             every=body.every, tz=body.tz, limits=limits_of(body), allow_hosts=body.allow_hosts,
+                             after=body.after, policy=policy_of(body), user_id=user_id)
 
 
 def _next_link(response: Response, tid: ThreadId, rest: str, before: int | None, **params: object) -> None:
@@ -74,12 +74,11 @@ def _next_link(response: Response, tid: ThreadId, rest: str, before: int | None,
 
 @router.get("/jobs", response_model=list[models.Job], responses=NEXT_PAGE,
             summary="The thread's jobs (one per run), newest first, a page at a time")
-def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, response: Response, status: Status = None,
-              limit: Annotated[int, Query(ge=1, le=LIST_LIMIT, description="at most this many")] = 100,
-              before: Before = None) -> list[models.Job]:
+def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, response: Response,
+              query: Annotated[models.JobQuery, Query()]) -> list[models.Job]:
     tid = caller.thread(thread)
-    rows, next_before = jobs.jobs_page(tid, status=status, limit=limit, before=before)
-    _next_link(response, tid, "/jobs", next_before, status=status, limit=limit)
+    rows, next_before = jobs.jobs_page(tid, status=query.status, limit=query.limit, before=query.before)
+    _next_link(response, tid, "/jobs", next_before, status=query.status, limit=query.limit)
     return [views.job(r) for r in rows]
 
 
@@ -93,8 +92,8 @@ def update_job(thread: str, job_id: int, body: models.JobUpdate, caller: CallerD
     tid = caller.thread(thread)
     caller.writing()
     given = body.model_fields_set
-    kw: dict[str, Any] = {"at": body.when, "every": body.every, "tz": body.tz, "limits": _limits(body),
-                          "policy": _policy(body), "allow_hosts": body.allow_hosts if "allow_hosts" in given else None}
+    kw: dict[str, Any] = {"at": body.when, "every": body.every, "tz": body.tz, "limits": limits_of(body),
+                          "policy": policy_of(body), "allow_hosts": body.allow_hosts if "allow_hosts" in given else None}
     if "script" in given and body.script is not None:
         jobs.approve_script(job_id, tid, script_text=body.script)
     if given - {"script"}:

@@ -103,9 +103,17 @@ def form_schema() -> dict[str, Any]:
     return {**schema, "title": "JobCreateForm", "properties": props}
 
 
-def request_body() -> dict[str, Any]:
-    """The OpenAPI ``requestBody`` of creating a job: the JobCreate model as JSON, or as a form."""
-    return {"required": True, "content": {
-        JSON: {"schema": models.JobCreate.model_json_schema()},
-        FORM: {"schema": form_schema(), "encoding": {"script": {"contentType": "text/x-python, text/plain, "
-                                                                "application/octet-stream"}}}}}
+# The request body of creating a job names two schemas; add_schemas() puts them in the document.
+REQUEST_BODY = {"required": True, "content": {
+    JSON: {"schema": {"$ref": "#/components/schemas/JobCreate"}},
+    FORM: {"schema": {"$ref": "#/components/schemas/JobCreateForm"},
+           "encoding": {"script": {"contentType": "text/x-python, text/plain, application/octet-stream"}}}}}
+
+
+def add_schemas(spec: dict[str, Any]) -> None:
+    """Put the schemas of :data:`REQUEST_BODY` into an OpenAPI document, made from the model as it is
+    when the document is made."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    made = models.JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(made.pop("$defs", {}))
+    schemas["JobCreate"], schemas["JobCreateForm"] = made, form_schema()

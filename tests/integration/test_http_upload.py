@@ -143,6 +143,9 @@ def test_the_openapi_document_offers_json_and_the_multipart_form(api: dict[str, 
     spec = api["http"].get("/v1/openapi.json").json()
     body = spec["paths"]["/v1/threads/{thread}/jobs"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
-    form = body["multipart/form-data"]["schema"]
-    assert form["required"] == ["name", "script"] and form["properties"]["script"]["type"] == "string"
-    assert set(form["properties"]) == set(body["application/json"]["schema"]["properties"])
+    schemas = spec["components"]["schemas"]
+    as_json, form = (schemas[body[kind]["schema"]["$ref"].rsplit("/", 1)[-1]]
+                     for kind in ("application/json", "multipart/form-data"))
+    assert form["required"] == as_json["required"] == ["name", "script"]
+    assert form["properties"]["script"]["type"] == "string" and "maxLength" not in form["properties"]["script"]
+    assert set(form["properties"]) == set(as_json["properties"])
