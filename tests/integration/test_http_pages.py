@@ -136,16 +136,24 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def test_a_page_of_100_among_10000_jobs_of_one_thread_reads_only_that_page(db: Database, settings: Settings) -> None:
     """Also when the other threads' jobs are newer (a primary key walked backwards would read them all),
-    and as the generic plan a prepared statement settles on as well as a plan for the values given."""
+    and as the generic plan a prepared statement settles on as well as a plan for the values given; and
+    the runs of an old series among them."""
+    with db.transaction() as conn:  # a series of three runs, older than everything below
+        series = conn.execute("INSERT INTO scheduled_jobs (thread_id, name, due_time, script_path) SELECT %s, "
+                              "'old', now() - make_interval(days => g), 'jobs/old.py' FROM generate_series(1, 3) g "
+                              "RETURNING series_id", (THREAD,)).fetchone()
+        assert series is not None
+        conn.execute("UPDATE scheduled_jobs SET series_id = %s WHERE name = 'old'", (series["series_id"],))
     _fill(db, THREAD, 10_000, pending_every=97)  # 103 pending among 10,000, spread through the history
     _fill(db, OTHER, 10_000, pending_every=5)
     _fill(db, "telegram:44", 30, pending_every=5)
     newest = db.query("SELECT max(id) AS m FROM scheduled_jobs WHERE thread_id = 'telegram:42'")[0]["m"]
     cases = [(THREAD, "thread_jobs_page", {"before": MAX_ID}),
-             (THREAD, "thread_jobs_page", {"before": newest - 9_000}),  # deep in the history
+             (THREAD, "thread_jobs_page", {"before": newest - 9_100}),  # deep in the history
              ("telegram:44", "thread_jobs_page", {"before": MAX_ID}),
              (THREAD, "thread_jobs_page_status", {"status": "pending", "before": MAX_ID}),
-             (THREAD, "thread_jobs_page_status", {"status": "completed", "before": newest - 5_000})]
+             (THREAD, "thread_jobs_page_status", {"status": "completed", "before": newest - 5_000}),
+             (THREAD, "runs_of_series", {"series_id": str(series["series_id"]), "before": MAX_ID})]
     with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
         for mode in ("force_generic_plan", "force_custom_plan"):
             for thread, name, given in cases:
@@ -159,6 +167,9 @@ def test_a_page_of_100_among_10000_jobs_of_one_thread_reads_only_that_page(db: D
                 read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in scans)
                 assert read <= (101 if mode == "force_generic_plan" else 1_000), (mode, thread, name, given, seen)
                 if mode == "force_generic_plan":  # the page in index order, whatever the values
-                    want = "scheduled_jobs_thread_status" if "status" in given else "scheduled_jobs_thread"
+                    want = {"thread_jobs_page": "scheduled_jobs_thread", "runs_of_series": "scheduled_jobs_series",
+                            "thread_jobs_page_status": "scheduled_jobs_thread_status"}[name]
                     assert [(n["Index Name"], n["Scan Direction"]) for n in scans] == [(want, "Backward")], seen
-                assert plan["Execution Time"] < 20, (mode, name, plan["Execution Time"])
+                # the rows read above are the proof; the time (0.1-0.5 ms here) only a loose guard, as a
+                # loaded machine stretches it
+                assert plan["Execution Time"] < 100, (mode, name, plan["Execution Time"])
