@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
-import types
-import typing
 from collections.abc import Callable
 from typing import Any
 
-from .errors import RunnerError
-from .service import Jobs, Limits, Policy, public_row
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from . import toolschema
+from .errors import RunnerError, ValidationError
+from .http import jobs as http_jobs
+from .http import models
+from .http.problems import validation_detail
+from .service import Jobs, public_row
 from .settings import Settings
 from .threads import ThreadId
 
@@ -86,6 +90,9 @@ def system_prompt(settings: Settings) -> str:
         max_memory=s.max_memory_mb, network=_network(s))
 
 
+LIST_PAGE: int = models.JobQuery.model_fields["limit"].default
+
+
 class AgentTools:
     """The tool functions, bound to one conversation's thread (parsed here, once: a malformed thread id
     is a :class:`~runner.errors.ValidationError` of the caller that binds the tools, not of the agent)."""
@@ -102,37 +109,37 @@ class AgentTools:
 
     def schedule_job(self, name: str, script: str, when: str = "now", recurrence: str = "", tz: str = "",
                      allow_hosts: list[str] | None = None, after: str = "", timeout_seconds: int = 0,
-                     memory_mb: int = 0, retries: int = 0) -> dict[str, Any]:
+                     memory_mb: int = 0, retries: int = 0, **fields: Any) -> dict[str, Any]:
         """Save a Python script as jobs/<name>.py and schedule it.
 
-        Args:
-            name: job name, 1-64 of a-z, 0-9, '_' or '-'; it names the script and its files.
-            script: the Python source code of the job.
-            when: first run: "now", "in 10 minutes", "tomorrow 9am", an ISO 8601 time. With a recurrence and
-                when left at "now", the first run is the recurrence's next time. Ignored with after.
-            recurrence: repeat rule, e.g. "daily 9am", "weekdays 8:30", "0 9 * * 1-5"; empty for a one-off job.
-            tz: IANA time zone of the schedule; empty for the user's zone.
-            allow_hosts: host names the job may reach over HTTP(S); empty for no network.
-            after: name of another job of this conversation; this job then runs each time that one completes.
-            timeout_seconds: wall-time limit in seconds; 0 for the runner's default (the system prompt states it).
-            memory_mb: memory limit in MiB; 0 for the runner's default (the system prompt states it).
-            retries: how often a failed run is retried, with backoff; 0 for none.
+        The arguments are the fields of the HTTP API's JobCreate (``recurrence`` is its ``every``; its
+        other fields, such as ``cpus`` or ``overlap``, come in ``fields``). As the original tools did, an
+        empty string or 0 means "not given". With a recurrence and ``when`` left at "now", the first run
+        is the recurrence's next time; ``when`` is ignored with ``after``.
         """
-        return self._call(lambda: {"job": public_row(self.jobs.schedule_job(
-            thread_id=self.thread_id, name=name, script_text=script, user_id=self.user_id,
-            at=None if after or (recurrence and when == "now") else when or None, every=recurrence or None,
-            tz=tz or None, allow_hosts=allow_hosts or (), after=after or None,
-            limits=Limits(timeout_seconds=timeout_seconds or None, memory_mb=memory_mb or None),
-            policy=Policy(retries=retries or None)))})
+        def schedule() -> dict[str, Any]:
+            body = models.JobCreate.model_construct(
+                name=name, script=script, when=None if after or (recurrence and when == "now") else when or None,
+                every=recurrence or None, tz=tz or None, allow_hosts=list(allow_hosts or ()), after=after or None,
+                timeout_seconds=timeout_seconds or None, memory_mb=memory_mb or None, retries=retries or None,
+                **_checked(models.JobCreate, fields, "schedule_job"))
+            return {"job": public_row(http_jobs.schedule(self.jobs, self.thread_id, body, self.user_id))}
 
-    def list_jobs(self, status: str = "") -> dict[str, Any]:
-        """List this conversation's jobs (one entry per run, newest first).
+        return self._call(schedule)
 
-        Args:
-            status: only runs with this status: pending, running, completed, failed or cancelled; empty for all.
+    def list_jobs(self, status: str = "", limit: int = LIST_PAGE, before: int = 0) -> dict[str, Any]:
+        """List this conversation's jobs (one entry per run, newest first), a page at a time.
+
+        Args (those of the HTTP API's JobQuery): ``status`` only runs with this status (empty: all);
+        at most ``limit``; ``before`` only ids below this one (0: from the newest). The answer's
+        ``next_before`` is the ``before`` of the next page (None: this is the last).
         """
-        return self._call(lambda: {"jobs": [public_row(r) for r in self.jobs.list_jobs(
-            thread_id=self.thread_id, status=status or None)]})
+        def page() -> dict[str, Any]:
+            rows, next_before = self.jobs.jobs_page(self.thread_id, status=status or None, limit=limit,
+                                                    before=before or None)
+            return {"jobs": [public_row(r) for r in rows], "next_before": next_before}
+
+        return self._call(page)
 
     def get_job(self, job_id: int) -> dict[str, Any]:
         """One job with its latest runs.
@@ -185,96 +192,66 @@ class AgentTools:
 
     def update_job(self, job_id: int, when: str = "", recurrence: str | None = None, tz: str = "",
                    timeout_seconds: int = 0, memory_mb: int = 0, allow_hosts: list[str] | None = None,
-                   retries: int | None = None, script: str = "", approve_script: str = "") -> dict[str, Any]:
+                   retries: int | None = None, script: str = "", approve_script: str = "",
+                   **fields: Any) -> dict[str, Any]:
         """Change a job's schedule, limits, network grant or script, keeping its history.
 
-        Args:
-            job_id: the job's id.
-            when: a new time for its next run; empty to keep it.
-            recurrence: a new repeat rule; "" to make it one-off; omit to keep it.
-            tz: a new IANA time zone; empty to keep it.
-            timeout_seconds: a new wall-time limit; 0 to keep it.
-            memory_mb: a new memory limit; 0 to keep it.
-            allow_hosts: a new list of host names; omit to keep it.
-            retries: a new number of retries; omit to keep it.
-            script: a new version of the job's Python source; it replaces jobs/<name>.py and is approved.
-                Empty to keep the script.
-            approve_script: a job runs only the script approved for it; when jobs/<name>.py was changed
-                (by a job), runs are refused with its sha256. Give that sha256 (its first 12 digits are
-                enough) to approve the file as it is now. Empty to leave the approval as it is.
+        The arguments are the fields of the HTTP API's JobUpdate (``recurrence`` is its ``every``: ""
+        makes the job one-off, None keeps it; its other fields come in ``fields``); an empty string or 0
+        keeps what the job has. ``script`` replaces jobs/<name>.py and approves it; ``approve_script``
+        (a sha256, or its first 12+ digits, as a refusal states it) approves the file as it is now.
         """
         changes = (when, recurrence is not None, tz, timeout_seconds, memory_mb, allow_hosts is not None,
                    retries is not None)
 
         def update() -> dict[str, Any]:
+            extra = _checked(models.JobUpdate, fields, "update_job")
+            body = models.JobUpdate.model_construct(timeout_seconds=timeout_seconds or None,
+                                                    memory_mb=memory_mb or None, retries=retries, **extra)
             out: dict[str, Any] = {}
             if script or approve_script:
                 done = self.jobs.approve_script(job_id, self.thread_id, script_text=script or None,
                                                 sha256=approve_script or None)
                 out = {"job": public_row(done["job"]), "approved_sha256": done["sha256"]}
-            if not out or any(changes):
+            if not out or any(changes) or extra:
                 out["job"] = public_row(self.jobs.update_job(
                     job_id, self.thread_id, at=when or None, every=recurrence, tz=tz or None,
-                    limits=Limits(timeout_seconds=timeout_seconds or None, memory_mb=memory_mb or None),
-                    allow_hosts=allow_hosts, policy=Policy(retries=retries)))
+                    limits=http_jobs.limits_of(body), allow_hosts=allow_hosts, policy=http_jobs.policy_of(body)))
             return out
 
         return self._call(update)
+
+
+def _checked(model: type[BaseModel], fields: dict[str, Any], tool: str) -> dict[str, Any]:
+    """The further fields of a tool's model, each validated by the model (a ValidationError that says
+    which and why otherwise); a name the tool does not take is refused."""
+    allowed = set(toolschema.argument_names(toolschema.inputs()[tool]))
+    target = model.model_construct()
+    for name, value in fields.items():
+        if name not in allowed or name not in model.model_fields:
+            raise ValidationError(f"{tool} takes no argument {name!r}: it takes {', '.join(sorted(allowed))}")
+        try:
+            model.__pydantic_validator__.validate_assignment(target, name, value)
+        except PydanticValidationError as exc:
+            raise ValidationError(validation_detail(exc.errors(include_url=False))) from None
+    return {name: getattr(target, name) for name in fields}
 
 
 TOOL_NAMES = ("schedule_job", "list_jobs", "get_job", "get_job_logs", "run_job_now", "pause_job", "resume_job",
               "cancel_job", "update_job")
 
 
-def _json_type(annotation: Any) -> dict[str, Any]:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _json_type(args[0])
-    if origin is list:
-        (item,) = typing.get_args(annotation)
-        return {"type": "array", "items": _json_type(item)}
-    return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
-            bool: {"type": "boolean"}}[annotation]
-
-
-def _arg_docs(doc: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    in_args, last = False, None
-    for line in doc.splitlines():
-        if line.strip() == "Args:":
-            in_args = True
-            continue
-        m = re.match(r"( +)(\w+): (.*)", line)
-        if in_args and m and len(m[1]) <= 4:
-            last = m[2]
-            out[last] = m[3].strip()
-        elif in_args and last and line.startswith("        "):
-            out[last] += " " + line.strip()
-    return out
-
-
 def tool_definitions(style: str = "anthropic") -> list[dict[str, Any]]:
-    """JSON Schema tool definitions generated from :class:`AgentTools`' signatures and docstrings.
+    """The tools' definitions for function calling: each input schema made from the HTTP API's request
+    models (:mod:`runner.toolschema`), each description the first paragraph of the function's docstring.
 
     ``style``: "anthropic" ({name, description, input_schema}) or "openai" ({type: function, function:
     {name, description, parameters}})."""
     tools = []
+    specs = toolschema.inputs()
     for name in TOOL_NAMES:
-        fn = getattr(AgentTools, name)
-        hints = typing.get_type_hints(fn)
-        doc = inspect.getdoc(fn) or ""
-        docs = _arg_docs(doc)
-        props: dict[str, Any] = {}
-        required = []
-        for pname, param in inspect.signature(fn).parameters.items():
-            if pname == "self":
-                continue
-            props[pname] = {**_json_type(hints[pname]), "description": docs.get(pname, "")}
-            if param.default is inspect.Parameter.empty:
-                required.append(pname)
-        schema = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-        description = doc.split("\n\n")[0]
+        description = (inspect.getdoc(getattr(AgentTools, name)) or "").split("\n\n")[0]
+        schema = toolschema.input_schema(specs[name])
         if style == "openai":
             tools.append({"type": "function", "function": {"name": name, "description": description,
                                                            "parameters": schema}})
@@ -288,6 +265,10 @@ def call_tool(tools: AgentTools, name: str, arguments: dict[str, Any] | str) -> 
     if name not in TOOL_NAMES:
         return {"ok": False, "error": f"unknown tool {name!r}; the tools are {', '.join(TOOL_NAMES)}"}
     args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+    takes = toolschema.argument_names(toolschema.inputs()[name])
+    unknown = [k for k in args if k not in takes]
+    if unknown:
+        return {"ok": False, "error": f"{name} takes no argument {unknown[0]!r}: it takes {', '.join(takes)}"}
     try:
         return getattr(tools, name)(**args)  # type: ignore[no-any-return]
     except TypeError as exc:

@@ -12,10 +12,10 @@ what to change)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -91,16 +91,34 @@ class Client:
             "allow_hosts": list(allow_hosts), "after": after, **policies})
         return self._job("POST", "/jobs", json=body.model_dump(exclude_none=True))
 
-    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
-        params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-        rows = self._request("GET", self._thread_path("/jobs"), params=params).json()
-        return [Job.model_validate(r) for r in rows]
+    def list_jobs(self, status: str | None = None, *, limit: int = 100, before: int | None = None) -> list[Job]:
+        """One page of the thread's jobs (one per run), newest first: at most ``limit`` (up to 200), with
+        ids below ``before`` if given. :meth:`iter_jobs` goes through all of them."""
+        return self._jobs_page(status, limit, before)[0]
+
+    def iter_jobs(self, status: str | None = None, *, page: int = 200) -> Iterator[Job]:
+        """Every job of the thread, newest first, fetched ``page`` at a time (following each page's
+        ``Link: rel="next"``)."""
+        before: int | None = None
+        while True:
+            jobs, before = self._jobs_page(status, page, before)
+            yield from jobs
+            if before is None:
+                return
+
+    def _jobs_page(self, status: str | None, limit: int, before: int | None) -> tuple[list[Job], int | None]:
+        params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {}),
+                                  **({"before": before} if before else {})}
+        resp = self._request("GET", self._thread_path("/jobs"), params=params)
+        return [Job.model_validate(r) for r in resp.json()], _next_before(resp)
 
     def get_job(self, job_id: int) -> Job:
         return self._job("GET", f"/jobs/{int(job_id)}")
 
-    def runs(self, job_id: int, limit: int = 20) -> list[Run]:
-        rows = self._request("GET", self._thread_path(f"/jobs/{int(job_id)}/runs"), params={"limit": limit}).json()
+    def runs(self, job_id: int, limit: int = 20, *, before: int | None = None) -> list[Run]:
+        """A job's runs, newest first: at most ``limit`` (up to 100), with ids below ``before`` if given."""
+        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        rows = self._request("GET", self._thread_path(f"/jobs/{int(job_id)}/runs"), params=params).json()
         return [Run.model_validate(r) for r in rows]
 
     def update(self, job_id: int, **fields: Any) -> Job:
@@ -167,6 +185,13 @@ class Client:
         body = models.Preview.model_validate({"every" if _recurring(expr) else "when": expr, "tz": tz, "n": n})
         got = self._request("POST", "/v1/preview", json=body.model_dump(exclude_none=True)).json()
         return models.PreviewResult.model_validate(got).times
+
+
+def _next_before(resp: httpx.Response) -> int | None:
+    """The ``before`` cursor of the next page, from the answer's ``Link: <…>; rel="next"``; None: last page."""
+    nxt = resp.links.get("next", {}).get("url")
+    found = parse_qs(urlsplit(nxt).query).get("before") if nxt else None
+    return int(found[0]) if found and found[0].isdigit() else None
 
 
 def _detail(resp: httpx.Response) -> str:

@@ -6,6 +6,7 @@ the server is uvicorn (runner.http.serve)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -18,7 +19,7 @@ from ..service import Jobs
 from ..service.files import Files
 from ..settings import Settings
 from ..store import Store
-from . import files, jobs, messages, models, problems, threads
+from . import files, jobs, messages, models, problems, threads, uploads
 from .auth import Authenticator, AuthGate, CallerDep
 from .serve import BodyLimit
 
@@ -47,8 +48,22 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.state.files = Files(settings, service.scripts)
         _misc_routes(app, settings)
         mount_dashboard(app, settings, service, store, authenticator, health)  # the web dashboard at /
+        _openapi_with_uploads(app)
         app.add_middleware(AuthGate, authenticator=authenticator)
     return app
+
+
+def _openapi_with_uploads(app: FastAPI) -> None:
+    """The document FastAPI makes, with the schemas of creating a job (JSON or multipart), which the
+    route reads itself (runner.http.uploads) and so FastAPI does not see."""
+    made = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            uploads.add_schemas(made())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _health_routes(app: FastAPI, health: Health) -> None:

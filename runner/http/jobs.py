@@ -6,15 +6,22 @@ refusals and their sentences are the service's, so the API and the CLI say the s
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..service import Jobs, Limits, Policy
-from . import models, views
+from ..threads import ThreadId
+from . import models, problems, uploads, views
 from .auth import CallerDep
 
-Status = Annotated[models.Status | None, Query(description="only jobs with this status")]
-LIST_LIMIT = 200
+Before = Annotated[int | None, Query(ge=1, description="the cursor: only ids below this one; the Link header "
+                                     "of a page gives the next page's address")]
+RUNS_LIMIT = 100
+NEXT_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": {"Link": {
+    "description": 'the next page, as <address>; rel="next" (RFC 8288); absent on the last page',
+    "schema": {"type": "string"}}}}}
 
 
 def _jobs(request: Request) -> Jobs:
@@ -26,30 +33,52 @@ JobsDep = Annotated[Jobs, Depends(_jobs)]
 router = APIRouter(prefix="/v1/threads/{thread}", tags=["jobs"])
 
 
-def _limits(body: models.Limits) -> Limits:
+def limits_of(body: models.Limits) -> Limits:
+    """The service's limits from a request's (None: the operator's default, or unchanged)."""
     return Limits(timeout_seconds=body.timeout_seconds, memory_mb=body.memory_mb, cpus=body.cpus,
                   pids_limit=body.pids_limit)
 
 
-def _policy(body: models.Policies) -> Policy:
+def policy_of(body: models.Policies) -> Policy:
+    """The service's policies from a request's (None: the documented default, or unchanged)."""
     return Policy(grace_seconds=body.grace_seconds, overlap=body.overlap, retries=body.retries,
                   retry_delay_seconds=body.retry_delay_seconds)
 
 
-@router.post("/jobs", status_code=201, response_model=models.Job, summary="Save a script and schedule it")
-def create_job(thread: str, body: models.JobCreate, caller: CallerDep, jobs: JobsDep) -> models.Job:
+@router.post("/jobs", status_code=201, response_model=models.Job, summary="Save a script and schedule it",
+             description="The body is a JobCreate as JSON, or the same fields as multipart/form-data with the "
+             "script as a file part (`curl -F name=hello -F script=@hello.py`).",
+             openapi_extra={"requestBody": uploads.REQUEST_BODY}, responses=problems.responses(400, 415))
+async def create_job(request: Request, thread: str, caller: CallerDep, jobs: JobsDep) -> models.Job:
     tid = caller.thread(thread)
     caller.writing()
-    row = jobs.schedule_job(thread_id=tid, name=body.name, script_text=body.script, at=body.when,
-                            every=body.every, tz=body.tz, limits=_limits(body), allow_hosts=body.allow_hosts,
-                            after=body.after, policy=_policy(body))
+    body = await uploads.job_create(request)  # read only once the caller may write here
+    row = await run_in_threadpool(schedule, jobs, tid, body)
     return views.job(row)
 
 
-@router.get("/jobs", response_model=list[models.Job], summary="The thread's jobs, newest first")
-def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, status: Status = None,
-              limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 100) -> list[models.Job]:
-    rows = jobs.list_jobs(thread_id=caller.thread(thread), status=status, limit=limit)
+def schedule(jobs: Jobs, thread: ThreadId, body: models.JobCreate, user_id: str = "") -> dict[str, Any]:
+    """Schedule the job a JobCreate describes (the service checks it as for every other caller)."""
+    return jobs.schedule_job(thread_id=thread, name=body.name, script_text=body.script, at=body.when,
+                             every=body.every, tz=body.tz, limits=limits_of(body), allow_hosts=body.allow_hosts,
+                             after=body.after, policy=policy_of(body), user_id=user_id)
+
+
+def _next_link(response: Response, tid: ThreadId, rest: str, before: int | None, **params: object) -> None:
+    """The next page's address as ``Link: <…>; rel="next"`` (RFC 8288), relative to the server's root;
+    none on the last page."""
+    if before is not None:
+        query = urlencode({**{k: v for k, v in params.items() if v is not None}, "before": before})
+        response.headers["Link"] = f'</v1/threads/{quote(str(tid), safe=":")}{rest}?{query}>; rel="next"'
+
+
+@router.get("/jobs", response_model=list[models.Job], responses=NEXT_PAGE,
+            summary="The thread's jobs (one per run), newest first, a page at a time")
+def list_jobs(thread: str, caller: CallerDep, jobs: JobsDep, response: Response,
+              query: Annotated[models.JobQuery, Query()]) -> list[models.Job]:
+    tid = caller.thread(thread)
+    rows, next_before = jobs.jobs_page(tid, status=query.status, limit=query.limit, before=query.before)
+    _next_link(response, tid, "/jobs", next_before, status=query.status, limit=query.limit)
     return [views.job(r) for r in rows]
 
 
@@ -63,8 +92,8 @@ def update_job(thread: str, job_id: int, body: models.JobUpdate, caller: CallerD
     tid = caller.thread(thread)
     caller.writing()
     given = body.model_fields_set
-    kw: dict[str, Any] = {"at": body.when, "every": body.every, "tz": body.tz, "limits": _limits(body),
-                          "policy": _policy(body), "allow_hosts": body.allow_hosts if "allow_hosts" in given else None}
+    kw: dict[str, Any] = {"at": body.when, "every": body.every, "tz": body.tz, "limits": limits_of(body),
+                          "policy": policy_of(body), "allow_hosts": body.allow_hosts if "allow_hosts" in given else None}
     if "script" in given and body.script is not None:
         jobs.approve_script(job_id, tid, script_text=body.script)
     if given - {"script"}:
@@ -94,12 +123,17 @@ for _path, (_method, _summary) in ACTIONS.items():
     _action(_path, _method, _summary)
 
 
-@router.get("/jobs/{job_id}/runs", response_model=list[models.Run], summary="A job's latest runs, newest first")
-def job_runs(thread: str, job_id: int, caller: CallerDep, jobs: JobsDep,
-             limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[models.Run]:
+@router.get("/jobs/{job_id}/runs", response_model=list[models.Run], responses=NEXT_PAGE,
+            summary="A job's runs, newest first, a page at a time")
+def job_runs(thread: str, job_id: int, caller: CallerDep, jobs: JobsDep, response: Response,
+             limit: Annotated[int, Query(ge=1, le=RUNS_LIMIT, description="at most this many")] = 20,
+             before: Before = None) -> list[models.Run]:
     tid = caller.thread(thread)
+    rows = jobs.job_runs(job_id, tid, limit=limit + 1, before=before)
+    _next_link(response, tid, f"/jobs/{job_id}/runs", rows[limit - 1]["id"] if len(rows) > limit else None,
+               limit=limit)
     out = []
-    for row in jobs.job_runs(job_id, tid, limit=limit):
+    for row in rows[:limit]:
         messages = jobs.get_job_logs(row["id"], tid)["messages"]
         delivery = next((m["status"] for m in messages if m["kind"] == "message"), None)
         out.append(views.run(row, delivery))

@@ -68,6 +68,15 @@ class JobCreate(Limits, Policies):
                                   "that one completes; not with when or every")
 
 
+class JobQuery(BaseModel):
+    """Which of a thread's jobs to list (one entry per run), newest first, a page at a time."""
+
+    status: Status | None = Field(None, description="only jobs with this status; omitted: all")
+    limit: int = Field(100, ge=1, le=200, description="at most this many")
+    before: int | None = Field(None, ge=1, description="the cursor: only ids below this one (the next page "
+                               "starts below the last id of a page; the HTTP API's Link header gives it)")
+
+
 class JobUpdate(Limits, Policies):
     """Change a job's pending run; only the fields given change. every="" makes it a one-off."""
 

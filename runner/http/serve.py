@@ -25,10 +25,18 @@ MAX_CONNECTIONS = 500  # at once (held long polls count); past it the server ans
 class _Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on each request's head: a connection that has not sent a
     whole request line and headers within HEAD_SECONDS of connecting (or of its last answer) is closed,
-    so clients that trickle headers (slowloris) cannot hold sockets open."""
+    so clients that trickle headers (slowloris) cannot hold sockets open.
+
+    It also turns Nagle's algorithm off on each connection. asyncio does so only for sockets made with
+    proto IPPROTO_TCP, and socket.create_server makes them with proto 0: an answer's head and body, two
+    writes, then waited for the client's delayed ACK, about 40 ms on every request (a 404 of a bare app
+    took 46 ms on loopback; 0.5 ms with TCP_NODELAY)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm_head_deadline()
 
     def on_response_complete(self) -> None:

@@ -198,6 +198,16 @@ class Jobs:
             raise ValidationError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         return self.store.list_jobs(None if thread is None else str(thread), status or None, limit)
 
+    def jobs_page(self, thread_id: Thread, status: str | None = None, limit: int = LIST_LIMIT,
+                  before: int | None = None) -> tuple[list[Row], int | None]:
+        """A page of a thread's jobs (one row per run), newest first, with ids below the cursor ``before``
+        (None: the newest), and the cursor of the next page (None: this is the last)."""
+        thread = ThreadId.parse(thread_id)
+        if status and status not in STATUSES:
+            raise ValidationError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        rows = self.store.thread_jobs_page(str(thread), status or None, limit + 1, before)
+        return rows[:limit], (rows[limit - 1]["id"] if len(rows) > limit else None)
+
     def get_job(self, job_id: int, thread_id: Thread | None = None) -> Row:
         """One job; NotFound if it does not exist (or belongs to another thread than ``thread_id``)."""
         row = self.store.get_job(int(job_id))
@@ -210,10 +220,11 @@ class Jobs:
         row = self.get_job(job_id, thread_id)
         return logs_view(row, self.store.job_messages(row["id"]))
 
-    def job_runs(self, job_id: int, thread_id: Thread | None = None, limit: int = RUNS_LIMIT) -> list[Row]:
-        """The latest runs of a job's series, newest first."""
+    def job_runs(self, job_id: int, thread_id: Thread | None = None, limit: int = RUNS_LIMIT,
+                 before: int | None = None) -> list[Row]:
+        """The latest runs of a job's series (with ids below ``before``, if given), newest first."""
         row = self.get_job(job_id, thread_id)
-        return self.store.runs_of_series(row["series_id"], limit)
+        return self.store.runs_of_series(row["series_id"], limit, before)
 
     # --- changing ------------------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ def check_script(source: bytes, filename: str, cap: int) -> str:
     try:
         compile(text, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
+        if exc.lineno is None:  # e.g. a NUL byte (Python 3.11.4+ says so as a SyntaxError of no line)
+            raise ValidationError(f"{filename} cannot be compiled: {exc.msg}") from None
         where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
         raise ValidationError(f"{filename} has a syntax error at {where}: {exc.msg}; fix it and schedule again") from None
     except ValueError as exc:  # e.g. a NUL byte in the source

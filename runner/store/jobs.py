@@ -9,6 +9,7 @@ from .base import StoreBase
 from .database import QUERIES
 
 Row = dict[str, Any]
+MAX_ID = 2**63 - 1  # the cursor of a first page: below every id (bigserial)
 
 
 class JobsStore(StoreBase):
@@ -75,9 +76,15 @@ class JobsStore(StoreBase):
         """The outbox messages a run queued, oldest first."""
         return self.db.all("messages_for_job", {"job_id": job_id})
 
-    def runs_of_series(self, series_id: Any, limit: int) -> list[Row]:
-        """The latest runs of a series, newest first."""
-        return self.db.all("runs_of_series", {"series_id": series_id, "limit": limit})
+    def thread_jobs_page(self, thread_id: str, status: str | None, limit: int, before: int | None) -> list[Row]:
+        """Up to ``limit`` of a thread's runs with ids below ``before`` (None: from the newest), newest
+        first, optionally of one status."""
+        params = {"thread_id": thread_id, "status": status, "limit": limit, "before": before or MAX_ID}
+        return self.db.all("thread_jobs_page_status" if status else "thread_jobs_page", params)
+
+    def runs_of_series(self, series_id: Any, limit: int, before: int | None = None) -> list[Row]:
+        """The latest runs of a series with ids below ``before`` (None: from the newest), newest first."""
+        return self.db.all("runs_of_series", {"series_id": series_id, "limit": limit, "before": before or MAX_ID})
 
     def live_run_of_series(self, series_id: Any) -> Row | None:
         """The series' pending or running run (the newest), or None."""

@@ -7,6 +7,7 @@ import json
 import docker
 
 from runner.agent import TOOL_NAMES, AgentTools, call_tool, system_prompt, tool_definitions
+from runner.http import models
 from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import Database
@@ -63,6 +64,30 @@ def test_agent_mistakes_come_back_as_reasons_and_save_nothing(jobs: Jobs) -> Non
     assert jobs.list_jobs() == []
 
 
+def test_the_api_fields_the_tools_gained_from_the_models_work_and_are_checked_by_them(jobs: Jobs) -> None:
+    """cpus, overlap, grace: JobCreate's fields, which the tools took from the model, not a signature."""
+    tools = AgentTools(jobs, THREAD)
+    made = call_tool(tools, "schedule_job", {"name": "wide", "script": "pass", "recurrence": "hourly", "cpus": 0.5,
+                                             "overlap": "queue", "grace_seconds": 60, "pids_limit": 32})
+    assert made["ok"], made
+    assert (made["job"]["cpus"], made["job"]["overlap"], made["job"]["grace_seconds"], made["job"]["pids_limit"]) == (
+        0.5, "queue", 60, 32)
+    upd = call_tool(tools, "update_job", {"job_id": made["job"]["id"], "overlap": "skip", "retry_delay_seconds": 5})
+    assert upd["ok"] and (upd["job"]["overlap"], upd["job"]["retry_delay_seconds"]) == ("skip", 5), upd
+    for tool, args, says in (("schedule_job", {"name": "x", "script": "pass", "cpus": -1}, "cpus: Input should be greater than 0"),
+                             ("schedule_job", {"name": "x", "script": "pass", "overlap": "often"}, "overlap: Input should be 'skip' or 'queue'"),
+                             ("update_job", {"job_id": made["job"]["id"], "pids_limit": 2}, "pids_limit: Input should be greater than or equal to 8"),
+                             ("schedule_job", {"name": "x", "script": "pass", "every": "hourly"}, "schedule_job takes no argument 'every'")):
+        out = call_tool(tools, tool, args)
+        assert out["ok"] is False and says in out["error"], (args, out)
+    assert tools.schedule_job(name="y", script="pass", colour="blue") == {  # a Python caller is told the same
+        "ok": False, "error": "schedule_job takes no argument 'colour': it takes " + ", ".join(sorted(
+            p for p in tool_definitions()[0]["input_schema"]["properties"]))}
+    page = call_tool(tools, "list_jobs", {"limit": 1})
+    assert page["ok"] and len(page["jobs"]) == 1 and page["next_before"] is None
+    assert [j["name"] for j in jobs.list_jobs(thread_id=THREAD)] == ["wide"]
+
+
 def test_another_threads_job_is_invisible_to_the_agent(jobs: Jobs) -> None:
     theirs = jobs.schedule_job(thread_id="telegram:9", name="theirs", script_text="pass", at="in 1 hour")
     tools = AgentTools(jobs, THREAD)
@@ -78,8 +103,9 @@ def test_tool_definitions_match_the_functions() -> None:
     schedule = tool_definitions()[0]
     assert schedule["input_schema"]["required"] == ["name", "script"]
     props = schedule["input_schema"]["properties"]
-    assert props["allow_hosts"] == {"type": "array", "items": {"type": "string"},
-                                    "description": "host names the job may reach over HTTP(S); empty for no network."}
+    # the API's JobCreate field, as its OpenAPI document states it (the description is the model's)
+    assert props["allow_hosts"] == {"type": "array", "items": {"type": "string", "maxLength": 253}, "maxItems": 20,
+                                    "description": models.HOSTS}
     assert all(p["description"] for t in tool_definitions() for p in t["input_schema"]["properties"].values())
     for needle in ("_message.txt", "_output.json", "_attachments", "jobs/", "allow_hosts", "30 s"):
         assert needle in system_prompt(Settings())

@@ -37,6 +37,9 @@ def _routes(job: int, other_job: int) -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", f"{t}/jobs/{job}/resume", {}),
         ("POST", f"{t}/jobs/{job}/run", {}),
         ("GET", f"{t}/jobs/{job}/runs", {}),
+        ("GET", f"{t}/jobs/{job}/runs?limit=1&before={job + 1}", {}),
+        # a cursor past another thread's newer job still pages through this thread's only
+        ("GET", f"{t}/jobs?status=pending&limit=5&before={other_job + 1}", {}),
         ("POST", f"{t}/jobs/{job}/cancel", {}),
         ("GET", f"{t}/files", {}),
         ("PUT", f"{t}/files/in.txt", {"content": b"x"}),

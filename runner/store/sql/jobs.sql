@@ -34,6 +34,26 @@ WHERE (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
+-- name: thread_jobs_page
+-- A page of one thread's jobs (runs), newest first, below the cursor %(before)s (an id; the first page
+-- passes the largest bigint), read backwards on (thread_id, id), or on (thread_id, status, id) with the
+-- status (migration 011): only the page's rows are read, however many jobs the thread or the others have.
+-- Two statements, not one with optional filters: the generic plan of a prepared "x IS NULL OR col = x"
+-- cannot use an index on col. The thread is matched as "= ANY(ARRAY[…])", which leaves "ORDER BY
+-- thread_id, id" an order only those indexes give: with "thread_id = …" the planner drops thread_id from
+-- the order as constant and may walk the primary key backwards instead, filtering out every newer row of
+-- the other threads (20,030 rows read, 14 ms, for a page of 101 among 30,000 jobs; 0.1 ms this way).
+SELECT * FROM scheduled_jobs
+WHERE thread_id = ANY(ARRAY[%(thread_id)s]::text[]) AND id < %(before)s
+ORDER BY thread_id DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: thread_jobs_page_status
+SELECT * FROM scheduled_jobs
+WHERE thread_id = ANY(ARRAY[%(thread_id)s]::text[]) AND status = %(status)s AND id < %(before)s
+ORDER BY thread_id DESC, id DESC
+LIMIT %(limit)s;
+
 -- name: cancel_pending
 UPDATE scheduled_jobs SET status = 'cancelled', completed_at = clock_timestamp(),
     error_message = 'cancelled'
@@ -57,7 +77,8 @@ WHERE id = %(id)s AND status = 'pending' RETURNING *;
 SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1;
 
 -- name: runs_of_series
-SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s ORDER BY id DESC LIMIT %(limit)s;
+-- Newest first, below the cursor %(before)s (the largest bigint for the first page): (series_id, id).
+SELECT * FROM scheduled_jobs WHERE series_id = %(series_id)s AND id < %(before)s ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: copy_as_one_off
 -- Run a finished job again now: a new one-off run of the same script and limits.
