@@ -31,14 +31,13 @@ async def messages(request: Request, thread: str,
     authenticator = request.app.state.authenticate
     store: Store = request.app.state.store
     deadline = time.monotonic() + wait
-    first = True
     while True:
-        if not first:  # revoked while it waited: 401 at once, nothing more handed over
-            await run_in_threadpool(authenticator.still_live, caller)
-        first = False
         rows = await run_in_threadpool(store.thread_messages, str(tid), after=after, limit=limit)
         if rows or time.monotonic() >= deadline or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        await run_in_threadpool(authenticator.still_live, caller)  # revoked while it waited: 401 at once
+    if rows:  # and revoked between its authentication and the read: nothing handed over
+        await run_in_threadpool(authenticator.still_live, caller)
     items = [models.Message.model_validate({**r, "attachments": list(r["attachments"] or [])}) for r in rows]
     return models.Page[models.Message](items=items, next_after=items[-1].id if len(items) == limit else None)
