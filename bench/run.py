@@ -1,6 +1,6 @@
 """The runner's benchmark: each figure beside its baseline, measured in the same run.
 
-    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery] [--out BENCHMARKS.md]
+    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery,api] [--out BENCHMARKS.md]
 
 Starts its own Postgres (the testcontainers image the tests use) and uses the real Docker engine.
 Results are appended to BENCHMARKS.md with the machine and the date.
@@ -324,8 +324,15 @@ def bench_delivery(env: Env, quick: bool) -> dict[str, Any]:
         api.stop()
 
 
+def bench_api(env: Env, quick: bool) -> dict[str, Any]:
+    from bench.api import bench_api as api
+
+    env.reset()
+    return api(env.url, env.settings(), quick)
+
+
 SECTIONS = {"lateness": bench_lateness, "overhead": bench_overhead, "throughput": bench_throughput,
-            "scale": bench_scale, "delivery": bench_delivery}
+            "scale": bench_scale, "delivery": bench_delivery, "api": bench_api}
 
 
 def main() -> None:
