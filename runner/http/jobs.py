@@ -17,7 +17,7 @@ Status = Annotated[models.Status | None, Query(description="only jobs with this 
 LIST_LIMIT = 200
 
 
-def _jobs(request: Request) -> Jobs:
+async def _jobs(request: Request) -> Jobs:  # async: no thread pool hop for a lookup
     jobs: Jobs = request.app.state.jobs
     return jobs
 
