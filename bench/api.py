@@ -72,8 +72,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def runner_up(settings: Settings) -> Iterator[str]:
-    """`runner up` serving the API on a free loopback port; yields its URL once /healthz answers."""
+def runner_up(settings: Settings) -> Iterator[tuple[str, int]]:
+    """`runner up` serving the API on a free loopback port; yields its URL and process id once
+    /healthz answers."""
     from tests.integration.helpers import ROOT, RUNNER_CLI, cli_env  # no RUNNER_*/TELEGRAM_* from the shell
 
     port = _free_port()
@@ -94,7 +95,7 @@ def runner_up(settings: Settings) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("runner up did not answer /healthz within 60 s")
             time.sleep(0.2)  # polling a condition (the server listening), not a fixed wait
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
@@ -104,6 +105,13 @@ def _timed(fn: Callable[[int], Any], i: int) -> float:
     t0 = time.perf_counter()
     fn(i)
     return (time.perf_counter() - t0) * 1000
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user and system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ok(resp: httpx.Response, status: int = 200) -> httpx.Response:
@@ -121,19 +129,26 @@ def _figures(http: list[float], inproc: list[float], goal: float | None) -> dict
     return out
 
 
-def _measure(n: int, ops: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]]) -> dict[str, Any]:
+def _measure(n: int, ops: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]], server: int) -> dict[str, Any]:
     """For each operation, ``n`` samples of (in-process, HTTP) in turn after a short warm-up, so that
-    the two meet the same machine (the other agents' load, the caches) sample by sample."""
+    the two meet the same machine (the other agents' load, the caches) sample by sample. Beside the
+    times, the CPU each costs (the server process's per request, the bench thread's per in-process
+    call; Postgres's own in neither): a figure the machine's other work does not inflate."""
     out: dict[str, Any] = {}
     for name, (inproc, http) in ops.items():
         for i in range(10):
             inproc(-1 - i)
             http(-1 - i)
         ti, th = [], []
+        cpu_in, cpu_server = 0.0, process_cpu(server)
         for i in range(n):
+            c0 = time.thread_time()
             ti.append(_timed(inproc, i))
+            cpu_in += time.thread_time() - c0
             th.append(_timed(http, i))
-        out[name] = _figures(th, ti, GOALS_MS.get(name))
+        cpu_server = process_cpu(server) - cpu_server
+        out[name] = {**_figures(th, ti, GOALS_MS.get(name)), "http_server_cpu_ms": cpu_server * 1000 / n,
+                     "inproc_cpu_ms": cpu_in * 1000 / n, "cpu_ratio": cpu_server / cpu_in if cpu_in else float("nan")}
     return out
 
 
@@ -178,7 +193,7 @@ def bench_api(url: str, settings: Settings, quick: bool) -> dict[str, Any]:
         made = tokens.new_token()
         store.create_token(made, name=f"bench-{made.public_id[:6]}", scope=tokens.Scope(thread=THREAD, admin=False, read_only=False))
         rng = random.Random(14)
-        with runner_up(settings) as base, httpx.Client(base_url=f"{base}/v1/threads/{THREAD}", timeout=30,
+        with runner_up(settings) as (base, pid), httpx.Client(base_url=f"{base}/v1/threads/{THREAD}", timeout=30,
                                                        headers={"Authorization": f"Bearer {made.text}"}) as http:
             picks = [rng.choice(ids) for _ in range(n + 10)]
             ops: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {
@@ -193,7 +208,7 @@ def bench_api(url: str, settings: Settings, quick: bool) -> dict[str, Any]:
                 # lookup of the token alone.
                 "me": (lambda i: store.token_scope(made.text), lambda i: _ok(http.get(f"{base}/v1/me"))),
             }
-            out: dict[str, Any] = {"jobs_in_thread": JOBS, "samples": n, **_measure(n, ops)}
+            out: dict[str, Any] = {"jobs_in_thread": JOBS, "samples": n, **_measure(n, ops, pid)}
         out["load_average_1m"] = os.getloadavg()[0]  # the machine's other work: the p99s' noise
         out["auth_in_store"] = _auth_cost(store, made.text, n)
         out["list_plan_generic"] = _list_plan(url)
