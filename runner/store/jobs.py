@@ -69,7 +69,8 @@ class JobsStore(StoreBase):
 
     def list_jobs(self, thread_id: str | None, status: str | None, limit: int) -> list[Row]:
         """Runs newest first, optionally of one thread and of one status."""
-        return self.db.all("list_jobs", {"thread_id": thread_id, "status": status, "limit": limit})
+        query = "list_jobs" if thread_id is None else "list_thread_jobs"
+        return self.db.all(query, {"thread_id": thread_id, "status": status, "limit": limit})
 
     def job_messages(self, job_id: int) -> list[Row]:
         """The outbox messages a run queued, oldest first."""

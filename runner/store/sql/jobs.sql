@@ -34,6 +34,18 @@ WHERE (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
+-- name: list_thread_jobs
+-- One thread's jobs (the API's, the bot's and `runner jobs --thread` listing). The range on thread_id
+-- means equality: with `thread_id = x` the planner drops thread_id from the order and may walk the
+-- primary key backwards past every newer row of the other threads (33 to 62 ms behind 200,000 of
+-- them, for 0.1 ms on scheduled_jobs_thread); a range keeps the (thread_id, id) order that only
+-- that index gives.
+SELECT * FROM scheduled_jobs
+WHERE thread_id >= %(thread_id)s AND thread_id <= %(thread_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY thread_id DESC, id DESC
+LIMIT %(limit)s;
+
 -- name: cancel_pending
 UPDATE scheduled_jobs SET status = 'cancelled', completed_at = clock_timestamp(),
     error_message = 'cancelled'
