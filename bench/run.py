@@ -1,6 +1,6 @@
 """The runner's benchmark: each figure beside its baseline, measured in the same run.
 
-    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery] [--out BENCHMARKS.md]
+    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery,api] [--out BENCHMARKS.md]
 
 Starts its own Postgres (the testcontainers image the tests use) and uses the real Docker engine.
 Results are appended to BENCHMARKS.md with the machine and the date.
@@ -403,8 +403,16 @@ def bench_webhook(env: Env, quick: bool) -> dict[str, Any]:
         receiver.stop()
 
 
+def bench_api(env: Env, quick: bool) -> dict[str, Any]:
+    from bench.api import bench_api as api
+
+    env.reset()
+    return api(env.url, env.settings(), quick)
+
+
 SECTIONS = {"lateness": bench_lateness, "overhead": bench_overhead, "throughput": bench_throughput,
-            "scale": bench_scale, "delivery": bench_delivery, "webhook": bench_webhook}
+            "scale": bench_scale, "delivery": bench_delivery, "webhook": bench_webhook,
+            "api": bench_api}
 
 
 def main() -> None:

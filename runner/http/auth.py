@@ -23,6 +23,7 @@ from ..threads import ThreadId
 from .problems import Problem, problem
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="runner"'}
+NOTE_EVERY = 60.0  # seconds: how often a token's use is written (the store's query writes at most this often)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ class Authenticator:
         self.store, self.clock = store, clock
         self.limiter = limiter if limiter is not None else tokens.FailureLimiter()  # (an empty one is falsy)
         self._lock = threading.Lock()
+        self._noted: dict[int, float] = {}  # token row id -> when its use was last written
 
     def authenticate(self, header: str, address: str) -> Caller:
         found = self._check(header)
         if found is not None:
             token_id, scope = found
-            self.store.note_token_used(token_id)
+            self._note_used(token_id)
             return Caller(token_id, scope)
         now = self.clock()
         with self._lock:
@@ -78,6 +80,19 @@ class Authenticator:
                           {"Retry-After": str(wait)})
         raise Problem(401, "a valid token is needed: send 'Authorization: Bearer <token>' with a token from "
                       "`runner token create` (a revoked or expired token is refused)", CHALLENGE)
+
+    def _note_used(self, token_id: int) -> None:
+        """Write the token's last use at most once every NOTE_EVERY seconds from this process: the
+        store would skip a more frequent write anyway, and asking it costs every request a round trip."""
+        now = self.clock()
+        with self._lock:
+            due = now - self._noted.get(token_id, now - NOTE_EVERY) >= NOTE_EVERY
+            if due:
+                self._noted[token_id] = now
+                if len(self._noted) > 10_000:  # bounded: forget what the next use would write anyway
+                    self._noted = {t: at for t, at in self._noted.items() if now - at < NOTE_EVERY}
+        if due:
+            self.store.note_token_used(token_id)
 
     def still_live(self, caller: Caller) -> None:
         """Refuse, at once, a caller whose token was revoked or expired while its request waited."""
@@ -119,11 +134,17 @@ class AuthGate:
 
 
 def current_caller(request: Request) -> Caller:
-    """The dependency of every authenticated route: the caller :class:`AuthGate` found."""
+    """The caller :class:`AuthGate` found for this request."""
     caller = getattr(request.state, "caller", None)
     if not isinstance(caller, Caller):
         raise Problem(401, "a valid token is needed: send 'Authorization: Bearer <token>'", CHALLENGE)
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(current_caller)]
+async def _caller(request: Request) -> Caller:
+    """The dependency of every authenticated route: :func:`current_caller`. Async, as it waits for
+    nothing (FastAPI runs a plain function on its thread pool: a hop per request, per dependency)."""
+    return current_caller(request)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]

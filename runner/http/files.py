@@ -22,7 +22,7 @@ class FileList(BaseModel):
     other: int = 0  # entries not shown: directories, links, FIFOs, names not of the plain shape
 
 
-def _files(request: Request) -> Files:
+async def _files(request: Request) -> Files:  # async: no thread pool hop for a lookup
     files: Files = request.app.state.files
     return files
 

@@ -24,7 +24,7 @@ NEXT_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": {"Link": {
     "schema": {"type": "string"}}}}}
 
 
-def _jobs(request: Request) -> Jobs:
+async def _jobs(request: Request) -> Jobs:  # async: no thread pool hop for a lookup
     jobs: Jobs = request.app.state.jobs
     return jobs
 

@@ -25,18 +25,19 @@ MAX_CONNECTIONS = 500  # at once (held long polls count); past it the server ans
 class _Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on each request's head: a connection that has not sent a
     whole request line and headers within HEAD_SECONDS of connecting (or of its last answer) is closed,
-    so clients that trickle headers (slowloris) cannot hold sockets open.
+    so clients that trickle headers (slowloris) cannot hold sockets open. The deadline counts from the
+    last answer only: a connection that keeps asking is never cut between two requests.
 
-    It also turns Nagle's algorithm off on each connection. asyncio does so only for sockets made with
-    proto IPPROTO_TCP, and socket.create_server makes them with proto 0: an answer's head and body, two
-    writes, then waited for the client's delayed ACK, about 40 ms on every request (a 404 of a bare app
-    took 46 ms on loopback; 0.5 ms with TCP_NODELAY)."""
+    Each connection's socket gets TCP_NODELAY. asyncio sets it only on sockets made with the protocol
+    number IPPROTO_TCP, and the listening socket here comes from socket.create_server (protocol 0): without
+    it, Nagle's algorithm held an answer's body (written after its head) until the client's delayed ACK,
+    and every request took 40 ms more on Linux whatever it did (the benchmark's `api` section)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
         self._arm_head_deadline()
 
     def on_response_complete(self) -> None:
@@ -44,7 +45,12 @@ class _Protocol(H11Protocol):
         self._arm_head_deadline()
 
     def _arm_head_deadline(self) -> None:
-        self.loop.call_later(HEAD_SECONDS, self._head_overdue)
+        # One deadline at a time: the one armed at connecting (or at an earlier answer) would otherwise
+        # fire later between two requests of a busy kept-alive connection and close it under the client.
+        earlier: asyncio.TimerHandle | None = getattr(self, "_head_timer", None)
+        if earlier is not None:
+            earlier.cancel()
+        self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_overdue)
 
     def _head_overdue(self) -> None:
         waiting = self.cycle is None or self.cycle.response_complete  # no request of which the head came

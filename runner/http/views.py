@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from ..schedule import AFTER_SENTINEL, Recurrence, zone
@@ -15,12 +16,26 @@ def next_runs(row: dict[str, Any], now: datetime | None = None) -> list[datetime
     """The next run times of a recurring job's series, in its zone (none for a one-off or a chain)."""
     if not row.get("cron") or row.get("status") in ("cancelled",):
         return []
-    rec, tz = Recurrence(text=row["recurrence"], cron=row["cron"]), zone(row["timezone"])
     start = now or datetime.now(UTC)
     due = row.get("due_time")
     if row.get("status") == "pending" and due is not None and due < AFTER_SENTINEL:
-        return [due.astimezone(tz), *rec.upcoming(max(due, start), tz, NEXT_RUNS - 1)]
-    return rec.upcoming(start, tz, NEXT_RUNS)
+        return [due.astimezone(zone(row["timezone"])), *_upcoming(row, max(due, start), NEXT_RUNS - 1)]
+    return _upcoming(row, start, NEXT_RUNS)
+
+
+def _upcoming(row: dict[str, Any], start: datetime, count: int) -> list[datetime]:
+    """``count`` fire times after ``start``, remembered: a page of jobs asks for them a hundred times,
+    at some 30 µs of cron arithmetic each. Fire times fall on whole minutes of the zone, so the times
+    after ``start`` are those after its minute, and the minute is the key (exact, and shared by the
+    rows of one series and by the requests of one minute)."""
+    tz = zone(row["timezone"])
+    minute = start.astimezone(tz).replace(second=0, microsecond=0)
+    return list(_upcoming_after(row["recurrence"] or "", row["cron"], row["timezone"], minute, count))
+
+
+@lru_cache(maxsize=4096)
+def _upcoming_after(text: str, cron: str, tz_name: str, minute: datetime, count: int) -> tuple[datetime, ...]:
+    return tuple(Recurrence(text=text, cron=cron).upcoming(minute, zone(tz_name), count))
 
 
 def job(row: dict[str, Any], now: datetime | None = None) -> models.Job:

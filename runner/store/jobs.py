@@ -70,7 +70,9 @@ class JobsStore(StoreBase):
 
     def list_jobs(self, thread_id: str | None, status: str | None, limit: int) -> list[Row]:
         """Runs newest first, optionally of one thread and of one status."""
-        return self.db.all("list_jobs", {"thread_id": thread_id, "status": status, "limit": limit})
+        if thread_id is not None:  # read on the thread's index, whatever the other threads hold
+            return self.thread_jobs_page(thread_id, status, limit, None)
+        return self.db.all("list_jobs", {"thread_id": None, "status": status, "limit": limit})
 
     def job_messages(self, job_id: int) -> list[Row]:
         """The outbox messages a run queued, oldest first."""
