@@ -134,6 +134,34 @@ def test_a_thread_token_cannot_set_a_webhook_to_a_private_or_unlisted_host(clien
     assert store.thread_settings(THREAD)["webhook_url"] is None
 
 
+@pytest.mark.parametrize("url", ["https://93.184.216.34/hook", "https://1.1.1.1/", "https://[2606:4700:4700::1111]/",
+                                 "https://[2001:4860:4860::8888]:8443/x", "https://8.8.8.8:22/"])
+def test_a_public_address_literal_is_held_to_the_operators_host_allow_list(client: httpx.Client, store: Store,
+                                                                           url: str) -> None:
+    """Promise: a thread token can never make the runner connect to any host outside the operator's allow
+    list. With RUNNER_WEBHOOK_ALLOW=*.example.com, a URL naming a public IP address literal skips the
+    host patterns altogether (UrlPolicy._check_address checks only that the address is public), so any
+    thread can send its deliveries to any public address on any port."""
+    resp = client.patch(PATH, headers=_auth(store, "t"), json={"webhook_url": url})
+    _problem(resp, 422)
+    assert store.thread_settings(THREAD)["webhook_url"] is None
+
+
+def test_a_listed_loopback_address_does_not_open_every_port_on_it(client: httpx.Client, store: Store,
+                                                                  server: HttpServer, pg_url: str) -> None:
+    """Promise: a thread token can never make the runner connect to a loopback address, or any host
+    outside the operator's allow list (think: ports). The operator lists 127.0.0.1 for its receiver on
+    the same host (the README's example, http://127.0.0.1:9000/); that opens every port of it to every
+    thread: the runner's own API, Postgres, any local service, each POSTed to, its answer's status
+    (and the start of its body, in the message's error) told back. RUNNER_WEBHOOK_ALLOW_ADDRESSES has no
+    way to name the one port: this is a gap in the policy rather than in its check."""
+    auth = _auth(store, "t")
+    pg_port = httpx.URL(pg_url.replace("postgresql://", "http://", 1)).port
+    for port in (server.port, pg_port, 22, 6379):
+        resp = client.patch(PATH, headers=auth, json={"webhook_url": f"http://127.0.0.1:{port}/v1/jobs"})
+        _problem(resp, 422)
+
+
 @pytest.mark.parametrize("url", ["https://[::1", "https://[hooks.example.com/", "https://hooks.example.com]/",
                                  "http://[::1/x", "https://[::1]]/"])
 def test_a_webhook_url_with_unbalanced_brackets_is_a_4xx_not_a_500(client: httpx.Client, store: Store,
