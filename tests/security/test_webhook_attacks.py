@@ -473,6 +473,28 @@ def test_a_name_resolving_to_a_forbidden_address_is_refused_before_connecting(na
     assert outcome.kind == "failed" and "private or reserved" in (outcome.error or ""), outcome
 
 
+async def _hanging_resolver(host: str, port: int) -> list[str]:
+    await asyncio.sleep(60)
+    return ["127.0.0.1"]
+
+
+async def _failing_resolver(host: str, port: int) -> list[str]:
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def _empty_resolver(host: str, port: int) -> list[str]:
+    return []
+
+
+@pytest.mark.parametrize("resolver", [_hanging_resolver, _failing_resolver, _empty_resolver])
+def test_a_hostile_dns_answer_costs_one_bounded_retry(resolver: hooks.Resolver) -> None:
+    """Promise: a receiver (here, the name's DNS) cannot harm the runner: a lookup that hangs is bounded
+    by the request timeout, and one that fails or answers nothing is a retry with a sentence."""
+    outcome, took = _send(_sender(resolver, timeout=1.0), "https://hooks.example.com/x")
+    assert took < 3.0 and outcome.kind == "retry", (took, outcome)
+    assert outcome.error and "Traceback" not in outcome.error
+
+
 def test_a_rebinding_name_is_connected_to_at_the_checked_address_only() -> None:
     """Promise: DNS answers that change between check and connect cannot redirect the connection: the
     resolver is asked once per connection, and the socket goes to the address that was checked. The
