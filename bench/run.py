@@ -371,7 +371,7 @@ def bench_webhook(env: Env, quick: bool) -> dict[str, Any]:
 
     n = 30 if quick else 200
     env.reset()
-    s = env.settings(webhook_allow_addresses=("127.0.0.1",))
+    s = env.settings(webhook_allow_addresses=("127.0.0.1:*",))
     secret = webhook.new_secret()
     receiver = Receiver(secret).start()
     db = Database(env.url, max_size=8)

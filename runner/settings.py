@@ -16,7 +16,7 @@ from .egress import parse_pins, unusable_outer_network
 from .errors import ConfigError, ScheduleError, ValidationError
 from .jobsquota import parse_mode as parse_quota_mode
 from .schedule import zone
-from .webhook import UrlPolicy
+from .webhook import UrlPolicy, format_allowed_address
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,10 +144,11 @@ def _webhook_addresses(env: dict[str, str]) -> tuple[str, ...]:
     out = []
     for raw in _list(env, "RUNNER_WEBHOOK_ALLOW_ADDRESSES", ""):
         try:
-            out.append(str(ipaddress.ip_network(raw, strict=False)))
+            out.append(format_allowed_address(raw))
         except ValueError:
-            raise ConfigError(f"RUNNER_WEBHOOK_ALLOW_ADDRESSES: {raw!r} is not an IP address or network "
-                              "(such as 127.0.0.1 or 10.0.0.0/8)") from None
+            raise ConfigError(f"RUNNER_WEBHOOK_ALLOW_ADDRESSES: {raw!r} is not an IP address or network with "
+                              "an optional port (such as 127.0.0.1:9000, [::1]:9000, 10.0.0.0/8 for ports 80 "
+                              "and 443, or 10.0.0.0/8:* for every port)") from None
     return tuple(out)
 
 

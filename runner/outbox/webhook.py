@@ -105,10 +105,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             addresses = await self.resolver(host, port)
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        refused = [a for a in addresses if not self.policy.address_allowed(a)]
+        refused = [a for a in addresses if not self.policy.address_allowed(a, port)]
         if refused:
-            raise AddressRefused(f"{host} resolves to {', '.join(refused)}, a private or reserved address the "
-                                 "operator does not allow (RUNNER_WEBHOOK_ALLOW_ADDRESSES)")
+            raise AddressRefused(f"{host} port {port} resolves to {', '.join(refused)}, a private or reserved "
+                                 "address (or port) the operator does not allow (RUNNER_WEBHOOK_ALLOW_ADDRESSES)")
         return addresses
 
     async def sleep(self, seconds: float) -> None:
@@ -238,6 +238,8 @@ class WebhookSender:
             raise _Later(f"the webhook receiver did not answer within {self.cfg.request_timeout:g} s") from exc
         except httpx.ConnectError as exc:
             raise _Later(f"the webhook receiver could not be reached: {visible(str(exc))[:200]}") from exc
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # never again: set the URL right
+            raise AddressRefused(f"the webhook URL cannot be used ({visible(str(exc))[:200]}): set a new one") from exc
         except httpx.TransportError as exc:
             raise _Later(f"the connection to the webhook receiver broke before its answer: "
                          f"{visible(str(exc))[:200]}") from exc
@@ -257,11 +259,12 @@ class WebhookSender:
         return Outcome.failed(f"the webhook receiver refused it with {status}{said}")
 
     def _backoff(self, message: Message, delay: float | None) -> float:
-        if delay is not None:
-            return delay
+        """The runner's own backoff, or the receiver's Retry-After when that is longer: a receiver can
+        ask for more time, never for less (``Retry-After: 0`` on every answer would be a busy loop)."""
         attempts: int = message["attempts"]
         base = min(self.cfg.backoff_max, self.cfg.backoff_base * 2.0 ** max(0, attempts - 1))
-        return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        ours = base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        return ours if delay is None else max(delay, ours)
 
 
 def webhook_delivery(store: Any, sender: WebhookSender, owner: str, poll_interval: float = 30.0) -> OutboxLoop:

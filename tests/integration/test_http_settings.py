@@ -29,7 +29,7 @@ def store(db: Database) -> Store:
 
 @pytest.fixture
 def client(settings: Settings, db: Database, store: Store) -> Iterator[httpx.Client]:
-    s = settings.with_(webhook_allow=("*.example.com",), webhook_allow_addresses=("127.0.0.1",),
+    s = settings.with_(webhook_allow=("*.example.com",), webhook_allow_addresses=("127.0.0.1:*",),
                        webhook_channels=("api=https://hooks.example.com/all",), webhook_secret="s" * 20)
     server = HttpServer(create_app(s, Jobs(s, db), store), "127.0.0.1:0")
     server.start()

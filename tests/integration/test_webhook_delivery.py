@@ -33,7 +33,7 @@ SECRET = webhook.new_secret()
 
 @pytest.fixture
 def s(settings: Settings) -> Settings:
-    return settings.with_(webhook_allow_addresses=("127.0.0.1/32",), lease_seconds=6, webhook_timeout=1.0,
+    return settings.with_(webhook_allow_addresses=("127.0.0.1/32:*",), lease_seconds=6, webhook_timeout=1.0,
                           poll_interval=1.0)
 
 

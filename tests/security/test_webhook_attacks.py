@@ -292,7 +292,7 @@ def _message(url: str, text: str = "hello") -> dict[str, Any]:
 
 
 def _sender(resolver: hooks.Resolver = hooks.resolve_host, timeout: float = 1.0,
-            allow_addresses: tuple[str, ...] = ("127.0.0.1/32",)) -> hooks.WebhookSender:
+            allow_addresses: tuple[str, ...] = ("127.0.0.1/32:*",)) -> hooks.WebhookSender:
     policy = webhook.UrlPolicy(allow=("*.example.com",), allow_addresses=allow_addresses)
     return hooks.WebhookSender(policy, config=hooks.WebhookConfig(request_timeout=timeout, lease_seconds=30),
                                resolver=resolver)
@@ -583,7 +583,7 @@ def test_verify_refuses_a_hostile_signature_header_without_raising(header: str) 
 
 @pytest.fixture
 def s(settings: Settings) -> Settings:
-    return settings.with_(webhook_allow_addresses=("127.0.0.1/32",), lease_seconds=6, webhook_timeout=1.0,
+    return settings.with_(webhook_allow_addresses=("127.0.0.1/32:*",), lease_seconds=6, webhook_timeout=1.0,
                           poll_interval=1.0)
 
 

@@ -98,10 +98,53 @@ def test_hosts_outside_the_operators_patterns_are_refused() -> None:
 
 
 def test_an_address_the_operator_lists_is_allowed_over_http_too() -> None:
-    policy = webhook.UrlPolicy(allow=("*",), allow_addresses=("127.0.0.1",))
+    policy = webhook.UrlPolicy(allow=("*",), allow_addresses=("127.0.0.1:8080",))
     assert policy.check("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"
     with pytest.raises(ValidationError, match="operator"):
         policy.check("http://127.0.0.2:8080/hook")
+
+
+@pytest.mark.parametrize(("listed", "url", "ok"), [
+    ("127.0.0.1", "http://127.0.0.1/hook", True),           # a bare address: the web's ports only
+    ("127.0.0.1", "https://127.0.0.1/hook", True),
+    ("127.0.0.1", "http://127.0.0.1:5432/hook", False),     # never the host's other services
+    ("127.0.0.1:9000", "http://127.0.0.1:9000/", True),
+    ("127.0.0.1:9000", "http://127.0.0.1:9001/", False),
+    ("127.0.0.1:*", "http://127.0.0.1:22/", True),          # every port, when the operator says so
+    ("[::1]:9000", "http://[::1]:9000/", True),
+    ("[::1]:9000", "http://[::1]:22/", False),
+    ("10.0.0.0/8:*", "http://10.1.2.3:8080/", True),
+])
+def test_a_listed_address_opens_only_the_ports_listed(listed: str, url: str, ok: bool) -> None:
+    policy = webhook.UrlPolicy(allow=("*",), allow_addresses=(listed,))
+    if ok:
+        assert policy.check(url) == url
+    else:
+        with pytest.raises(ValidationError, match="is not open to webhooks"):
+            policy.check(url)
+    host, port = httpx_split(url)
+    assert policy.address_allowed(host, port) is ok  # the same rule at delivery, for the resolved address
+
+
+def httpx_split(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x", "[::1]", "::1:80:", "localhost:80"])
+def test_a_bad_allowed_address_is_refused_at_start_up(entry: str) -> None:
+    from runner.errors import ConfigError
+    from runner.settings import Settings
+
+    with pytest.raises(ConfigError, match="RUNNER_WEBHOOK_ALLOW_ADDRESSES: .* with an optional port"):
+        Settings.from_env({"RUNNER_ID": "x", "RUNNER_WEBHOOK_ALLOW_ADDRESSES": entry})
+
+
+def test_a_public_address_needs_an_operator_who_allows_any_host() -> None:
+    with pytest.raises(ValidationError, match="allows only host names matching"):
+        webhook.UrlPolicy(allow=("*.example.com",), allow_addresses=()).check("https://1.1.1.1/")
+    assert webhook.UrlPolicy(allow=("*",), allow_addresses=()).check("https://1.1.1.1/") == "https://1.1.1.1/"
 
 
 @pytest.mark.parametrize("address, ok", [

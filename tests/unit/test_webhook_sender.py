@@ -22,7 +22,7 @@ from runner.outbox.webhook import (
     retry_after,
 )
 
-POLICY = webhook.UrlPolicy(allow=("*",), allow_addresses=("127.0.0.1",))
+POLICY = webhook.UrlPolicy(allow=("*",), allow_addresses=("127.0.0.1:*",))
 MESSAGE = {"id": 7, "thread_id": "api:bob", "job_id": 3, "job_name": "report", "kind": "failure", "text": "é\nx",
            "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "attempts": 3}
 
