@@ -16,6 +16,7 @@ from ..errors import RunnerError
 from ..logsetup import setup_logging
 from ..settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Settings
 from ..text import visible
+from . import mcp as mcp_commands
 from . import tokens as token_commands
 from .jobs import (
     cmd_cancel,
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     iw.set_defaults(func=cmd_image_wheels)
 
     token_commands.add_parser(sub)
+    mcp_commands.add_parser(sub)
     return p
 
 

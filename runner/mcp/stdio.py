@@ -1,0 +1,67 @@
+"""``runner mcp``: the MCP server over stdio, for a local client (Claude Desktop, an IDE) that starts it.
+
+``runner mcp --thread telegram:42`` acts on this runner's database and files (DATABASE_URL and
+RUNNER_DATA_DIR as the other commands have them); ``runner mcp --url https://runner.example --token …``
+acts through a remote runner's HTTP API with that token's reach. Standard output carries the protocol
+alone: logs go to standard error."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from ..client import ApiError, Client
+from ..errors import ConfigError, ValidationError
+from ..settings import Settings
+from ..threads import validate_thread_id
+from .backend import Local, Remote, remote_settings
+from .server import build_server
+from .tools import Binding
+
+
+async def _serve(server: Server[Any, Any]) -> None:
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+@contextlib.contextmanager
+def _local(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Settings, Binding]]:
+    from ..service import connect
+    from ..service.files import Files
+
+    thread = validate_thread_id(args.thread)
+    with connect(settings) as jobs:
+        yield settings, Binding(Local(settings, jobs, Files(settings, jobs.scripts), thread), args.read_only)
+
+
+@contextlib.contextmanager
+def _remote(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Settings, Binding]]:
+    token = args.token or os.environ.get("RUNNER_TOKEN", "")
+    if not token:
+        raise ConfigError("--url needs a token: give --token or set RUNNER_TOKEN (make one on the runner with "
+                          "`runner token create --thread <thread>`)")
+    try:
+        client = Client(args.url, token, args.thread)
+    except ApiError as exc:
+        raise ConfigError(f"the runner at {args.url} refused: {exc.detail}") from None
+    with client:
+        yield remote_settings(settings, client), Binding(Remote(client), args.read_only)
+
+
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve MCP on stdin/stdout until the client closes it."""
+    if args.url is None and args.thread is None:
+        raise ValidationError("give --thread THREAD (this runner's database) or --url URL --token TOKEN "
+                              "(a remote runner), e.g. runner mcp --thread telegram:42")
+    opened = _remote(args, settings) if args.url else _local(args, settings)
+    with opened as (said, binding):
+        anyio.run(_serve, build_server(said, lambda _request: binding))
+    return 0
+
