@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
-from mcp import ClientSession, types
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from runner.mcp import tools
@@ -22,6 +25,8 @@ from runner.mcp.tools import Binding
 from runner.service import Jobs
 from runner.service.files import FILE_CAP, Files
 from runner.settings import Settings
+
+from .helpers import ROOT, cli_env
 
 THREAD, OTHER = "telegram:42", "telegram:43"
 WRITE_TOOLS = {"schedule_job", "run_job_now", "pause_job", "resume_job", "update_job", "cancel_job", "write_file"}
@@ -181,3 +186,32 @@ def test_the_prompt_and_the_thread_files_as_resources(settings: Settings, jobs: 
             await s.read_resource("runner://jobs/nope.txt")  # type: ignore[arg-type]
 
     _session(settings, jobs)(scenario)
+
+
+def test_runner_mcp_thread_over_stdio(settings: Settings, jobs: Jobs) -> None:
+    """`runner mcp --thread` as a local client starts it: the SDK's stdio client, the database and files
+    directory from the environment as every command has them."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "runner.cli", "mcp", "--thread", THREAD],
+                                   env=cli_env(settings), cwd=str(ROOT))
+
+    async def scenario() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            assert [t.name for t in (await s.list_tools()).tools] == list(tools.NAMES)
+            made = await _ok(s, "schedule_job", name="local", script="print(4)", when="in 1 hour")
+            assert made["job"]["thread_id"] == THREAD
+            await _refused(s, "schedule_job", "'daily 9': the time is ambiguous", name="x", script="pass",
+                           every="daily 9")
+            assert (await _ok(s, "read_file", name="local.py"))["content"] == "print(4)"
+
+    anyio.run(scenario)
+    assert [j["name"] for j in jobs.list_jobs(THREAD)] == ["local"]
+
+
+def test_runner_mcp_says_what_it_needs(settings: Settings) -> None:
+    for args, says in ((["mcp"], "give --thread THREAD"), (["mcp", "--thread", "no thread"], "thread"),
+                       (["mcp", "--url", "http://127.0.0.1:9"], "--url needs a token")):
+        done = subprocess.run([sys.executable, "-m", "runner.cli", *args], env=cli_env(settings), cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode != 0 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert done.stdout == ""
