@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
+from io import TextIOWrapper
 from typing import Any
 
 import anyio
@@ -26,8 +28,24 @@ from .server import build_server
 from .tools import Binding
 
 
-async def _serve(server: Server[Any, Any]) -> None:
-    async with stdio_server() as (read, write):
+@contextlib.contextmanager
+def _protocol_stdout() -> Iterator[TextIOWrapper]:
+    """The real standard output, for the protocol alone: file descriptor 1 is pointed at standard error
+    meanwhile, so that nothing else (a library's print, the embedded Postgres's start-up, a child process)
+    can write into the protocol's stream."""
+    sys.stdout.flush()
+    protocol, original = os.dup(1), os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with TextIOWrapper(os.fdopen(protocol, "wb"), encoding="utf-8") as text:
+            yield text
+    finally:
+        os.dup2(original, 1)
+        os.close(original)
+
+
+async def _serve(server: Server[Any, Any], out: TextIOWrapper) -> None:
+    async with stdio_server(stdout=anyio.wrap_file(out)) as (read, write):
         await server.run(read, write, server.create_initialization_options())
 
 
@@ -60,8 +78,9 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     if args.url is None and args.thread is None:
         raise ValidationError("give --thread THREAD (this runner's database) or --url URL --token TOKEN "
                               "(a remote runner), e.g. runner mcp --thread telegram:42")
-    opened = _remote(args, settings) if args.url else _local(args, settings)
-    with opened as (said, binding):
-        anyio.run(_serve, build_server(said, lambda _request: binding))
+    with _protocol_stdout() as out:
+        opened = _remote(args, settings) if args.url else _local(args, settings)
+        with opened as (said, binding):
+            anyio.run(_serve, build_server(said, lambda _request: binding), out)
     return 0
 
