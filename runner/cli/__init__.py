@@ -16,7 +16,6 @@ from ..errors import RunnerError
 from ..logsetup import setup_logging
 from ..settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, Settings
 from ..text import visible
-from . import mcp as mcp_commands
 from . import tokens as token_commands
 from .jobs import (
     cmd_cancel,
@@ -179,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     iw.set_defaults(func=cmd_image_wheels)
 
     token_commands.add_parser(sub)
-    mcp_commands.add_parser(sub)
+    from .mcp import add_parser as add_mcp_parser  # (imported here, beside its one use)
+
+    add_mcp_parser(sub)
     return p
 
 

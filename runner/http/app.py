@@ -5,17 +5,19 @@ the server is uvicorn (runner.http.serve)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .. import tokens
-from ..mcp.http import mount_mcp
 from ..metrics import Health
+from ..schedule import parse_recurrence, parse_when, zone
 from ..service import Jobs
 from ..service.files import Files
 from ..settings import Settings
 from ..store import Store
-from . import actions, files, jobs, messages, models, problems
+from . import files, jobs, messages, models, problems
 from .auth import Authenticator, AuthGate, CallerDep
 from .serve import BodyLimit
 
@@ -41,9 +43,11 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.include_router(messages.router, responses=errors)
         app.include_router(files.router, responses=errors)
         app.state.files = Files(settings, service.scripts)
-        mount_mcp(app, settings, service, app.state.files)
         _misc_routes(app, settings)
         app.add_middleware(AuthGate, authenticator=authenticator)
+        from ..mcp.http import mount_mcp  # here: the MCP SDK is loaded only where the API is served
+
+        mount_mcp(app, settings, service, app.state.files)  # MCP at /mcp, behind the same gate
     return app
 
 
@@ -69,8 +73,21 @@ def _misc_routes(app: FastAPI, settings: Settings) -> None:
     @app.post("/v1/preview", tags=["jobs"], response_model=models.PreviewResult, responses=errors,
               summary="The next run times of a schedule, without creating anything")
     def preview(body: models.Preview, caller: CallerDep) -> models.PreviewResult:
-        return actions.preview(settings, body)
+        tz = zone(body.tz or settings.default_timezone)
+        now = datetime.now(UTC)
+        times = []
+        if body.when and not body.every:
+            times = [parse_when(body.when, now, tz)]
+        elif body.every:
+            rec = parse_recurrence(body.every)
+            start = parse_when(body.when, now, tz) if body.when else now
+            times = rec.upcoming(start, tz, body.n)
+        return models.PreviewResult(times=times, timezone=tz.key)
 
     @app.get("/v1/limits", tags=["jobs"], summary="The limits in force on this runner", responses=errors)
     def limits(caller: CallerDep) -> dict[str, object]:
-        return actions.limits_in_force(settings)
+        s = settings
+        return {"timeout_seconds": s.timeout_seconds, "max_timeout_seconds": s.max_timeout_seconds,
+                "memory_mb": s.memory_mb, "max_memory_mb": s.max_memory_mb, "cpus": s.cpus,
+                "pids_limit": s.pids_limit, "disk_mb": s.disk_mb, "script_bytes": s.script_cap,
+                "message_bytes": s.message_cap, "egress_allow": list(s.egress_allow)}

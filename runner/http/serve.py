@@ -121,7 +121,6 @@ class HttpServer:
         # X-Forwarded-For is believed only from the operator's reverse proxies (RUNNER_HTTP_TRUSTED_PROXIES):
         # from anyone else it would let a client choose the address its failed sign-ins count against.
         # uvicorn then takes the nearest address in the chain that is not a trusted proxy.
-        # The lifespan is on: the app's starts and stops what it runs beside the requests (MCP's session manager).
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                                 server_header=False, timeout_graceful_shutdown=5,
                                 proxy_headers=bool(trusted_proxies), forwarded_allow_ips=list(trusted_proxies),

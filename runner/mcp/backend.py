@@ -10,11 +10,12 @@ from typing import Any, Protocol, TypeVar
 
 from ..client import ApiError, Client
 from ..errors import NotFound, RunnerError, ValidationError
-from ..http import actions, models, views
+from ..http import models, views
 from ..service import Jobs
 from ..service.files import Files
 from ..settings import Settings
 from ..threads import ThreadId
+from . import actions
 
 ACTIONS = ("run_job_now", "pause_job", "resume_job", "cancel_job")  # a job's one-step actions
 T = TypeVar("T")
@@ -101,7 +102,7 @@ class Remote:
         return self._call(lambda: self.client.schedule_job(**fields))
 
     def list_jobs(self, status: str | None, limit: int) -> list[models.Job]:
-        return self._call(lambda: self.client.list_jobs(status, limit))
+        return self._call(lambda: self.client.list_jobs(status, limit=limit))
 
     def get_job(self, job_id: int) -> models.Job:
         return self._call(lambda: self.client.get_job(job_id))

@@ -61,20 +61,24 @@ def _local(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Setti
 
 @contextlib.contextmanager
 def _remote(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Settings, Binding]]:
-    token = args.token or os.environ.get("RUNNER_TOKEN", "")
+    token = args.token or getattr(args, "remote_token", None) or os.environ.get("RUNNER_TOKEN", "")
     if not token:
         raise ConfigError("--url needs a token: give --token or set RUNNER_TOKEN (make one on the runner with "
                           "`runner token create --thread <thread>`)")
     try:
         client = Client(args.url, token, args.thread)
     except ApiError as exc:
-        raise ConfigError(f"the runner at {args.url} refused: {exc.detail}") from None
+        if exc.status == 0:
+            raise ConfigError(exc.detail) from None  # not reached: the sentence says where it looked
+        hint = "; give --thread THREAD" if exc.status == 400 else ""
+        raise ConfigError(f"the runner at {args.url} refused the token: {exc.detail}{hint}") from None
     with client:
         yield remote_settings(settings, client), Binding(Remote(client), args.read_only)
 
 
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     """Serve MCP on stdin/stdout until the client closes it."""
+    args.url = args.url or getattr(args, "remote_url", None)  # also `runner --url … mcp`
     if args.url is None and args.thread is None:
         raise ValidationError("give --thread THREAD (this runner's database) or --url URL --token TOKEN "
                               "(a remote runner), e.g. runner mcp --thread telegram:42")

@@ -25,7 +25,6 @@ from . import inputs
 from .backend import Backend
 
 log = logging.getLogger("runner.mcp")
-READ_ONLY = "this token is read-only: create one without --read-only to change anything"
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,9 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
 )}
 NAMES = tuple(TOOLS)
 READ_TOOLS = tuple(name for name, t in TOOLS.items() if t.read)
+READ_ONLY = ("this connection is read-only (its token was made with --read-only, or runner mcp was started with "
+             f"--read-only): only {', '.join(READ_TOOLS)} are open; use a token made without --read-only to "
+             "change anything")
 
 
 def definitions(settings: Settings, read_only: bool) -> list[types.Tool]:

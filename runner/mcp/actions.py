@@ -1,17 +1,18 @@
-"""What the API's writes and composite reads do over the service layer, once, for every remote interface:
-the HTTP routes and the MCP tools (runner.mcp) call these, so both validate alike and refuse with the
-same sentences (the service layer's)."""
+"""What the HTTP API's composite routes do over the service layer, for the MCP tools: the same calls as
+runner.http.jobs and app's /v1/preview make, so both validate alike and refuse with the same sentences
+(the service layer's). The routes could call these too; they were left alone here to keep this change
+apart from the API's own work in progress."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from ..http import models, views
 from ..schedule import parse_recurrence, parse_when, zone
 from ..service import Jobs, Limits, Policy
 from ..settings import Settings
 from ..threads import ThreadId
-from . import models, views
 
 
 def limits(body: models.Limits) -> Limits:
@@ -67,13 +68,3 @@ def preview(settings: Settings, body: models.Preview, now: datetime | None = Non
         times = rec.upcoming(start, tz, body.n)
     return models.PreviewResult(times=times, timezone=tz.key)
 
-
-def limits_in_force(settings: Settings) -> dict[str, Any]:
-    """The limits of this runner, as GET /v1/limits states them."""
-    s = settings
-    return {"timeout_seconds": s.timeout_seconds, "max_timeout_seconds": s.max_timeout_seconds,
-            "memory_mb": s.memory_mb, "max_memory_mb": s.max_memory_mb, "cpus": s.cpus,
-            "pids_limit": s.pids_limit, "disk_mb": s.disk_mb, "script_bytes": s.script_cap,
-            "message_bytes": s.message_cap, "max_files": s.max_files, "max_attachments": s.max_attachments,
-            "attachment_bytes": s.attachment_cap, "attachments_total_bytes": s.attachments_total_cap,
-            "egress_allow": list(s.egress_allow)}
