@@ -107,12 +107,33 @@ READ_ONLY = ("this connection is read-only (its token was made with --read-only,
              "change anything")
 
 
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, null]`` with the default null as X alone: leaving the field out means null."""
+    any_of, null = schema.get("anyOf"), {"type": "null"}
+    if not (isinstance(any_of, list) and len(any_of) == 2 and null in any_of and schema.get("default", 0) is None):
+        return schema
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    return {**next(s for s in any_of if s != null), **rest}
+
+
+def compact(schema: Any, names: bool = False) -> Any:
+    """A model's JSON Schema without what costs an agent's context and says nothing: titles, and the null
+    alternative of an optional field (``names``: ``schema`` maps property names, whatever they are)."""
+    if isinstance(schema, list):
+        return [compact(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept = {k: compact(v, names=(k == "properties" and not names)) for k, v in schema.items()
+            if names or k != "title"}
+    return kept if names else _without_null(kept)
+
+
 def definitions(settings: Settings, read_only: bool) -> list[types.Tool]:
     """The tools a caller may call, described for this runner (a read-only caller sees the read tools)."""
     from .describe import tool_texts
 
     texts = tool_texts(settings)
-    return [types.Tool(name=t.name, description=texts[t.name], inputSchema=t.model.model_json_schema(),
+    return [types.Tool(name=t.name, description=texts[t.name], inputSchema=compact(t.model.model_json_schema()),
                        annotations=types.ToolAnnotations(readOnlyHint=t.read, destructiveHint=t.destructive,
                                                          openWorldHint=False))
             for t in TOOLS.values() if t.read or not read_only]

@@ -4,6 +4,8 @@ the settings given, not constants."""
 
 from __future__ import annotations
 
+import json
+
 from runner.http import models
 from runner.mcp import describe, tools
 from runner.settings import Settings
@@ -22,8 +24,12 @@ def test_the_tools_have_the_names_every_runner_uses() -> None:
 
 def test_the_input_schemas_are_the_apis_models() -> None:
     schemas = {t.name: t.inputSchema for t in tools.definitions(Settings(), read_only=False)}
-    assert schemas["schedule_job"] == models.JobCreate.model_json_schema()
-    assert schemas["preview_schedule"] == models.Preview.model_json_schema()
+    assert schemas["schedule_job"] == tools.compact(models.JobCreate.model_json_schema())
+    assert schemas["preview_schedule"] == tools.compact(models.Preview.model_json_schema())
+    when = schemas["schedule_job"]["properties"]["when"]  # optional: left out means null, said once
+    assert when["type"] == "string" and when["maxLength"] == 200 and "anyOf" not in when and "default" not in when
+    assert "title" not in json.dumps(schemas)
+    assert schemas["schedule_job"]["properties"]["name"]["pattern"] == models.NAME_PATTERN
     update = schemas["update_job"]
     assert set(update["properties"]) == set(models.JobUpdate.model_fields) | {"job_id"}
     assert update["required"] == ["job_id"] and update["additionalProperties"] is False
