@@ -25,7 +25,11 @@ MAX_CONNECTIONS = 500  # at once (held long polls count); past it the server ans
 class _Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on each request's head: a connection that has not sent a
     whole request line and headers within HEAD_SECONDS of connecting (or of its last answer) is closed,
-    so clients that trickle headers (slowloris) cannot hold sockets open."""
+    so clients that trickle headers (slowloris) cannot hold sockets open. Each answer replaces the
+    deadline: a keep-alive client that keeps asking (an MCP session, a poller) is never cut off between
+    two of its requests by a deadline its earlier answers set."""
+
+    _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -36,7 +40,9 @@ class _Protocol(H11Protocol):
         self._arm_head_deadline()
 
     def _arm_head_deadline(self) -> None:
-        self.loop.call_later(HEAD_SECONDS, self._head_overdue)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_overdue)
 
     def _head_overdue(self) -> None:
         waiting = self.cycle is None or self.cycle.response_complete  # no request of which the head came
