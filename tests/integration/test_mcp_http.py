@@ -19,10 +19,11 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from runner import tokens
 from runner.mcp import tools
 from runner.service import Jobs
 from runner.settings import Settings
-from runner.store import Database
+from runner.store import Database, Store
 from runner.threads import ThreadId
 
 from .helpers import ROOT, cli_env
@@ -126,6 +127,16 @@ def test_no_token_or_a_bad_one_is_refused(runner_up: str, db: Database) -> None:
     good = {"Authorization": f"Bearer {_token(db)}"}
     resp = httpx.get(f"{runner_up}/mcp", headers=good | accept)
     assert resp.status_code == 405  # no event stream to GET: the server keeps no session
+
+    # Every request is authenticated anew: a token revoked between two calls is refused at the second.
+    made = tokens.new_token()
+    Store(db).create_token(made, name="soon-revoked", scope=tokens.Scope(thread=THREAD, admin=False, read_only=False))
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    bearer = {"Authorization": f"Bearer {made.text}"} | accept
+    first = httpx.post(f"{runner_up}/mcp", headers=bearer, json=listing)
+    assert first.status_code == 200 and len(first.json()["result"]["tools"]) == 13, first.text
+    Store(db).revoke_token("soon-revoked")
+    assert httpx.post(f"{runner_up}/mcp", headers=bearer, json=listing).status_code == 401
     admin = {"Authorization": f"Bearer {_token(db, thread=None)}"}
     resp = httpx.post(f"{runner_up}/mcp", headers=admin | accept, json=call)
     assert resp.status_code == 400 and "?thread=" in resp.json()["detail"]
