@@ -70,8 +70,10 @@ def _remote(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Sett
     except ApiError as exc:
         if exc.status == 0:
             raise ConfigError(exc.detail) from None  # not reached: the sentence says where it looked
-        hint = "; give --thread THREAD" if exc.status == 400 else ""
-        raise ConfigError(f"the runner at {args.url} refused the token: {exc.detail}{hint}") from None
+        if exc.status == 400:
+            raise ConfigError("this token reaches every thread (an admin token): name one with --thread THREAD, "
+                              "e.g. --thread telegram:42") from None
+        raise ConfigError(f"the runner at {args.url} refused the token: {exc.detail}") from None
     with client:
         yield remote_settings(settings, client), Binding(Remote(client), args.read_only)
 

@@ -7,6 +7,7 @@ stdio, through the typed client, against the same runner."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -193,3 +194,13 @@ def test_runner_mcp_url_serves_a_remote_runner_over_stdio(runner_up: str, db: Da
             assert error and "no such job" in said
 
     _run(scenario)
+
+
+def test_runner_mcp_url_says_why_it_cannot_start(runner_up: str, db: Database, settings: Settings) -> None:  # noqa: F811
+    for token, says in ((_token(db, thread=None), "name one with --thread THREAD"),
+                        ("rnr_0000000000000000_" + "A" * 43, "refused the token: a valid token is needed")):
+        done = subprocess.run([sys.executable, "-m", "runner.cli", "mcp", "--url", runner_up],
+                              env=cli_env(settings, RUNNER_TOKEN=token), cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 1 and says in done.stderr, done.stderr
+        assert token not in done.stderr and done.stdout == "" and "Traceback" not in done.stderr
