@@ -5,6 +5,7 @@ command line made; nothing is kept between requests."""
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,16 @@ def _name_of(uri: str) -> str:
     return unquote(uri[len(URI_PREFIX):])
 
 
+def quiet_sdk() -> None:
+    """The SDK logs a line at INFO for every request: kept to its warnings, unless the operator set its level."""
+    sdk = logging.getLogger("mcp")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(logging.WARNING)
+
+
 def build_server(settings: Settings, resolve: Resolve) -> Server[Any, Any]:
     """An MCP server whose every request acts for the caller ``resolve`` finds."""
+    quiet_sdk()
     server: Server[Any, Any] = Server("runner", version=__version__, instructions=describe.prompt(settings))
 
     def binding() -> Binding:
