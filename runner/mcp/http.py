@@ -58,6 +58,11 @@ class Endpoint:
         return Binding(Local(self.settings, self.jobs, self.files, tid), read_only=caller.scope.read_only)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("method") != "POST":
+            await problem(405, "MCP here is streamable HTTP without sessions: POST each JSON-RPC message to "
+                          f"{PATH} (there is no event stream to GET and no session to DELETE)", PATH,
+                          {"Allow": "POST"})(scope, receive, send)
+            return
         try:
             binding = self.bind(scope)
         except Problem as exc:
@@ -71,7 +76,8 @@ def mount_mcp(app: FastAPI, settings: Settings, jobs: Jobs, files: Files) -> Non
     """Serve MCP at /mcp on ``app`` (whose gate authenticates /mcp), its session manager running for as long
     as the app does (started and stopped by the app's lifespan)."""
     manager = StreamableHTTPSessionManager(build_server(settings, _binding_of), json_response=True, stateless=True)
-    app.router.routes.append(Route(PATH, Endpoint(manager, settings, jobs, files), methods=["POST"]))
+    # first: a catch-all mounted at / (the dashboard) must not shadow it
+    app.router.routes.insert(0, Route(PATH, Endpoint(manager, settings, jobs, files)))
     outer = app.router.lifespan_context
 
     @asynccontextmanager

@@ -127,7 +127,9 @@ def test_no_token_or_a_bad_one_is_refused(runner_up: str, db: Database) -> None:
 
     good = {"Authorization": f"Bearer {_token(db)}"}
     resp = httpx.get(f"{runner_up}/mcp", headers=good | accept)
-    assert resp.status_code == 405  # no event stream to GET: the server keeps no session
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"  # no event stream: the server keeps no session
+    assert "POST each JSON-RPC message to /mcp" in resp.json()["detail"]
+    assert httpx.delete(f"{runner_up}/mcp", headers=good).status_code == 405
 
     # Every request is authenticated anew: a token revoked between two calls is refused at the second.
     made = tokens.new_token()
