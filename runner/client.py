@@ -153,6 +153,23 @@ class Client:
     def delete_file(self, name: str) -> None:
         self._request("DELETE", self._thread_path(f"/files/{quote(name, safe='')}"))
 
+    def file_infos(self) -> tuple[list[models.FileInfo], int]:
+        """The plain files of the thread's jobs/ (name, size, modified), and how many other entries it holds."""
+        got = self._request("GET", self._thread_path("/files")).json()
+        return [models.FileInfo.model_validate(f) for f in got["files"]], int(got.get("other", 0))
+
+    def preview_schedule(self, when: str | None = None, every: str | None = None, tz: str | None = None,
+                         n: int = 5) -> models.PreviewResult:
+        """The next ``n`` times of ``every`` from ``when`` (or the one time ``when`` names), and their zone."""
+        body = models.Preview.model_validate({"when": when, "every": every, "tz": tz, "n": n})
+        got = self._request("POST", "/v1/preview", json=body.model_dump(exclude_none=True)).json()
+        return models.PreviewResult.model_validate(got)
+
+    def limits(self) -> dict[str, Any]:
+        """The limits in force on the runner (GET /v1/limits)."""
+        got: dict[str, Any] = self._request("GET", "/v1/limits").json()
+        return got
+
     def messages(self, after: int | None = None, wait: float = 0) -> list[Message]:
         """The thread's messages after the id ``after`` (all with None), waiting up to ``wait`` seconds
         for one when there is none yet."""

@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     file_commands.add_parser(sub)
     token_commands.add_parser(sub)
+    from .mcp import add_parser as add_mcp_parser  # (imported here, beside its one use)
+
+    add_mcp_parser(sub)
     return p
 
 

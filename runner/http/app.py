@@ -50,6 +50,9 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         mount_dashboard(app, settings, service, store, authenticator, health)  # the web dashboard at /
         _openapi_with_uploads(app)
         app.add_middleware(AuthGate, authenticator=authenticator)
+        from ..mcp.http import mount_mcp  # here: the MCP SDK is loaded only where the API is served
+
+        mount_mcp(app, settings, service, app.state.files)  # MCP at /mcp, behind the same gate
     return app
 
 

@@ -107,18 +107,22 @@ class Authenticator:
 
 
 class AuthGate:
-    """ASGI middleware: every /v1 request but the OpenAPI document is authenticated before any of its
-    body is read (an unauthenticated client cannot make the server buffer a body); the caller is put in
-    the request's state for the routes."""
+    """ASGI middleware: every /v1 and /mcp request but the OpenAPI document is authenticated before any
+    of its body is read (an unauthenticated client cannot make the server buffer a body); the caller is
+    put in the request's state for the routes."""
 
     OPEN = ("/v1/openapi.json",)
 
     def __init__(self, app: Any, authenticator: Authenticator) -> None:
         self.app, self.authenticator = app, authenticator
 
+    def guarded(self, path: str) -> bool:
+        mcp = path == "/mcp" or path.startswith("/mcp/")
+        return (path.startswith("/v1/") and path not in self.OPEN) or mcp
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/v1/") or path in self.OPEN:
+        if scope["type"] != "http" or not self.guarded(path):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

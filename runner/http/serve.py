@@ -135,7 +135,7 @@ class HttpServer:
         # X-Forwarded-For is believed only from the operator's reverse proxies (RUNNER_HTTP_TRUSTED_PROXIES):
         # from anyone else it would let a client choose the address its failed sign-ins count against.
         # uvicorn then takes the nearest address in the chain that is not a trusted proxy.
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                                 server_header=False, timeout_graceful_shutdown=5,
                                 proxy_headers=bool(trusted_proxies), forwarded_allow_ips=list(trusted_proxies),
                                 http=_Protocol, limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
