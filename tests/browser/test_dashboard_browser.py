@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, WebDriverException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -63,6 +63,14 @@ def _no_dialog(driver: webdriver.Chrome) -> None:
     raise AssertionError(f"a dialog opened: {alert.text!r}")
 
 
+def _heading(driver: webdriver.Chrome) -> str:
+    """The page's h1, or "" while the browser is between two pages (the element it found went stale)."""
+    try:
+        return str(driver.find_element(By.TAG_NAME, "h1").text)
+    except (StaleElementReferenceException, WebDriverException):
+        return ""
+
+
 def _sign_in(driver: webdriver.Chrome, url: str, token: str, tmp_path: Path | None = None) -> None:
     driver.get(f"{url}/")
     assert driver.current_url.endswith("/signin"), driver.current_url  # no session: the sign-in form
@@ -72,7 +80,7 @@ def _sign_in(driver: webdriver.Chrome, url: str, token: str, tmp_path: Path | No
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "signin").click()
     try:
-        wait_for(lambda: driver.find_element(By.TAG_NAME, "h1").text.startswith("Overview"), 15, "the Overview")
+        wait_for(lambda: _heading(driver).startswith("Overview"), 15, "the Overview")
     except AssertionError:
         raise AssertionError(f"no Overview after signing in: {driver.current_url} {driver.get_cookies()}") from None
 
