@@ -360,3 +360,51 @@ def test_a_strange_form_body_is_a_refusal_page_not_a_500(base: str, store: Store
             resp = c.post(path, content=body, headers={"Content-Type": ctype})
             _page_not_500(resp)
             assert resp.status_code in (303, 400, 403, 404, 413), (path, resp.status_code)
+
+
+# --- held: what a job left in its directory ----------------------------------------------------------------
+
+
+def _jobs_dir(settings: Settings, thread: str) -> Path:
+    from runner.threads import ThreadId
+
+    return Path(settings.data_dir) / ThreadId.parse(thread).dir_name / "jobs"
+
+
+@pytest.mark.parametrize("swap", ["link-other-thread", "link-etc", "fifo", "directory", "sparse", "jobs-dir-link"])
+def test_a_script_a_job_swapped_for_a_link_fifo_or_huge_file_is_a_sentence_on_the_job_page(
+        base: str, store: Store, jobs: Jobs, settings: Settings, swap: str) -> None:
+    """Held: a job can replace its own jobs/<name>.py (or jobs/ itself) with a link to another thread's
+    file or the host's, a FIFO (a read would block), a directory or a sparse file of 1 GB; the job page
+    still answers at once, shows none of the other file and says why the script is not shown."""
+    import os
+
+    other = jobs.schedule_job(thread_id=OTHER, name="theirs", script_text="print('SECRET-OF-43')\n", at="in 1 hour")
+    job = jobs.schedule_job(thread_id=THREAD, name="mine", script_text="print(1)\n", at="in 1 hour")
+    mine, theirs = _jobs_dir(settings, THREAD), _jobs_dir(settings, OTHER)
+    script = mine / "mine.py"
+    if swap == "jobs-dir-link":
+        (mine / "mine.py").unlink()
+        mine.rmdir()
+        mine.symlink_to(theirs)
+        (theirs / "mine.py").write_text("print('SECRET-OF-43')\n")
+    else:
+        script.unlink()
+        if swap == "link-other-thread":
+            script.symlink_to(theirs / "theirs.py")
+        elif swap == "link-etc":
+            script.symlink_to("/etc/passwd")
+        elif swap == "fifo":
+            os.mkfifo(script)
+        elif swap == "directory":
+            script.mkdir()
+        else:
+            with open(script, "wb") as f:
+                f.truncate(1 << 30)
+    assert other["id"]
+    with httpx.Client(base_url=base, timeout=10, headers={"Origin": base}) as c:
+        _sign_in(c, _token(store, "t"))
+        resp = c.get(f"/jobs/{job['id']}")
+        _page_not_500(resp)
+        assert resp.status_code == 200, resp.text[:300]
+        assert "SECRET-OF-43" not in resp.text and "root:" not in resp.text

@@ -341,3 +341,40 @@ def test_a_web_page_on_another_origin_gets_no_cors_grant(client: httpx.Client, s
                                                       "Cookie": "runner_session=whatever"})
     assert resp.status_code == 401
     assert not any(h.lower().startswith("access-control-allow") for h in resp.headers)
+
+
+@pytest.mark.parametrize("swap", ["link-other-thread", "link-etc", "fifo", "directory", "sparse"])
+def test_a_file_a_job_swapped_for_a_link_fifo_or_huge_file_is_refused_at_once(client: httpx.Client, store: Store,
+                                                                             jobs: Jobs, settings: Settings,
+                                                                             swap: str) -> None:
+    """Held: read_file, resources/read and resources/list of a name a job made a link to another thread's
+    file or the host's, a FIFO (a read would block), a directory or a 1 GB sparse file answer at once,
+    with none of the other file."""
+    import os
+
+    jobs.scripts.write(ThreadId.parse(OTHER), "secret.json", b'{"SECRET": 1}')
+    jobs.scripts.write(ThreadId.parse(THREAD), "bait.json", b"{}")
+    mine = Path(settings.data_dir) / ThreadId.parse(THREAD).dir_name / "jobs"
+    theirs = Path(settings.data_dir) / ThreadId.parse(OTHER).dir_name / "jobs"
+    target = mine / "bait.json"
+    target.unlink()
+    if swap == "link-other-thread":
+        target.symlink_to(theirs / "secret.json")
+    elif swap == "link-etc":
+        target.symlink_to("/etc/passwd")
+    elif swap == "fifo":
+        os.mkfifo(target)
+    elif swap == "directory":
+        target.mkdir()
+    else:
+        with open(target, "wb") as f:
+            f.truncate(1 << 30)
+    token = _token(store, "t")
+    with httpx.Client(base_url=client.base_url, timeout=10) as quick:
+        text = _refused(_tool(quick, token, "read_file", {"name": "bait.json"}))
+        assert "SECRET" not in text and "root:" not in text
+        for method, params in (("resources/read", {"uri": "runner://jobs/bait.json"}), ("resources/list", {})):
+            resp = _rpc(quick, token, method, params)
+            _no_500(resp)
+            assert "SECRET" not in resp.text and "root:" not in resp.text
+        _no_500(_rpc(quick, token, "tools/call", {"name": "list_files", "arguments": {}}))
