@@ -378,3 +378,57 @@ def test_a_file_a_job_swapped_for_a_link_fifo_or_huge_file_is_refused_at_once(cl
             _no_500(resp)
             assert "SECRET" not in resp.text and "root:" not in resp.text
         _no_500(_rpc(quick, token, "tools/call", {"name": "list_files", "arguments": {}}))
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+STDIO_GARBAGE = [b"\xff\xfe\xff\n", b"[" * 100_000 + b"\n", b"{}\n", b"null\n",
+                 b'{"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": ' + b'{"a":' * 3000 + b"1"
+                 + b"}" * 3000 + b"}\n",
+                 b'{"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "get_job", '
+                 b'"arguments": {"job_id": ' + b"9" * 5000 + b"}}}\n"]
+
+
+@pytest.mark.parametrize("garbage", STDIO_GARBAGE, ids=["not-utf8", "deep", "empty", "null", "deep-params",
+                                                      "big-int"])
+def test_runner_mcp_over_stdio_survives_garbage_lines_without_a_traceback(settings: Settings, garbage: bytes) -> None:
+    """Held: `runner mcp --thread` given a line that is not UTF-8, nested 100 000 deep, an empty object,
+    null or a 5000-digit integer keeps its protocol stream JSON only, answers the next requests (a
+    refused call as isError), and writes no traceback."""
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    from tests.integration.helpers import ROOT, cli_env
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    lines = (_line(init) + _line({"jsonrpc": "2.0", "method": "notifications/initialized"}) + garbage
+             + _line({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "get_job", "arguments": {"job_id": "x"}}})
+             + _line({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "mcp", "--thread", THREAD], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(settings), cwd=str(ROOT))
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    got: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    by_id: dict[Any, Any] = {}
+    try:
+        proc.stdin.write(lines)
+        proc.stdin.flush()
+        while 3 not in by_id:
+            answer = json.loads(got.get(timeout=60))  # every line of the protocol stream is JSON
+            by_id[answer.get("id")] = answer
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
+        stderr = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert by_id[3]["result"]["tools"] and by_id[2]["result"]["isError"] is True, by_id
+    assert b"Traceback" not in stderr and b"unexpected error" not in stderr, stderr[-3000:].decode(errors="replace")
