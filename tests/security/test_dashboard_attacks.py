@@ -408,3 +408,30 @@ def test_a_script_a_job_swapped_for_a_link_fifo_or_huge_file_is_a_sentence_on_th
         _page_not_500(resp)
         assert resp.status_code == 200, resp.text[:300]
         assert "SECRET-OF-43" not in resp.text and "root:" not in resp.text
+
+
+def test_a_flood_of_bad_sign_ins_is_slowed_but_never_locks_out_a_valid_token(base: str, store: Store) -> None:
+    """Held: past the burst of failures the sign-in form answers 429 with a sentence; a valid token from
+    the same address is still let in (a page that brute-forces tokens from the operator's own browser,
+    through DNS rebinding, cannot lock the operator out)."""
+    token = _token(store, "t")
+    with httpx.Client(base_url=base, timeout=30, headers={"Origin": base}) as c:
+        statuses = []
+        for i in range(14):
+            form = c.get("/signin")
+            statuses.append(c.post("/signin", data={"token": f"rnr_{i:016x}_" + "A" * 43,
+                                                    "csrf": _csrf(form.text)}).status_code)
+        assert statuses[0] == 401 and statuses[-1] == 429, statuses
+        c.cookies.clear()
+        assert _sign_in(c, token)
+
+
+@pytest.mark.parametrize("method,path", [("HEAD", "/"), ("HEAD", "/jobs/1"), ("OPTIONS", "/"), ("PUT", "/jobs/1/run"),
+                                         ("DELETE", "/signout"), ("PATCH", "/signin"), ("TRACE", "/"),
+                                         ("GET", "/jobs/1/run"), ("GET", "/%2e%2e/%2e%2e/etc/passwd"),
+                                         ("GET", "/static/..%2fdashboard.css"), ("GET", "/jobs/" + "9" * 5000)])
+def test_an_odd_method_or_path_is_a_page_not_a_500(base: str, store: Store, method: str, path: str) -> None:
+    with _signed_in(base, _token(store, "t")) as c:
+        resp = c.request(method, path)
+        _page_not_500(resp)
+        assert "root:" not in resp.text

@@ -432,3 +432,12 @@ def test_runner_mcp_over_stdio_survives_garbage_lines_without_a_traceback(settin
         proc.stderr.close()
     assert by_id[3]["result"]["tools"] and by_id[2]["result"]["isError"] is True, by_id
     assert b"Traceback" not in stderr and b"unexpected error" not in stderr, stderr[-3000:].decode(errors="replace")
+
+
+def test_a_job_cannot_be_chained_after_another_threads_job(client: httpx.Client, store: Store, jobs: Jobs) -> None:
+    """Held: after= names a job of the caller's own thread only (the other thread's job of that name is
+    "no job named … in thread telegram:42")."""
+    jobs.schedule_job(thread_id=OTHER, name="theirs", script_text="print(1)", at="in 1 hour")
+    text = _refused(_tool(client, _token(store, "t"), "schedule_job",
+                          {"name": "mine", "script": "print(2)", "after": "theirs"}))
+    assert OTHER not in text, text
