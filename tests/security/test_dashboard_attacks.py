@@ -151,6 +151,22 @@ def test_signing_in_with_a_thread_token_many_times_does_not_sign_the_admin_out(a
         assert resp.status_code == 200, "the admin was signed out by another token's sign-ins"
 
 
+def test_a_form_over_the_servers_body_limit_is_a_dashboard_page(base: str, store: Store) -> None:
+    """Promise (runner.dashboard._html_errors): outside the API an error is a page, not a problem document,
+    "a form too large" included, and every page carries the frame and cache headers. A form over the
+    server's 2 MiB body limit (runner.http.serve) is answered by the server itself before the app: an
+    application/problem+json 413 saying "send a smaller script or file", without Content-Security-Policy,
+    X-Frame-Options or Cache-Control. Reproduce: POST /signin with a 3 MB form."""
+    with _signed_in(base, _token(store, "t")) as c:
+        for path in ("/signin", "/jobs/1/run"):
+            resp = c.post(path, content=b"csrf=" + b"a" * 3_000_000,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert resp.status_code == 413
+            assert resp.headers["content-type"].startswith("text/html"), resp.headers
+            for header in FRAME_HEADERS:
+                assert header in resp.headers, header
+
+
 # --- held: escaping of what a job wrote ------------------------------------------------------------------
 
 HOSTILE = ('<script>alert(1)</script>"><svg onload=alert(2)><a href="javascript:alert(3)">x</a>'

@@ -169,11 +169,12 @@ def test_deeply_nested_arguments_are_an_is_error_result_not_a_protocol_error(cli
 # --- held: the gate, before the body -------------------------------------------------------------------------
 
 
-def _raw_post(port: int, headers: str) -> bytes:
-    """POST /mcp declaring a 1.5 MB body and sending none of it: the answer must come without it."""
+def _raw_post(port: int, headers: str, framing: str = "Content-Length: 1500000") -> bytes:
+    """POST /mcp declaring a 1.5 MB body (or a chunked one) and sending none of it: the answer must come
+    without it."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  f"Accept: application/json, text/event-stream\r\nContent-Length: 1500000\r\n{headers}\r\n".encode())
+                  f"Accept: application/json, text/event-stream\r\n{framing}\r\n{headers}\r\n".encode())
         return s.recv(65536)
 
 
@@ -182,9 +183,10 @@ def _raw_post(port: int, headers: str) -> bytes:
                                   "Authorization: Basic dXNlcjpwYXNz\r\n", "Authorization: Bearer\r\n"])
 def test_no_token_or_a_bad_one_is_a_401_before_the_body_is_read(server: HttpServer, auth: str) -> None:
     """Held: the gate answers 401 (a problem document) with the body still unsent."""
-    answer = _raw_post(server.port, auth)
-    assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
-    assert b"application/problem+json" in answer and b"Traceback" not in answer
+    for framing in ("Content-Length: 1500000", "Transfer-Encoding: chunked"):
+        answer = _raw_post(server.port, auth, framing)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+        assert b"application/problem+json" in answer and b"Traceback" not in answer
 
 
 def test_a_revoked_token_is_refused_at_its_next_request(client: httpx.Client, store: Store) -> None:
