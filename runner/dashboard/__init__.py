@@ -46,6 +46,16 @@ def mount_dashboard(app: FastAPI, settings: Settings, jobs: Jobs, store: Store, 
                         headers={**HEADERS, "Cache-Control": "public, max-age=3600"})
 
     _html_errors(app)
+    app.state.too_large_page = lambda scope: _too_large(app, scope)
+
+
+def _too_large(app: FastAPI, scope: dict[str, Any]) -> Response | None:
+    """The page of a form over the server's body limit (runner.http.serve.BodyLimit), outside the API."""
+    if str(scope.get("path", "")).startswith(NOT_OURS):
+        return None
+    board: Dashboard = app.state.dashboard
+    return board.error(Request(scope), None, 413, "This form is far larger than any the dashboard sends: go back "
+                       "to the page and use its buttons.")
 
 
 def _html_errors(app: FastAPI) -> None:

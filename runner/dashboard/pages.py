@@ -63,7 +63,7 @@ def _threads(session: Session, board: Any) -> list[str]:
 
 
 def _page_number(text: str) -> int:
-    return int(text) if text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
 
 
 @router.get("/jobs")

@@ -5,7 +5,9 @@ it, nor kept here: a session knows the token's row id and scope, and every reque
 token is still live, so revoking it (or its expiry) ends the session at once. Each session has its own
 CSRF secret, which every form carries and every POST must send back. Sessions end after
 :data:`IDLE_SECONDS` unused or :data:`MAX_SECONDS` in all, and at most :data:`MAX_SESSIONS` are kept
-(the least recently used go first); a restart of the runner signs everyone out."""
+(the least recently used go first), of which at most :data:`MAX_PER_TOKEN` (or a quarter of the
+table, if smaller) per token: signing in again and again with one token ends that token's oldest
+sessions, not other people's. A restart of the runner signs everyone out."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ SIGNIN_COOKIE = "runner_signin"  # the sign-in form's own CSRF value (double sub
 IDLE_SECONDS = 8 * 3600
 MAX_SECONDS = 24 * 3600
 MAX_SESSIONS = 10_000
+MAX_PER_TOKEN = 20  # one token's sign-ins push out only its own older sessions, never another token's
 
 
 @dataclass
@@ -61,10 +64,18 @@ class Sessions:
         sid, now = secrets.token_urlsafe(32), self.clock()
         session = Session(token_id, scope, created=now, seen=now)
         with self._lock:
+            own = [k for k, v in self._by_id.items() if v.token_id == token_id]  # least recently used first
+            for old in own[: max(0, len(own) + 1 - self.per_token)]:
+                del self._by_id[old]
             self._by_id[sid] = session
             while len(self._by_id) > self.max_sessions:
                 self._by_id.popitem(last=False)
         return sid, session
+
+    @property
+    def per_token(self) -> int:
+        """How many sessions one token may hold at once."""
+        return max(1, min(MAX_PER_TOKEN, self.max_sessions // 4))
 
     def get(self, sid: str | None) -> Session | None:
         """The live session of ``sid``; None for an unknown, idle or too old one (which is dropped)."""

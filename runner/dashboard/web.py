@@ -105,7 +105,7 @@ def chosen_thread(session: Session, given: str | None) -> str | None:
 
 def job_id_of(text: str) -> int:
     """A job id from a URL: a positive integer that fits the column, else the page is not found."""
-    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:  # not '²' nor '①'
         raise Refused(404, f"there is no job {text[:40]!r}: job ids are numbers; the Jobs page lists them")
     return int(text)
 

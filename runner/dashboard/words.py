@@ -23,8 +23,13 @@ def _days(field: str) -> str | None:
     return None
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _clock(minute: str, hour: str) -> str | None:
-    if minute.isdigit() and hour.isdigit() and int(minute) < 60 and int(hour) < 24:
+    if _digits(minute) and _digits(hour) and int(minute) < 60 and int(hour) < 24:
         return f"{int(hour):02d}:{int(minute):02d}"
     return None
 
@@ -35,9 +40,9 @@ def _frequent(minute: str, hour: str) -> str | None:
         return "every minute"
     if hour == "*" and (m := re.fullmatch(r"\*/(\d+)", minute)):
         return f"every {int(m[1])} minutes"
-    if hour == "*" and minute.isdigit():
+    if hour == "*" and _digits(minute):
         return "every hour" + (f" at :{int(minute):02d}" if int(minute) else "")
-    if minute.isdigit() and (m := re.fullmatch(r"\*/(\d+)", hour)):
+    if _digits(minute) and (m := re.fullmatch(r"\*/(\d+)", hour)):
         return f"every {int(m[1])} hours" + (f" at :{int(minute):02d}" if int(minute) else "")
     return None
 
@@ -58,7 +63,7 @@ def cron_words(cron: str) -> str | None:
     if dom == "*":
         days = _days(dow)
         return f"{days} at {at}" if days else None
-    if dom.isdigit() and dow in ("*", "?"):
+    if _digits(dom) and dow in ("*", "?"):
         return f"monthly on day {int(dom)} at {at}"
     return None
 

@@ -34,7 +34,9 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
                   "and read what they said. Authenticate with 'Authorization: Bearer <token>' "
                   "(`runner token create`).")
     problems.install(app)
-    app.add_middleware(BodyLimit)  # inside the gate below: a body is read only for an authenticated caller
+    # inside the gate below: a body is read only for an authenticated caller; outside the API, a body too
+    # large is refused with the dashboard's page (once it is mounted)
+    app.add_middleware(BodyLimit, page=lambda scope: getattr(app.state, "too_large_page", lambda _: None)(scope))
     if health is not None:
         _health_routes(app, health)
     if service is not None and store is not None:

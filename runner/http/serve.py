@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -63,8 +63,10 @@ class BodyLimit:
     missing Content-Length gets no more through), before the app reads any of it. The body is read
     whole (it is at most ``limit``) and handed to the app as one message."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int = MAX_BODY, page: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        """``page``: for a request outside the API, the ASGI response to refuse it with (the dashboard's
+        page), or None for the problem document."""
+        self.app, self.limit, self.page = app, limit, page
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -72,11 +74,11 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         body = await self._read(receive)
         if body is None:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         given = False
 
@@ -108,8 +110,13 @@ class BodyLimit:
             if not message.get("more_body"):
                 return b"".join(parts)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from .problems import MEDIA_TYPE
+
+        page = self.page(scope) if self.page is not None else None
+        if page is not None:
+            await page(scope, receive, send)
+            return
 
         body = (b'{"type":"about:blank","title":"Content too large","status":413,"detail":"the request body is '
                 b'larger than ' + str(self.limit).encode() + b' bytes, or arrived too slowly: send a smaller script or '

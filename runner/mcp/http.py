@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.requests import Request
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from ..http.problems import Problem, problem
 from ..service import Jobs
 from ..service.files import Files
 from ..settings import Settings
+from . import guard
 from .backend import Local
 from .server import build_server
 from .tools import Binding
@@ -69,7 +71,40 @@ class Endpoint:
             await problem(exc.status, exc.detail, PATH, exc.headers)(scope, receive, send)
             return
         scope.setdefault("state", {})[_KEY] = binding
-        await self.manager.handle_request(scope, receive, send)
+        body = await _whole_body(receive)
+        refused = guard.refusal(body)
+        if refused is not None:
+            status, doc = refused
+            await JSONResponse(doc, status_code=status)(scope, receive, send)
+            return
+        await self.manager.handle_request(scope, _replay(body, receive), send)
+
+
+async def _whole_body(receive: Any) -> bytes:
+    """The request's body (at most the server's body limit: runner.http.serve.BodyLimit read it first)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A ``receive`` that gives ``body`` once, then what the connection says (its disconnect)."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def mount_mcp(app: FastAPI, settings: Settings, jobs: Jobs, files: Files) -> None:

@@ -65,8 +65,17 @@ def test_sessions_end_when_idle_or_too_old_and_are_bounded() -> None:
         assert store.get(kept) is not None
     now[0] = started + sessions.MAX_SECONDS + 1  # ...but only so long in all
     assert store.get(kept) is None
-    ids = [store.start(1, SCOPE)[0] for _ in range(5)]
+    ids = [store.start(token, SCOPE)[0] for token in range(10, 15)]  # five tokens: the bound holds
     assert len(store) == 3 and store.get(ids[0]) is None and store.get(ids[-1]) is not None
+
+
+def test_one_tokens_sign_ins_end_only_its_own_older_sessions() -> None:
+    store = sessions.Sessions(max_sessions=40)
+    other, _ = store.start(2, SCOPE)
+    mine = [store.start(1, SCOPE)[0] for _ in range(25)]
+    assert store.per_token == 10 and len(store) == 11
+    assert store.get(other) is not None  # another token's session is never pushed out by these
+    assert store.get(mine[-1]) is not None and store.get(mine[0]) is None  # its own oldest went
 
 
 def test_a_notice_is_shown_once() -> None:
