@@ -27,11 +27,11 @@ from typing import Any
 
 import docker
 import docker.errors
+from testcontainers.community.postgres import PostgresContainer
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
-from testcontainers.community.postgres import PostgresContainer
 
 from ..client import Client
 
@@ -47,14 +47,10 @@ LABEL_HOST = "io.runner.kit.host"
 LABEL_DIR = "io.runner.kit.dir"  # the session's directory on the host (data/ and the store id)
 LABEL_STORE = "io.runner.store"  # the runner's label on what it starts for a database (runner/sandbox/spec.py)
 
-_HINTS = {
-    SERVICE_IMAGE: "run `make compose-prep` then `docker build -t runner-service:latest "
-                   "--build-arg BASE=runner-debian:bookworm .` in the runner's checkout "
-                   "(or `docker build -t runner-service:latest .` where a registry is reachable)",
-    PG_IMAGE: "run `make images` in the runner's checkout (it builds runner-postgres:15 offline)",
-    JOB_IMAGE: "run `make images` in the runner's checkout (it builds the job image)",
-    EGRESS_IMAGE: "run `make images` in the runner's checkout (it builds the egress proxy image)",
-}
+_SERVICE_HINT = ("run `make compose-prep` then `docker build -t runner-service:latest --build-arg "
+                 "BASE=runner-debian:bookworm .` in the runner's checkout (where a registry is reachable: "
+                 "`docker build -t runner-service:latest .`)")
+_IMAGES_HINT = "run `make images` in the runner's checkout (it builds the job, egress and Postgres images offline)"
 
 
 class RunnerImageMissing(RuntimeError):
@@ -62,12 +58,13 @@ class RunnerImageMissing(RuntimeError):
 
 
 def missing_image_hint(dc: docker.DockerClient, images: tuple[str, ...]) -> str | None:
-    """One line naming the first missing image and what to run, or None when all are there."""
-    for image in images:
+    """One line naming the first missing image and what to run, or None when all are there. The first of
+    ``images`` is the runner's own image; the others are those ``make images`` builds."""
+    for i, image in enumerate(images):
         try:
             dc.images.get(image)
         except docker.errors.ImageNotFound:
-            return f"image {image} is missing: {_HINTS.get(image, 'build it first')}"
+            return f"image {image} is missing: {_IMAGES_HINT if i else _SERVICE_HINT}"
     return None
 
 
@@ -104,16 +101,8 @@ class RunnerContainer(DockerContainer):
     # --- testcontainers' life cycle ------------------------------------------------------------------
 
     def start(self) -> RunnerContainer:
-        dc = docker.from_env()
         try:
-            hint = missing_image_hint(dc, self._images)
-            if hint:
-                raise RunnerImageMissing(hint)
-            _no_reaper_unless_present(dc)
-            sweep_abandoned(dc)
-        finally:
-            dc.close()
-        try:
+            self._preflight()
             self.network.create()
             self.postgres.start()
             super().start()
@@ -123,6 +112,17 @@ class RunnerContainer(DockerContainer):
             self.stop()
             raise
         return self
+
+    def _preflight(self) -> None:
+        dc = docker.from_env()
+        try:
+            hint = missing_image_hint(dc, self._images)
+            if hint:
+                raise RunnerImageMissing(hint)
+            _no_reaper_unless_present(dc)
+            sweep_abandoned(dc)
+        finally:
+            dc.close()
 
     def stop(self, force: bool = True, delete_volume: bool = True) -> None:
         """Remove the runner, what it started (jobs, egress proxies, their networks and volumes), its
@@ -213,7 +213,7 @@ def _remove_all(items: list[Any], **kw: Any) -> None:
 
 def remove_store(dc: docker.DockerClient, store_id: str) -> None:
     """Remove the containers, networks and volumes the runner made for the database ``store_id``."""
-    store = {"label": [f"{LABEL_STORE}={store_id}"]}
+    store: dict[str, Any] = {"label": [f"{LABEL_STORE}={store_id}"]}
     _remove_all(dc.containers.list(all=True, filters=store), force=True, v=True)
     _remove_all(dc.networks.list(filters=store))
     _remove_all(dc.volumes.list(filters=store), force=True)
@@ -224,7 +224,7 @@ def remove_session(dc: docker.DockerClient, session: str, session_dir: str, stor
     store label), then the kit's containers and network (by the session label), then its directory."""
     if store_id:
         remove_store(dc, store_id)
-    mine = {"label": [f"{LABEL_SESSION}={session}"]}
+    mine: dict[str, Any] = {"label": [f"{LABEL_SESSION}={session}"]}
     _remove_all(dc.containers.list(all=True, filters=mine), force=True, v=True)
     _remove_all(dc.networks.list(filters=mine))
     shutil.rmtree(session_dir, ignore_errors=True)
@@ -251,11 +251,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _labels(*labels: str) -> dict[str, Any]:
+    return {"label": list(labels)}
+
+
 def sweep_abandoned(dc: docker.DockerClient) -> int:
     """Remove the sessions of this machine whose process is gone (killed before its ``stop()``)."""
     host = socket.gethostname()
     sessions: dict[str, str] = {}
-    for c in dc.containers.list(all=True, filters={"label": [LABEL_SESSION, f"{LABEL_HOST}={host}"]}):
+    for c in dc.containers.list(all=True, filters=_labels(LABEL_SESSION, f"{LABEL_HOST}={host}")):
         labels = c.labels or {}
         pid = labels.get(LABEL_PID, "")
         if pid.isdigit() and not _alive(int(pid)):

@@ -26,6 +26,8 @@ class Outcome:
     exit_code: int | None = None
     output: str = ""  # the tail of what it printed
     message: str | None = None  # the text it would have sent, or None
+    # the attachments of a message still queued (name -> bytes); a message delivered at once (an api: thread
+    # without a webhook) has handed its attachments over and kept none, so this is then empty
     attachments: dict[str, bytes] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # what it left in jobs/ (not its inputs)
     output_json: Any = None  # its <name>_output.json, parsed, or None
@@ -75,7 +77,10 @@ def _left_files(client: Client, name: str, inputs: Mapping[str, bytes]) -> dict[
     for fname in client.list_files():
         if fname == f"{name}.py":
             continue
-        data = client.read_file(fname)
+        try:
+            data = client.read_file(fname)
+        except ApiError:
+            continue  # larger than the API hands out (1 MiB), or gone since the listing: not readable
         if inputs.get(fname) != data:
             files[fname] = data
     return files
