@@ -15,7 +15,6 @@ interrupted) is swept by the next ``RunnerContainer`` started on the same engine
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -27,13 +26,15 @@ from typing import Any
 
 import docker
 import docker.errors
+import httpx
 from testcontainers.community.postgres import PostgresContainer
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
-from testcontainers.core.wait_strategies import HttpWaitStrategy
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from ..client import Client
+from .hooks import HookReceiver
 
 SERVICE_IMAGE = os.environ.get("RUNNER_SERVICE_IMAGE", "runner-service:latest")
 PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
@@ -68,6 +69,24 @@ def missing_image_hint(dc: docker.DockerClient, images: tuple[str, ...]) -> str 
     return None
 
 
+class HealthzWait(WaitStrategy):
+    """Ready when the runner's ``/healthz`` answers 200 (testcontainers' HttpWaitStrategy leaves the
+    response of each refusal open: a ResourceWarning later, in whatever test runs then)."""
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(PORT)}/healthz"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not self._poll(healthy):
+            raise TimeoutError(f"the runner did not answer {url} with 200 within {self._startup_timeout:.0f} s; "
+                               "its log (get_logs()) says why")
+
+
 class RunnerContainer(DockerContainer):
     """The runner's own image, with its Postgres, on a private network; waits until ``/healthz`` answers."""
 
@@ -94,8 +113,8 @@ class RunnerContainer(DockerContainer):
                        RUNNER_HTTP=f"0.0.0.0:{PORT}")
         self.with_volume_mapping("/var/run/docker.sock", "/var/run/docker.sock", "rw")
         self.with_volume_mapping(str(self.data_dir), str(self.data_dir), "rw")
-        self.waiting_for(HttpWaitStrategy(PORT, "/healthz").for_status_code(200)
-                         .with_startup_timeout(120).with_poll_interval(0.2))
+        self.waiting_for(HealthzWait().with_startup_timeout(120).with_poll_interval(0.2))
+        self.hooks = HookReceiver(image, self.network, dict(self.session_labels))
         self.store_id: str | None = None
 
     # --- testcontainers' life cycle ------------------------------------------------------------------
@@ -105,6 +124,8 @@ class RunnerContainer(DockerContainer):
             self._preflight()
             self.network.create()
             self.postgres.start()
+            self.hooks.start()
+            self.with_envs(**self.hooks.runner_env())
             super().start()
             self.store_id = self._read_store_id()
             (self.session_dir / "store").write_text(self.store_id)
@@ -142,6 +163,7 @@ class RunnerContainer(DockerContainer):
             dc.close()
             self._container = None
             self.postgres._container = None
+            self.hooks._container = None
             try:
                 self.get_docker_client().client.close()
             except Exception:  # noqa: BLE001
@@ -171,16 +193,9 @@ class RunnerContainer(DockerContainer):
         return super().get_logs()
 
     def get_attachments(self, message_id: int) -> dict[str, bytes]:
-        """The attachments of a queued message (name -> bytes), read from the runner's outbox."""
-        sql = ("SELECT filename || ' ' || translate(encode(content, 'base64'), E'\\n', '') "
-               f"FROM outbox_attachments WHERE outbox_id = {int(message_id)} ORDER BY id")
-        result = self.postgres.exec(["psql", "-U", "runner", "-d", "runner", "-tAc", sql])
-        found: dict[str, bytes] = {}
-        for line in result.output.decode().splitlines():
-            fname, _, data = line.rpartition(" ")
-            if fname:
-                found[fname] = base64.b64decode(data)
-        return found
+        """The attachments (name -> bytes) of message ``message_id`` of a ``kit:`` thread, as its webhook
+        delivered them (runner.testing.hooks); empty for another channel's message or one without any."""
+        return self.hooks.attachments(message_id)
 
     def _empty_data_dir(self) -> None:
         """Delete what jobs left in data/ from inside the runner (the files belong to the jobs' uids)."""

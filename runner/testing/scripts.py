@@ -26,8 +26,7 @@ class Outcome:
     exit_code: int | None = None
     output: str = ""  # the tail of what it printed
     message: str | None = None  # the text it would have sent, or None
-    # the attachments of a message still queued (name -> bytes); a message delivered at once (an api: thread
-    # without a webhook) has handed its attachments over and kept none, so this is then empty
+    # the message's attachments (name -> bytes), as the kit's webhook received them (runner.testing.hooks)
     attachments: dict[str, bytes] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # what it left in jobs/ (not its inputs)
     output_json: Any = None  # its <name>_output.json, parsed, or None
@@ -125,5 +124,5 @@ def run_script(client: Client, source_or_path: str | Path, name: str = "job", *,
         reason=(run.reason if run else None) or (job.error_message if job.status != "completed" else None),
         exit_code=run.exit_code if run else job.exit_code, output=(run.output if run else None) or "",
         message=message.text if message else None,
-        attachments=attachments_of(message.id) if message and message.attachments and attachments_of else {},
+        attachments=attachments_of(message.id) if message and attachments_of else {},
         files=left, output_json=output_json, job_id=job.id, duration_ms=job.duration_ms)
