@@ -68,9 +68,8 @@ compose-prep: images wheels ## what compose.offline.yaml needs: local bases, ima
 
 SERVICE_IMAGE ?= runner-service:latest
 
-service-image: compose-prep ## the runner's own image (what compose builds; the testing kit starts it), if missing
-	@docker image inspect $(SERVICE_IMAGE) >/dev/null 2>&1 || \
-		docker build --network host -t $(SERVICE_IMAGE) --build-arg BASE=runner-debian:bookworm .
+service-image: compose-prep ## build the runner's own image from this checkout (what compose builds; the testing kit starts it)
+	docker build -q --network host -t $(SERVICE_IMAGE) --build-arg BASE=runner-debian:bookworm .
 
 run: install host-deps ## start the service on embedded defaults, its API and dashboard on 127.0.0.1:8080 (Ctrl-C stops it)
 	RUNNER_HTTP=$${RUNNER_HTTP-127.0.0.1:8080} $(BIN)/runner up

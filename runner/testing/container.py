@@ -48,9 +48,8 @@ LABEL_HOST = "io.runner.kit.host"
 LABEL_DIR = "io.runner.kit.dir"  # the session's directory on the host (data/ and the store id)
 LABEL_STORE = "io.runner.store"  # the runner's label on what it starts for a database (runner/sandbox/spec.py)
 
-_SERVICE_HINT = ("run `make compose-prep` then `docker build -t runner-service:latest --build-arg "
-                 "BASE=runner-debian:bookworm .` in the runner's checkout (where a registry is reachable: "
-                 "`docker build -t runner-service:latest .`)")
+_SERVICE_HINT = ("run `make service-image` in the runner's checkout (make compose-prep, then docker build -t "
+                 "runner-service:latest --build-arg BASE=runner-debian:bookworm .)")
 _IMAGES_HINT = "run `make images` in the runner's checkout (it builds the job, egress and Postgres images offline)"
 
 

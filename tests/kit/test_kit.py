@@ -164,6 +164,6 @@ def test_a_missing_image_is_one_line_saying_what_to_run() -> None:
     container = RunnerContainer("runner-service:no-such-tag")
     with pytest.raises(RuntimeError) as missing:
         container.start()
-    assert str(missing.value).startswith("image runner-service:no-such-tag is missing: run `make compose-prep`")
+    assert str(missing.value).startswith("image runner-service:no-such-tag is missing: run `make service-image`")
     assert "\n" not in str(missing.value)
     assert not container.session_dir.exists()
