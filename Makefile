@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install host-deps gvisor image images wheels compose-prep run test test-unit lint clean bench bench-quick bench-soak
+.PHONY: help install host-deps gvisor image images wheels compose-prep service-image run test test-kit test-unit test-downstream lint clean bench bench-quick bench-soak
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@echo "installing runner and its test tools into $(VENV) (log: $(VENV)/install.log)"
-	@$(BIN)/pip install -e '.[test]' > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@$(BIN)/pip install -e '.[test,testing]' > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
 
 install: $(STAMP) ## create .venv and install runner with its test tools
@@ -66,11 +66,23 @@ wheels: install ## fill docker/runner/wheels (the runner image then builds witho
 
 compose-prep: images wheels ## what compose.offline.yaml needs: local bases, images and the wheelhouse
 
+SERVICE_IMAGE ?= runner-service:latest
+
+service-image: compose-prep ## build the runner's own image from this checkout (what compose builds; the testing kit starts it)
+	docker build -q --network host -t $(SERVICE_IMAGE) --build-arg BASE=runner-debian:bookworm .
+
 run: install host-deps ## start the service on embedded defaults, its API and dashboard on 127.0.0.1:8080 (Ctrl-C stops it)
 	RUNNER_HTTP=$${RUNNER_HTTP-127.0.0.1:8080} $(BIN)/runner up
 
 test: images wheels ## run the whole suite: unit, integration, security and browser tests
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/kit $(PYTEST_ARGS)
+
+test-kit: images wheels service-image ## the testing kit's own tests (real RunnerContainers), then the downstream example (not yet in make test: issue 16 is open)
+	$(BIN)/pytest tests/kit $(PYTEST_ARGS)
+	$(MAKE) test-downstream
+
+test-downstream: install ## the runner's wheel with [testing] in a fresh venv, running examples/downstream's tests
+	VENV_PY=$(BIN)/python ./scripts/test-downstream.sh
 
 test-unit: install ## only the fast tests (no Docker, no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

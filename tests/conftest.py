@@ -33,7 +33,7 @@ JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")
 EGRESS_IMAGE = os.environ.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest")
 TEMPLATE = "runner_template"
 _counter = itertools.count()
-_NEEDS_ENGINE = ("integration", "security", "browser")  # the folders whose tests use the Docker engine and Postgres
+_NEEDS_ENGINE = ("integration", "security", "browser", "kit")  # the folders whose tests use the Docker engine and Postgres
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
