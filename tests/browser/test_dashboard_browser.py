@@ -23,8 +23,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from runner.service import Jobs
 from runner.store import Database
 
+from ..integration.helpers import make_token
 from ..waiting import wait_for
-from .conftest import make_token
 from .png import colour_share
 
 THREAD, OTHER = "web:person-1", "web:someone-else"

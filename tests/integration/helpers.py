@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -47,3 +52,56 @@ def cli_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
         if settings.container_runtime:
             env["RUNNER_CONTAINER_RUNTIME"] = settings.container_runtime
     return env | extra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_token(db: Database, thread: str | None, read_only: bool = False) -> str:
+    """A new token's text: of ``thread`` (None: an admin token)."""
+    from runner import tokens
+
+    made = tokens.new_token()
+    Store(db).create_token(made, name=f"t-{made.public_id[:6]}",
+                           scope=tokens.Scope(thread=thread, admin=thread is None, read_only=read_only))
+    return made.text
+
+
+@dataclass
+class Served:
+    """A `runner up` serving HTTP: its URL, and once it has stopped, what it printed."""
+
+    url: str
+    stdout: str = ""
+
+
+@contextmanager
+def serving(settings: Settings, name: str, **extra: str) -> Iterator[Served]:
+    """`runner up` in a subprocess with its HTTP server on a free loopback port, until the block ends;
+    then stopped, and its standard error checked for a traceback."""
+    import httpx
+
+    port = free_port()
+    env = cli_env(settings, RUNNER_ID=f"{name}-{settings.runner_id}", RUNNER_HTTP=f"127.0.0.1:{port}", **extra)
+    proc = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    served = Served(f"http://127.0.0.1:{port}")
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"runner up exited: {proc.communicate()[1][-2000:]}")
+        try:
+            return httpx.get(f"{served.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, 60, "runner up to answer /healthz")
+        yield served
+    finally:
+        proc.terminate()
+        served.stdout, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err[-3000:]

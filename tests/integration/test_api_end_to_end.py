@@ -6,18 +6,15 @@ subprocess, a real Postgres, real job containers."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from runner import tokens
 from runner.client import ApiError, Client
 from runner.settings import Settings
-from runner.store import Database, Store
+from runner.store import Database
 
-from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
+from .helpers import make_token, serving, wait_for
 
 THREAD = "web:assistant-1"
 
@@ -37,44 +34,14 @@ open("jobs/report_message.txt", "w").write(f"report: the price was {price}")
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def runner_up(settings: Settings) -> Iterator[str]:
-    port = _free_port()
-    env = cli_env(settings, RUNNER_ID=f"api-{settings.runner_id}", RUNNER_HTTP=f"127.0.0.1:{port}")
-    proc = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"runner up exited: {proc.communicate()[1][-2000:]}")
-        try:
-            import httpx
-
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 60, "runner up to answer /healthz")
-        yield url
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err[-3000:]
+    with serving(settings, "api") as served:
+        yield served.url
 
 
 def _token(db: Database, thread: str | None = THREAD, read_only: bool = False) -> str:
-    made = tokens.new_token()
-    Store(db).create_token(made, name=f"t-{made.public_id[:6]}",
-                           scope=tokens.Scope(thread=thread, admin=thread is None, read_only=read_only))
-    return made.text
+    return make_token(db, thread, read_only)
 
 
 def test_an_assistants_whole_loop_through_the_client(runner_up: str, db: Database) -> None:

@@ -6,20 +6,17 @@ CLI in subprocesses."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from runner import tokens
 from runner.client import Client
 from runner.settings import Settings
-from runner.store import Database, Store
+from runner.store import Database
 
-from .helpers import ROOT, RUNNER_CLI, cli_env, wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, make_token, serving, wait_for
 
 THREAD = "web:cli-1"
 
@@ -37,36 +34,12 @@ NO_LOCAL = {"DATABASE_URL": "postgresql://nobody@db.invalid:1/none", "RUNNER_DAT
 @pytest.fixture
 def runner_up(settings: Settings) -> Iterator[str]:
     """`runner up` serving its API on a free loopback port (as in test_api_end_to_end): its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = cli_env(settings, RUNNER_ID=f"cli-{settings.runner_id}", RUNNER_HTTP=f"127.0.0.1:{port}")
-    proc = subprocess.Popen([*RUNNER_CLI, "up", "--no-build"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"runner up exited: {proc.communicate()[1][-2000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 60, "runner up to answer /healthz")
-        yield url
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err[-3000:]
+    with serving(settings, "cli") as served:
+        yield served.url
 
 
 def _token(db: Database, thread: str | None = THREAD, read_only: bool = False) -> str:
-    made = tokens.new_token()
-    Store(db).create_token(made, name=f"t-{made.public_id[:6]}",
-                           scope=tokens.Scope(thread=thread, admin=thread is None, read_only=read_only))
-    return made.text
+    return make_token(db, thread, read_only)
 
 
 def remote(url: str, token: str, *args: str, stdin: str | None = None,
