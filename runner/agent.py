@@ -28,8 +28,7 @@ from .threads import ThreadId
 
 _PROMPT = """You can schedule Python scripts that run later, on their own, in a sandbox.
 
-Tools: schedule_job, list_jobs, get_job, get_job_logs, run_job_now, pause_job, resume_job, cancel_job,
-update_job. Check a recurrence first with the schedule language below; a schedule you get wrong is
+Tools: {tools}. Check a recurrence first with the schedule language below; a schedule you get wrong is
 refused with the reason, never guessed.
 
 How a job runs:
@@ -47,10 +46,10 @@ How a job runs:
   {max_memory} MiB). Standard library only.
 - {network}
 - A failing run (exception, non-zero exit, timeout) is reported to the user once with its reason;
-  get_job_logs shows the output and the reason.
+  {logs_tool} shows the output and the reason.
 - A job runs only the script it was scheduled (or last updated) with. If jobs/<name>.py is changed
   afterwards (by another job, say), its runs are refused. To change a job's script, give the new source
-  to update_job(job_id, script=...); approve_script="<sha256>" approves the file as it is now.
+  to update_job(job_id, script=...){approve}.
 - Only the standard library and the job's own script are importable: files in jobs/ are data, not modules.
 
 When: "now", "in 10 minutes", "tomorrow 9am", "next monday 8:30", "dec 24 18:00", ISO 8601.
@@ -79,11 +78,21 @@ def _network(settings: Settings) -> str:
     return _OPEN_NETWORK + f"\n  This runner grants only names within: {', '.join(allow)}."
 
 
-def system_prompt(settings: Settings) -> str:
+AGENT_TOOLS = ("schedule_job", "list_jobs", "get_job", "get_job_logs", "run_job_now", "pause_job", "resume_job",
+               "cancel_job", "update_job")
+MCP_TOOLS = ("schedule_job", "list_jobs", "get_job", "get_job_runs", "run_job_now", "pause_job", "resume_job",
+             "update_job", "cancel_job", "preview_schedule", "list_files", "read_file", "write_file")
+
+
+def system_prompt(settings: Settings, *, mcp: bool = False) -> str:
     """The text for the agent's system prompt, stating the limits in force on this runner (``settings``):
-    its defaults and maxima, not constants, so an agent never plans with limits the runner does not have."""
+    its defaults and maxima, not constants, so an agent never plans with limits the runner does not have.
+    ``mcp``: naming the MCP server's tools (runner.mcp) rather than these function-calling ones."""
     s = settings
+    tools, logs = (MCP_TOOLS, "get_job_runs") if mcp else (AGENT_TOOLS, "get_job_logs")
+    approve = "" if mcp else '; approve_script="<sha256>" approves the file as it is now'
     return _PROMPT.format(
+        tools=", ".join(tools), logs_tool=logs, approve=approve,
         message=_size(s.message_cap), attachments=s.max_attachments, attachment=_size(s.attachment_cap),
         attachments_total=_size(s.attachments_total_cap), timeout=s.timeout_seconds, memory=s.memory_mb,
         cpus=f"{s.cpus:g}", pids=s.pids_limit, disk=s.disk_mb, max_timeout=s.max_timeout_seconds,

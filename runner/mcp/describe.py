@@ -86,12 +86,9 @@ def tool_texts(s: Settings) -> dict[str, str]:
     }
 
 
-MCP_NOTE = (
-    "\n\nOver MCP the tools are schedule_job, list_jobs, get_job, get_job_runs (a job's runs with their output "
-    "and the reason of a failure), run_job_now, pause_job, resume_job, update_job, cancel_job, preview_schedule, "
-    "list_files, read_file and write_file (the files of this thread's jobs/). A refused call says what to change.")
+MCP_NOTE = "\n\nA refused call is a result that says what to change: correct the call and make it again."
 
 
 def prompt(s: Settings) -> str:
     """The system prompt text, for this runner's limits, with the MCP tools' names."""
-    return system_prompt(s) + MCP_NOTE
+    return system_prompt(s, mcp=True) + MCP_NOTE

@@ -54,3 +54,18 @@ def test_runner_tools_prompt_states_the_limits_set_in_the_environment(monkeypatc
     monkeypatch.setenv("RUNNER_MEMORY_MB", "300")
     assert main(["tools", "--prompt"]) == 0
     assert "Limits: 45 s of wall time, 300 MiB of memory" in capsys.readouterr().out
+
+
+def test_the_mcp_prompt_names_exactly_the_mcp_tools() -> None:
+    """Over MCP the prompt names the MCP server's tools, and no function-calling tool it does not have."""
+    import re
+
+    from runner.agent import MCP_TOOLS
+    from runner.mcp.describe import prompt
+    from runner.mcp.tools import NAMES
+    from runner.settings import Settings
+
+    text = prompt(Settings.from_env({"RUNNER_ID": "x"}))
+    assert set(MCP_TOOLS) == set(NAMES)
+    named = set(re.findall(r"\b(?:get|list|schedule|run|pause|resume|update|cancel|preview|read|write|approve)_[a-z_]+\b", text))
+    assert named <= set(NAMES) and "get_job_logs" not in text and "approve_script" not in text, named
