@@ -134,7 +134,19 @@ class AuthGate:
             await problem(exc.status, exc.detail, path, exc.headers)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _private(send))
+
+
+def _private(send: Any) -> Any:
+    """``send``, with every authenticated answer marked ``Cache-Control: no-store``: a thread's jobs, files,
+    messages or a webhook secret just made are never kept by a cache between the runner and its client."""
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", []) if h[0].lower() != b"cache-control"]
+            message = {**message, "headers": [*headers, (b"cache-control", b"no-store")]}
+        await send(message)
+
+    return sending
 
 
 def current_caller(request: Request) -> Caller:

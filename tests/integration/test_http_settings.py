@@ -123,3 +123,13 @@ def test_the_typed_client_reads_and_changes_the_settings(client: httpx.Client, s
             runner.update_thread_settings(webhook_url="http://10.0.0.1/hook")
         assert refused.value.status == 422 and "private or reserved address" in refused.value.detail
         assert runner.update_thread_settings(webhook_url=None).webhook is None
+
+
+def test_authenticated_answers_are_never_cached(client: httpx.Client, store: Store) -> None:
+    """An answer that shows a secret (or any thread's data) says Cache-Control: no-store."""
+    auth = _token(store, "nc")
+    made = client.patch(PATH, headers=auth, json={"webhook_url": HOOK})
+    assert made.json()["webhook_secret"] and made.headers["cache-control"] == "no-store"
+    for resp in (client.get(PATH, headers=auth), client.get(f"/v1/threads/{THREAD}/jobs", headers=auth),
+                 client.get("/v1/me", headers=auth)):
+        assert resp.headers["cache-control"] == "no-store", resp.headers
