@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -65,6 +66,10 @@ class Endpoint:
                           f"{PATH} (there is no event stream to GET and no session to DELETE)", PATH,
                           {"Allow": "POST"})(scope, receive, send)
             return
+        if not _same_origin(scope):
+            await problem(403, "a browser page of another site cannot call MCP here (its Origin is not this "
+                          "server's): call it from an MCP client, which sends no Origin", PATH)(scope, receive, send)
+            return
         try:
             binding = self.bind(scope)
         except Problem as exc:
@@ -78,6 +83,17 @@ class Endpoint:
             await JSONResponse(doc, status_code=status)(scope, receive, send)
             return
         await self.manager.handle_request(scope, _replay(body, receive), send)
+
+
+def _same_origin(scope: dict[str, Any]) -> bool:
+    """No Origin (an MCP client, not a browser), or one naming this server's own host: the spec's guard
+    against DNS rebinding, where a page of another site reaches a server on loopback by a name of its own."""
+    headers = {k.lower(): v for k, v in scope.get("headers") or []}
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").lower()
+    return bool(host) and urlsplit(origin.decode("latin-1")).netloc.lower() == host
 
 
 async def _whole_body(receive: Any) -> bytes:

@@ -443,3 +443,16 @@ def test_a_job_cannot_be_chained_after_another_threads_job(client: httpx.Client,
     text = _refused(_tool(client, _token(store, "t"), "schedule_job",
                           {"name": "mine", "script": "print(2)", "after": "theirs"}))
     assert OTHER not in text, text
+
+
+def test_a_page_of_another_site_cannot_call_mcp_on_loopback(client: httpx.Client, store: Store) -> None:
+    """Held (the spec's DNS-rebinding guard): a request with an Origin that is not this server is refused
+    with a sentence before the SDK sees it; the server's own Origin, and none (MCP clients), pass."""
+    token = _token(store, "o")
+    for origin in ("http://evil.example", "http://127.0.0.1.evil.example", "null"):
+        resp = client.post("/mcp", headers={**_headers(token), "Origin": origin},
+                           json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert resp.status_code == 403 and "another site" in resp.json()["detail"], (origin, resp.text[:300])
+    own = client.post("/mcp", headers={**_headers(token), "Origin": str(client.base_url).rstrip("/")},
+                      json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert own.status_code == 200, own.text[:300]
