@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import tempfile
 import uuid
@@ -33,6 +32,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
+from .. import jobtree
 from ..client import Client
 from .hooks import HookReceiver
 
@@ -163,9 +163,18 @@ class RunnerContainer(DockerContainer):
             self._container = None
             self.postgres._container = None
             self.hooks._container = None
+            self._close_clients()
+
+    def _close_clients(self) -> None:
+        """Close the engine connections of every part (the runner, its Postgres, the hook receiver, the
+        network): each testcontainers object holds a docker-py client whose pooled sockets would otherwise
+        be left for the garbage collector (a ResourceWarning in a test run that turns warnings to errors)."""
+        parts = (self.get_docker_client().client, self.postgres.get_docker_client().client,
+                 self.hooks.get_docker_client().client, self.network._docker.client)
+        for client in parts:
             try:
-                self.get_docker_client().client.close()
-            except Exception:  # noqa: BLE001
+                client.close()
+            except Exception:  # noqa: BLE001 - closing is best effort, like the rest of stop()
                 pass
 
     # --- accessors -----------------------------------------------------------------------------------
@@ -206,13 +215,17 @@ class RunnerContainer(DockerContainer):
             pass  # not running: rmtree below does what this user may
 
     def _read_store_id(self) -> str:
-        """The database's store id, the runner's io.runner.store label on every job container it starts."""
-        sql = "SELECT value FROM runner_meta WHERE key = 'store_id'"
-        result = self.postgres.exec(["psql", "-U", "runner", "-d", "runner", "-tAc", sql])
-        value = result.output.decode().strip()
-        if result.exit_code != 0 or not value:
+        """The database's store id, the runner's io.runner.store label on every job container it starts,
+        read through the runner's own store inside its container (no SQL of the kit's own)."""
+        result = self.exec(["/opt/venv/bin/python", "-c", _STORE_ID_PY])
+        value = result.output.decode(errors="replace").strip()
+        if result.exit_code != 0 or not value or "\n" in value:
             raise RuntimeError(f"could not read the runner's store id from its database: {value or 'none yet'}")
         return value
+
+
+_STORE_ID_PY = ("from runner.service import connect\nfrom runner.settings import Settings\n"
+                "with connect(Settings.from_env()) as jobs:\n    print(jobs.store.store_id())\n")
 
 
 def _remove_all(items: list[Any], **kw: Any) -> None:
@@ -241,7 +254,24 @@ def remove_session(dc: docker.DockerClient, session: str, session_dir: str, stor
     mine: dict[str, Any] = {"label": [f"{LABEL_SESSION}={session}"]}
     _remove_all(dc.containers.list(all=True, filters=mine), force=True, v=True)
     _remove_all(dc.networks.list(filters=mine))
-    shutil.rmtree(session_dir, ignore_errors=True)
+    remove_dir(session_dir)
+
+
+def remove_dir(path: str) -> None:
+    """Remove ``path`` and everything under it, at any depth, never following a link and never opening a
+    FIFO (runner.jobtree's iterative removal; shutil.rmtree recurses, and a job's deep tree would raise
+    RecursionError). Best effort, like the rest of stop(): what this user may not remove stays."""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        jobtree.remove_tree(fd, name, jobtree.Budget(1_000_000, 60))
+    except (OSError, jobtree.Incomplete):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _no_reaper_unless_present(dc: docker.DockerClient) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -30,6 +30,16 @@ def leftovers(dc: docker.DockerClient, label: str) -> list[str]:
     return ([f"container {c.name}" for c in dc.containers.list(all=True, filters=f)]
             + [f"network {n.name}" for n in dc.networks.list(filters=f)]
             + [f"volume {v.name}" for v in dc.volumes.list(filters=f)])
+
+
+@pytest.fixture
+def dc() -> Iterator[docker.DockerClient]:
+    """The engine, closed after the test (an unclosed client is a ResourceWarning, an error here)."""
+    client = docker.from_env()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 # --- run_script: every reason the runner gives ------------------------------------------------------------
@@ -110,8 +120,7 @@ def test_threads_do_not_see_each_other(runner_service: RunnerContainer, thread: 
 
 # --- RunnerContainer: start, stop, side by side, nothing left behind ---------------------------------------
 
-def test_stop_leaves_nothing_behind_also_when_the_test_fails() -> None:
-    dc = docker.from_env()
+def test_stop_leaves_nothing_behind_also_when_the_test_fails(dc: docker.DockerClient) -> None:
     container = RunnerContainer()
     with pytest.raises(AssertionError), container:
         client = container.get_client("kit:leaves")
@@ -126,8 +135,7 @@ def test_stop_leaves_nothing_behind_also_when_the_test_fails() -> None:
     assert not container.session_dir.exists()
 
 
-def test_a_killed_session_is_swept_by_the_next_one(tmp_path: Path) -> None:
-    dc = docker.from_env()
+def test_a_killed_session_is_swept_by_the_next_one(tmp_path: Path, dc: docker.DockerClient) -> None:
     script = tmp_path / "start.py"
     script.write_text("from runner.testing import RunnerContainer\nimport time\n"
                       "c = RunnerContainer().start()\nprint(c.session, flush=True)\ntime.sleep(600)\n")
