@@ -212,7 +212,7 @@ class RunnerContainer(DockerContainer):
         try:
             self.exec(["sh", "-c", f"rm -rf {self.data_dir}/* {self.data_dir}/.[!.]*"])
         except docker.errors.APIError:
-            pass  # not running: rmtree below does what this user may
+            pass  # not running: remove_dir below removes what this user may
 
     def _read_store_id(self) -> str:
         """The database's store id, the runner's io.runner.store label on every job container it starts,
