@@ -4,14 +4,14 @@ left there is hostile, so the removal follows no link, opens no FIFO and has no 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-
-import pytest
 
 from runner.testing.container import remove_dir
 
-DEPTH = 1500  # deeper than shutil.rmtree's recursion (it raises RecursionError, which ignore_errors misses)
+# Deeper than shutil.rmtree's recursion: it raises RecursionError, which ignore_errors misses. That is not
+# tested here: a RecursionError raised inside rmtree's scandir can leave the iterator unclosed, the likely
+# source of the ResourceWarning that failed a whole CI run at exit.
+DEPTH = 1500
 
 
 def deep_tree(top: Path, depth: int) -> None:
@@ -23,14 +23,6 @@ def deep_tree(top: Path, depth: int) -> None:
         fd = nxt
     os.mkfifo("fifo", dir_fd=fd)
     os.close(fd)
-
-
-def test_shutil_rmtree_cannot_remove_such_a_tree(tmp_path: Path) -> None:
-    session = tmp_path / "session"
-    session.mkdir()
-    deep_tree(session, DEPTH)
-    with pytest.raises(RecursionError):
-        shutil.rmtree(session, ignore_errors=True)
 
 
 def test_a_deep_tree_with_a_fifo_and_links_out_is_removed_and_nothing_outside(tmp_path: Path) -> None:
