@@ -39,7 +39,13 @@ def pack_chunks(files: Mapping[str, tuple[bytes, datetime]], uid: int, gid: int,
 
     Owned by ``uid``:``gid``, directories 0700 (made for every name's parents), files 0600. Modified times
     are kept to the second (the engine's archive of a container's files truncates them so too). Raises
-    ValueError for a name that is not a stored name, or that is also another name's directory."""
+    ValueError for a name that is not a stored name, or that is also another name's directory.
+
+    ``root`` names the top directory in the stream: ``"jobs"`` for ``put_archive("/work", ...)`` into a
+    volume mounted at /work (jobs/ is then made from the stream, owned by the job); ``"."`` for
+    ``put_archive("/work/jobs", ...)`` into a volume mounted there (the engine skips the ``./`` entry, so the
+    mount point keeps its own owner and mode). The engine refuses both into a read-only root file system
+    unless the path is a volume."""
     dirs = _directories(files)
     newest = max((int(mtime.timestamp()) for _, mtime in files.values()), default=0)
     for path in sorted(dirs):
