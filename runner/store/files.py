@@ -110,9 +110,13 @@ class FilesStore(StoreBase):
         problem = _refusal(changed, removed, caps)
         if problem is not None:
             return problem
+        if conn.autocommit:
+            raise ValueError("replace_changed needs a connection in a transaction, not in autocommit")
+        # The lock first: its statement opens the caller's transaction if nothing has yet, so that the
+        # block below is a savepoint in it (a first block would be the transaction, committed at its end).
+        conn.execute(QUERIES["lock_thread_files"], {"thread_id": thread_id})
         try:
-            with conn.transaction():  # a savepoint inside the caller's transaction
-                conn.execute(QUERIES["lock_thread_files"], {"thread_id": thread_id})
+            with conn.transaction():  # a savepoint: a refusal rolls back this change alone
                 _apply(conn, thread_id, changed, removed, modified or {})
                 usage = conn.execute(QUERIES["thread_files_usage"], {"thread_id": thread_id}).fetchone()
                 assert usage is not None
