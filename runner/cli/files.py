@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigError, ValidationError
+from ..errors import ValidationError
 from ..settings import Settings
 from ..text import visible
 from .format import cell, print_json
@@ -148,17 +148,15 @@ def show_copied(one: Copied, to: str) -> None:
     if one.refused:
         print(visible(f"{one.thread}: not copied: {one.refused}", one_line=True))
     else:
-        print(f"{one.thread}: {one.copied} files copied to {where}, {one.unchanged} already there")
+        files = "file" if one.copied == 1 else "files"
+        print(f"{one.thread}: {one.copied} {files} copied to {where}, {one.unchanged} already there")
     for line in one.skipped:
         print(visible(f"  not copied: {line}", one_line=True))
 
 
 def remote(args: argparse.Namespace, client: Any) -> int:
     """The remote mode: the jobs/ of the client's thread."""
-    if args.files_command == "migrate":
-        raise ConfigError("`files migrate` copies between the data directory and the database: it needs the "
-                          "database, not a URL; run it on the runner's host without --url or RUNNER_URL")
-    _checked(args)
+    _checked(args)  # (``files migrate`` never comes here: runner.cli.remote refuses it first)
     return VERBS[args.files_command](args, client)
 
 
