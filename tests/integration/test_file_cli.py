@@ -67,8 +67,11 @@ def test_the_file_verbs_in_either_store(settings: Settings, tmp_path: Path, stor
     refused(cli(s, "files", "cat", "prices.json", *T), "there is no file jobs/prices.json")
     refused(cli(s, "files", "put", "../escape.json", str(source), *T), "file name '../escape.json' is not allowed")
     refused(cli(s, "files", "rm", "prices.json", *T), "there is no file jobs/prices.json")
-    in_dir = (ThreadId.parse(THREAD).jobs_dir(s.data_dir) / "raw.bin").exists()
-    assert in_dir == (store == "local")
+    said = ok(cli(s, "schedule", "-", *T, "--name", "hello", "--at", "in 1 hour", stdin=b"print(1)\n"))
+    assert said.startswith("scheduled job 1 (hello)")
+    assert ok(cli(s, "files", "cat", "hello.py", *T)) == "print(1)\n"  # runner schedule saves it in the same store
+    in_dir = [(ThreadId.parse(THREAD).jobs_dir(s.data_dir) / n).exists() for n in ("raw.bin", "hello.py")]
+    assert in_dir == [store == "local"] * 2
     refused(cli(s, "files", "ls", *T, RUNNER_FILES="nfs"), "RUNNER_FILES='nfs' is not a file store: use local")
 
 
