@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .egress import parse_pins, unusable_outer_network
 from .errors import ConfigError, ScheduleError, ValidationError
+from .filerules import parse_mode as parse_files_mode
 from .jobsquota import parse_mode as parse_quota_mode
 from .schedule import zone
 from .webhook import UrlPolicy, format_allowed_address
@@ -306,6 +307,7 @@ class Settings:
     grace_seconds: int = 3600  # missed-run grace period (default per job)
     uid_range: tuple[int, int] = (200000, 299999)  # host uids for threads, one each (the last is doctor's)
     jobs_quota: str = "off"  # "loop": each thread's jobs/ is a file system of its own, RUNNER_DISK_MB in size
+    files: str = "local"  # RUNNER_FILES: a thread's files in the data directory, or "postgres": in the database
     webhook_allow: tuple[str, ...] = ("*",)  # host-name patterns a webhook URL may name
     webhook_allow_addresses: tuple[str, ...] = ()  # special addresses/networks a webhook may reach anyway
     webhook_channels: tuple[str, ...] = ()  # "channel=url": every thread of that channel delivers there
@@ -344,6 +346,7 @@ class Settings:
             log_format=(e.get("RUNNER_LOG_FORMAT", "text").strip().lower() or "text"),
             uid_range=_uid_range(e),
             jobs_quota=parse_quota_mode(e.get("RUNNER_JOBS_QUOTA", "off")),
+            files=parse_files_mode(e.get("RUNNER_FILES", "local")),
             webhook_allow=_list(e, "RUNNER_WEBHOOK_ALLOW", "*"),
             webhook_allow_addresses=_webhook_addresses(e),
             webhook_channels=_webhook_channels(e),
@@ -369,6 +372,7 @@ class Settings:
         if self.memory_mb > self.max_memory_mb:
             raise ConfigError("RUNNER_MEMORY_MB is larger than RUNNER_MAX_MEMORY_MB")
         object.__setattr__(self, "jobs_quota", parse_quota_mode(self.jobs_quota))
+        object.__setattr__(self, "files", parse_files_mode(self.files))
         _uid_range({"RUNNER_UID_RANGE": f"{self.uid_range[0]}-{self.uid_range[1]}"})
         _blocked_networks({"RUNNER_EGRESS_BLOCK": ",".join(self.egress_block)})
         _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})

@@ -212,7 +212,8 @@ def _said_trace(exc: BaseException, remote: remote_mode.Remote | None) -> str:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, remote: remote_mode.Remote | None) -> int:
-    if remote is None and args.command in THREAD_NEEDED and args.thread is None:
+    if remote is None and args.command in THREAD_NEEDED and args.thread is None \
+            and not getattr(args, "thread_optional", False):
         parser.error("the following arguments are required: --thread (or, with --url, a thread's token)")
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_format)

@@ -1,7 +1,10 @@
 """``runner files ls|cat|put|rm``: the files of a thread's ``jobs/``, where a job reads its input and
-leaves its ``<name>_output.json``. Locally through the service's :class:`~runner.service.files.Files`
-(the rules of the API: no link followed, plain names, size caps, the thread's disk limit), remotely
-through the client: the same verbs, the same output.
+leaves its ``<name>_output.json``. Locally through the service's files (the store ``RUNNER_FILES``
+names: the data directory or the database; the rules of the API: no link followed, plain names, size
+caps, the thread's limits), remotely through the client: the same verbs, the same output.
+
+``runner files migrate --to postgres|local [--thread T]`` copies threads' files from the data directory
+into the database or back (:mod:`runner.service.filemigrate`); only beside the database.
 
 What ``cat`` prints may be what a job wrote: to a terminal its control characters are shown (as
 everywhere else, :func:`runner.text.visible`); to a pipe or a file the bytes go as they are."""
@@ -19,7 +22,8 @@ from .format import cell, print_json
 from .jobs import open_jobs
 
 if TYPE_CHECKING:
-    from ..service.files import Files
+    from ..service.filemigrate import Copied
+    from ..service.filestore import FileBackend
     from ..threads import ThreadId
 
 
@@ -35,7 +39,7 @@ class FileStore(Protocol):
 class LocalFiles:
     """A thread's jobs/ on this host, as a :class:`FileStore`."""
 
-    def __init__(self, files: Files, thread: ThreadId) -> None:
+    def __init__(self, files: FileBackend, thread: ThreadId) -> None:
         self.files, self.thread = files, thread
 
     def list_files(self) -> list[str]:
@@ -112,19 +116,47 @@ def _checked(args: argparse.Namespace) -> None:
 
 
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
-    """The local mode: the jobs/ of ``--thread`` under this host's data directory."""
-    from ..service.files import Files
+    """The local mode: the jobs/ of ``--thread`` in this runner's store (RUNNER_FILES)."""
     from ..threads import ThreadId
 
+    if args.files_command == "migrate":
+        return _migrate(args, settings)
     _checked(args)
     thread = ThreadId.parse(args.thread)
     with open_jobs(settings) as jobs:
-        return VERBS[args.files_command](args, LocalFiles(Files(settings, jobs.scripts), thread))
+        return VERBS[args.files_command](args, LocalFiles(jobs.files, thread))
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ..service.filemigrate import migrate_files
+    from ..threads import ThreadId
+
+    thread = ThreadId.parse(args.thread) if args.thread is not None else None
+    with open_jobs(settings) as jobs:
+        copied = migrate_files(settings, jobs.store, args.to, thread)
+    for one in copied:
+        show_copied(one, args.to)
+    if not copied:
+        print("no thread has files to copy" if thread is None else f"thread {thread} has no files to copy")
+    refused = [c.thread for c in copied if c.refused]
+    return 1 if refused else 0
+
+
+def show_copied(one: Copied, to: str) -> None:
+    """One thread's copy, in a line, then a line for each file not copied."""
+    where = "the database" if to == "postgres" else "the data directory"
+    if one.refused:
+        print(visible(f"{one.thread}: not copied: {one.refused}", one_line=True))
+    else:
+        files = "file" if one.copied == 1 else "files"
+        print(f"{one.thread}: {one.copied} {files} copied to {where}, {one.unchanged} already there")
+    for line in one.skipped:
+        print(visible(f"  not copied: {line}", one_line=True))
 
 
 def remote(args: argparse.Namespace, client: Any) -> int:
     """The remote mode: the jobs/ of the client's thread."""
-    _checked(args)
+    _checked(args)  # (``files migrate`` never comes here: runner.cli.remote refuses it first)
     return VERBS[args.files_command](args, client)
 
 
@@ -140,6 +172,11 @@ def add_parser(sub: Any) -> None:
     for p in (cat, put, rm):
         p.add_argument("name", help="its name in jobs/, e.g. input.json")
     put.add_argument("source", nargs="?", default="-", help="the file to copy there ('-', the default: standard input)")
+    mg = fsub.add_parser("migrate", help="copy threads' files from the data directory to the database, or back")
+    mg.add_argument("--to", required=True, choices=["postgres", "local"],
+                    help="postgres: into the database (RUNNER_FILES=postgres); local: into the data directory")
+    mg.add_argument("--thread", help="only this thread (default: every thread the source holds)")
+    mg.set_defaults(func=cmd_files, thread_optional=True)
     for p in (ls, cat, put, rm):
         p.add_argument("--thread", help="thread id, e.g. telegram:42 (with --url: only for an admin token)")
         p.set_defaults(func=cmd_files)

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 LOCAL_ONLY = {"up": "runs the scheduler beside the database", "migrate": "changes the database's schema",
               "doctor": "checks the engine, the database and the data directory of this host",
-              "image": "builds images on this host's engine", "token": "keeps the tokens in the database"}
+              "image": "builds images on this host's engine", "token": "keeps the tokens in the database",
+              "files migrate": "copies between this host's data directory and the database"}
 NO_THREAD = "-"  # the thread of a client that asks nothing of a thread (runner next): no /v1/me is asked
 SCRIPT_READ_CAP = 4 * 1024 * 1024  # bytes of a script read to send; the runner's own limit is checked there
 
@@ -99,8 +100,9 @@ def _check_url(url: str, url_from: str) -> None:
 def run(args: argparse.Namespace, remote: Remote, settings: Settings) -> int:
     """Run the parsed command against ``remote``; the commands with nothing remote about them (tools,
     health) run as they do locally."""
-    if args.command in LOCAL_ONLY:
-        raise ConfigError(f"`{args.command}` {LOCAL_ONLY[args.command]}: it needs the database, not a URL; "
+    verb = "files migrate" if args.command == "files" and args.files_command == "migrate" else args.command
+    if verb in LOCAL_ONLY:
+        raise ConfigError(f"`{verb}` {LOCAL_ONLY[verb]}: it needs the database, not a URL; "
                           f"run it on the runner's host without {remote.url_from}")
     command = COMMANDS.get(args.command)
     if command is None:

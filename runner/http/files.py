@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..service.files import Files
+from ..service.filestore import FileBackend
 from . import models
 from .auth import CallerDep
 
@@ -22,12 +22,12 @@ class FileList(BaseModel):
     other: int = 0  # entries not shown: directories, links, FIFOs, names not of the plain shape
 
 
-async def _files(request: Request) -> Files:  # async: no thread pool hop for a lookup
-    files: Files = request.app.state.files
+async def _files(request: Request) -> FileBackend:  # async: no thread pool hop for a lookup
+    files: FileBackend = request.app.state.files
     return files
 
 
-FilesDep = Annotated[Files, Depends(_files)]
+FilesDep = Annotated[FileBackend, Depends(_files)]
 
 
 @router.get("/files", response_model=FileList, summary="The plain files of the thread's jobs/")

@@ -12,7 +12,7 @@ from ..client import ApiError, Client
 from ..errors import NotFound, RunnerError, ValidationError
 from ..http import models, views
 from ..service import Jobs
-from ..service.files import Files
+from ..service.filestore import FileBackend
 from ..settings import Settings
 from ..threads import ThreadId
 from . import actions
@@ -41,7 +41,7 @@ class Backend(Protocol):
 class Local:
     """The service layer of this runner, for one thread (what the HTTP routes call, with the same checks)."""
 
-    def __init__(self, settings: Settings, jobs: Jobs, files: Files, thread: ThreadId | str) -> None:
+    def __init__(self, settings: Settings, jobs: Jobs, files: FileBackend, thread: ThreadId | str) -> None:
         self.settings, self.jobs, self.files = settings, jobs, files
         self.tid = ThreadId.parse(thread)
         self.thread = str(self.tid)

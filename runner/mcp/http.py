@@ -24,7 +24,7 @@ from starlette.routing import Route
 from ..http.auth import CHALLENGE, Caller
 from ..http.problems import Problem, problem
 from ..service import Jobs
-from ..service.files import Files
+from ..service.filestore import FileBackend
 from ..settings import Settings
 from . import guard
 from .backend import Local
@@ -45,7 +45,7 @@ def _binding_of(request: Any) -> Binding:
 class Endpoint:
     """The ASGI app at /mcp: the gate's caller, bound to its thread, handed to the session manager."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, settings: Settings, jobs: Jobs, files: Files) -> None:
+    def __init__(self, manager: StreamableHTTPSessionManager, settings: Settings, jobs: Jobs, files: FileBackend) -> None:
         self.manager, self.settings, self.jobs, self.files = manager, settings, jobs, files
 
     def bind(self, scope: dict[str, Any]) -> Binding:
@@ -123,7 +123,7 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def mount_mcp(app: FastAPI, settings: Settings, jobs: Jobs, files: Files) -> None:
+def mount_mcp(app: FastAPI, settings: Settings, jobs: Jobs, files: FileBackend) -> None:
     """Serve MCP at /mcp on ``app`` (whose gate authenticates /mcp), its session manager running for as long
     as the app does (started and stopped by the app's lifespan)."""
     manager = StreamableHTTPSessionManager(build_server(settings, _binding_of), json_response=True, stateless=True)

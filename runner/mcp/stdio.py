@@ -52,11 +52,10 @@ async def _serve(server: Server[Any, Any], out: TextIOWrapper) -> None:
 @contextlib.contextmanager
 def _local(args: argparse.Namespace, settings: Settings) -> Iterator[tuple[Settings, Binding]]:
     from ..service import connect
-    from ..service.files import Files
 
     thread = validate_thread_id(args.thread)
     with connect(settings) as jobs:
-        yield settings, Binding(Local(settings, jobs, Files(settings, jobs.scripts), thread), args.read_only)
+        yield settings, Binding(Local(settings, jobs, jobs.files, thread), args.read_only)
 
 
 @contextlib.contextmanager

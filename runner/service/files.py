@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import threading
 from dataclasses import dataclass
@@ -16,11 +15,12 @@ from datetime import UTC, datetime
 
 from .. import artifacts, jobtree
 from ..errors import NotFound, ValidationError
+from ..filerules import COMPONENT_RE
 from ..settings import Settings
 from ..threads import ThreadId
 from .scripts import Scripts
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_RE = COMPONENT_RE  # one part of a store's name (runner.filerules): the API's names have no directory
 FILE_CAP = 1024 * 1024  # bytes one read or write through the API may carry
 LIST_LIMIT = 1000
 SCAN_SECONDS = 5.0

@@ -23,7 +23,8 @@ from ..settings import Settings
 from ..statuses import STATUSES
 from ..store import Database, Store, check_schema, embedded_url, migrate
 from ..threads import ThreadId
-from .scripts import ScriptPath, Scripts
+from .filestore import file_backend
+from .scripts import ScriptPath
 from .validate import Limits, Policy, check_script, overlay, resolve_limits, resolve_policy, validate_name
 from .views import logs_view
 
@@ -44,7 +45,7 @@ class Jobs:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
         self.store = Store(db)
-        self.scripts = Scripts(settings, self.store)
+        self.scripts, self.files = file_backend(settings, self.store)  # RUNNER_FILES: the directory or the database
 
     def close(self) -> None:
         """Close the database pool."""
@@ -176,7 +177,7 @@ class Jobs:
         if not given and not pinning.matches(found, sha256):
             raise ValidationError(f"{row['script_path']} is not the version given: its sha256 is "
                                   f"{found[:pinning.SHORT]}, not {sha256}; look at it again before approving it")
-        write = (lambda: self.scripts.write(thread, filename, source)) if given else None
+        write = (lambda conn: self.scripts.write(thread, filename, source, conn)) if given else None
         if not self.store.approve_series(row["series_id"], found, before_commit=write):
             raise ValidationError(f"job {job_id} is running right now; approve its script when it has finished")
         return {"job": self.get_job(row["id"]), "sha256": found, "script_path": row["script_path"]}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
 from .base import StoreBase
 from .database import QUERIES
 
@@ -49,17 +51,20 @@ class JobsStore(StoreBase):
         """Change a pending run's schedule, limits, grant and policies; None if it is not pending any more."""
         return self.db.one("update_pending", {"id": job_id, **fields})
 
-    def approve_series(self, series_id: Any, sha256: str, before_commit: Callable[[], None] | None = None) -> bool:
+    def approve_series(self, series_id: Any, sha256: str,
+                       before_commit: Callable[[psycopg.Connection[Row]], None] | None = None) -> bool:
         """Approve ``sha256`` as the script of every run of a series, with its rows locked so that none
         is claimed meanwhile. False (and nothing changed) if one of them is running. ``before_commit``
-        runs inside the transaction (writing the script): if it raises, nothing is approved."""
+        runs inside the transaction, given its connection (writing the script: in the database, in the
+        same transaction, after the rows' locks as runner.store.files orders them): if it raises,
+        nothing is approved."""
         with self.db.transaction() as conn:
             rows = conn.execute(QUERIES["lock_series"], {"series_id": series_id}).fetchall()
             if any(r["status"] == "running" for r in rows):
                 return False
             conn.execute(QUERIES["approve_series"], {"series_id": series_id, "script_sha256": sha256})
             if before_commit is not None:
-                before_commit()
+                before_commit(conn)
         return True
 
     # --- reading ---------------------------------------------------------------------------------------

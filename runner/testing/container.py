@@ -15,6 +15,7 @@ interrupted) is swept by the next ``RunnerContainer`` started on the same engine
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -25,7 +26,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import httpx
 from testcontainers.community.postgres import PostgresContainer
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
@@ -69,21 +69,29 @@ def missing_image_hint(dc: docker.DockerClient, images: tuple[str, ...]) -> str 
 
 
 class HealthzWait(WaitStrategy):
-    """Ready when the runner's ``/healthz`` answers 200 (testcontainers' HttpWaitStrategy leaves the
-    response of each refusal open: a ResourceWarning later, in whatever test runs then)."""
+    """Ready when the runner's ``/healthz`` answers 200. Each probe is one connection, closed in a
+    ``finally`` whatever happened to it (testcontainers' HttpWaitStrategy leaves the response of each
+    refusal open: a ResourceWarning later, in whatever test runs then)."""
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(PORT)}/healthz"
+        host, port = container.get_container_host_ip(), int(container.get_exposed_port(PORT))
 
         def healthy() -> bool:
+            conn = http.client.HTTPConnection(host, port, timeout=1.0)
             try:
-                return httpx.get(url, timeout=1.0).status_code == 200
-            except httpx.HTTPError:
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                response.read()
+                response.close()
+                return response.status == 200
+            except (OSError, http.client.HTTPException):
                 return False
+            finally:
+                conn.close()
 
         if not self._poll(healthy):
-            raise TimeoutError(f"the runner did not answer {url} with 200 within {self._startup_timeout:.0f} s; "
-                               "its log (get_logs()) says why")
+            raise TimeoutError(f"the runner did not answer http://{host}:{port}/healthz with 200 within "
+                               f"{self._startup_timeout:.0f} s; its log (get_logs()) says why")
 
 
 class RunnerContainer(DockerContainer):

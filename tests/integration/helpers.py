@@ -41,9 +41,9 @@ def cli_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
 
     This process's environment without the runner's own settings (``DATABASE_URL``, ``RUNNER_*``,
     ``TELEGRAM_*``) that the shell running the tests may carry: a test's runner must use the test's
-    database and never, say, a developer's real bot token. Then ``settings``' database, files directory,
-    images and container runtime (a test of runsc must run its subprocess's jobs under runsc too), then
-    ``extra`` (setting names to values), which win."""
+    database and never, say, a developer's real bot token. Then ``settings``' database, files directory
+    and file store (RUNNER_FILES), images and container runtime (a test of runsc must run its
+    subprocess's jobs under runsc too), then ``extra`` (setting names to values), which win."""
     env = {k: v for k, v in os.environ.items()
            if k != "DATABASE_URL" and not k.startswith(("RUNNER_", "TELEGRAM_"))}
     if settings is not None:
@@ -51,6 +51,8 @@ def cli_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
                 "RUNNER_IMAGE": settings.image, "RUNNER_EGRESS_IMAGE": settings.egress_image}
         if settings.container_runtime:
             env["RUNNER_CONTAINER_RUNTIME"] = settings.container_runtime
+        if settings.files != "local":
+            env["RUNNER_FILES"] = settings.files
     return env | extra
 
 

@@ -120,16 +120,20 @@ def test_threads_do_not_see_each_other(runner_service: RunnerContainer, thread: 
 
 # --- RunnerContainer: start, stop, side by side, nothing left behind ---------------------------------------
 
+class Provoked(Exception):
+    """The failure the test below provokes: only it is expected (an AssertionError of the test's own
+    checks inside the block must fail the test, not pass as the expected failure)."""
+
+
 def test_stop_leaves_nothing_behind_also_when_the_test_fails(dc: docker.DockerClient) -> None:
     container = RunnerContainer()
-    with pytest.raises(AssertionError), container:
-        client = container.get_client("kit:leaves")
+    with pytest.raises(Provoked), container, container.get_client("kit:leaves") as client:
         job = client.schedule_job("sleeper", "import time\ntime.sleep(60)\n")
-        wait_for(lambda: client.get_job(job.id).status == "running", 60, "the job to start")
         store = container.store_id
-        assert leftovers(dc, f"{LABEL_STORE}={store}"), "the running job should have a container"
-        client.close()
-        raise AssertionError("the test fails while its job runs")
+        # "running" is set when the run is claimed, before its container is made: wait for the container
+        wait_for(lambda: leftovers(dc, f"{LABEL_STORE}={store}"), 60, "the running job's container")
+        assert client.get_job(job.id).status == "running"
+        raise Provoked("the test fails while its job runs")
     assert leftovers(dc, f"{LABEL_SESSION}={container.session}") == []
     assert leftovers(dc, f"{LABEL_STORE}={store}") == []
     assert not container.session_dir.exists()
