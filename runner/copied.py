@@ -57,6 +57,13 @@ def copy_in(files: dict[str, tuple[bytes, datetime]], job_name: str, uid: int) -
     return CopyIn(kept, tarstream.pack(kept, uid, uid), stale)
 
 
+def baseline(files: dict[str, tuple[bytes, datetime]], job_name: str) -> CopyIn:
+    """What a run of another runner was given, as far as the store tells (an adopted run: runs of a
+    thread are one at a time, so only writes through the API during the run differ), without an archive."""
+    stale = frozenset(n for n in files if _own(job_name, n))
+    return CopyIn({n: v for n, v in files.items() if n not in stale}, b"", stale)
+
+
 def collect(container: Any, settings: Settings, job_name: str, went_in: CopyIn) -> Collected:
     """Read the finished container's jobs/ back and work out the run's changes, message and attachments."""
     caps = tarstream.Caps.of(settings)

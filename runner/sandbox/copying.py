@@ -45,13 +45,18 @@ def read_jobs(container: Any, consume: Callable[[Iterator[bytes]], T]) -> T:
     api = container.client.api
     url = f"{api.base_url}/v{api.api_version}/containers/{container.id}/archive"
     try:
-        response = api.get(url, params={"path": JOBS_MOUNT}, stream=True, timeout=(10, 60))
+        # Not compressed: a gzip stream of the job's making could expand far past what was read of it.
+        response = api.get(url, params={"path": JOBS_MOUNT}, stream=True, timeout=(10, 60),
+                           headers={"Accept-Encoding": "identity"})
     except requests.exceptions.RequestException as exc:
         raise SandboxError(f"could not read the run's files back from its container: {exc}") from exc
     try:
         if response.status_code != 200:
             raise SandboxError(f"could not read the run's files back from its container "
                                f"(the engine answered {response.status_code}: {_said(response)})")
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise SandboxError("could not read the run's files back from its container: the engine sent them "
+                               f"encoded ({response.headers['Content-Encoding'][:40]}), not as a plain tar stream")
         return consume(_chunks(response))
     finally:
         response.close()
