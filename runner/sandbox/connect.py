@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+import docker.tls
 import docker.utils
 
 from ..errors import SandboxError
@@ -46,14 +47,27 @@ def client(env: Mapping[str, str] | None = None) -> EngineClient:
     """A client of the engine ``env`` names (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``;
     this process's environment if None; the local socket if ``DOCKER_HOST`` is unset)."""
     environment = engine_environment(env)
-    # docker-py reads os.environ when given an empty mapping: name the default host explicitly instead
-    kwargs = docker.utils.kwargs_from_env({"DOCKER_HOST": DEFAULT_HOST, **environment})
     try:
+        # docker-py reads os.environ when given an empty mapping: name the default host explicitly instead
+        kwargs = docker.utils.kwargs_from_env({"DOCKER_HOST": DEFAULT_HOST, **environment})
+        tls = kwargs.get("tls")
+        if isinstance(tls, docker.tls.TLSConfig):
+            kwargs["tls"] = _OwnCertificates(client_cert=tls.cert, ca_cert=tls.ca_cert, verify=tls.verify)
         dc = EngineClient(timeout=TIMEOUT, **kwargs)
     except docker.errors.DockerException as exc:
         raise SandboxError(_unreachable(environment, exc)) from exc
     dc.environment = environment
     return dc
+
+
+class _OwnCertificates(docker.tls.TLSConfig):
+    """DOCKER_CERT_PATH's CA verifies the engine, as with the docker CLI. requests would let
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (set on many hosts, for other services) replace it, so the client
+    stops reading its settings from the environment once TLS is configured."""
+
+    def configure_client(self, client: Any) -> None:
+        super().configure_client(client)
+        client.trust_env = False
 
 
 def _unreachable(environment: Mapping[str, str], exc: Exception) -> str:

@@ -148,3 +148,21 @@ def test_every_client_the_runner_makes_comes_from_sandbox_client() -> None:
     made = [line for p in sources if p != Path(connect.__file__) for line in _client_constructions(p)]
     assert made == []
     assert _client_constructions(Path(connect.__file__))  # the scan sees the one place that does make them
+
+
+def test_tls_without_its_certificates_is_one_sentence(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)}
+    with pytest.raises(SandboxError, match=r"^cannot use the Docker engine at tcp://127.0.0.1:2376 \(.*\): is Docker"):
+        sandbox.client(env)
+
+
+def test_the_engines_ca_is_not_replaced_by_a_ca_bundle_of_the_environment(tmp_path: Path) -> None:
+    """requests lets REQUESTS_CA_BUNDLE replace a session's CA; a TLS client of the runner reads no such setting."""
+    import requests
+
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    session = requests.Session()
+    connect._OwnCertificates(client_cert=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")),
+                             ca_cert=str(tmp_path / "ca.pem"), verify=True).configure_client(session)
+    assert session.verify == str(tmp_path / "ca.pem") and session.trust_env is False
