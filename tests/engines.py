@@ -77,8 +77,9 @@ def _owner_alive(root: Path) -> bool:
 class SecondEngine:
     """One dockerd of the test's own. ``host`` and ``env`` name it for a client or a ``runner`` process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls_port: int | None = None) -> None:
         self.root = root
+        self.tls_port = tls_port  # also listening on 127.0.0.1:tls_port, TLS with client certificates
         self.id = root.name
         self.bridge = BRIDGE_PREFIX + self.id
         self.driver: str | None = None
@@ -87,17 +88,20 @@ class SecondEngine:
         self.subnet: ipaddress.IPv4Network | None = None
 
     @classmethod
-    def create(cls, owner: int | None = None) -> SecondEngine:
+    def create(cls, owner: int | None = None, *, tls: bool = False) -> SecondEngine:
         """Remove the engines of dead test processes, then make this one's directory and bridge (not started).
-        ``owner`` (this process if None) is the pid whose death marks the engine as left over."""
+        ``owner`` (this process if None) is the pid whose death marks the engine as left over. With
+        ``tls`` it also listens on a port of 127.0.0.1 with TLS (``tls_env``), as a remote engine would."""
         sweep_leftovers()
         BASE.mkdir(mode=0o700, parents=True, exist_ok=True)
         root = BASE / uuid.uuid4().hex[:8]
         root.mkdir(mode=0o700)
         pid = owner if owner is not None else os.getpid()
         (root / "owner").write_text(f"{pid} {_process_start(pid)}\n")
-        engine = cls(root)
+        engine = cls(root, _free_port() if tls else None)
         engine._make_bridge()
+        if tls:
+            _make_certificates(root / "tls")
         return engine
 
     # --- naming it ------------------------------------------------------------------------------------
@@ -113,6 +117,13 @@ class SecondEngine:
     @property
     def env(self) -> dict[str, str]:
         return {"DOCKER_HOST": self.host}
+
+    @property
+    def tls_env(self) -> dict[str, str]:
+        """The environment of a client of the engine over TCP with TLS (``create(tls=True)``)."""
+        assert self.tls_port is not None, "made without tls"
+        return {"DOCKER_HOST": f"tcp://127.0.0.1:{self.tls_port}", "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": str(self.root / "tls" / "client")}
 
     def client(self) -> sandbox.EngineClient:
         """A client of this engine (made as the runner makes its own: from a DOCKER_HOST)."""
@@ -149,6 +160,10 @@ class SecondEngine:
                 "--pidfile", str(self.root / "docker.pid"), "--data-root", str(self.root / "data"),
                 "--exec-root", str(self.root / "exec"), "--bridge", self.bridge, "--storage-driver", driver,
                 "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--shutdown-timeout", "2"]
+        if self.tls_port is not None:
+            tls = self.root / "tls"
+            argv += ["--host", f"tcp://127.0.0.1:{self.tls_port}", "--tlsverify", f"--tlscacert={tls / 'ca.pem'}",
+                     f"--tlscert={tls / 'server-cert.pem'}", f"--tlskey={tls / 'server-key.pem'}"]
         with open(self.root / "dockerd.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -315,6 +330,37 @@ def sweep_leftovers() -> list[str]:
     return removed
 
 
+# --- TLS, as for a remote engine ------------------------------------------------------------------------
+
+def _make_certificates(where: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (client/{ca,cert,key}.pem, the
+    names DOCKER_CERT_PATH holds), valid for a day."""
+    (where / "client").mkdir(parents=True, mode=0o700)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca",
+             cwd=where)
+    for key, cert, subject, ext in (
+            ("server-key.pem", "server-cert.pem", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+            ("client/key.pem", "client/cert.pem", "/CN=client", "extendedKeyUsage=clientAuth")):
+        (where / "ext.cnf").write_text(ext + "\n")
+        _openssl("req", *ec, "-keyout", key, "-out", "req.csr", "-subj", subject, cwd=where)
+        _openssl("x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                 "-out", cert, "-days", "1", "-extfile", "ext.cnf", cwd=where)
+    (where / "client" / "ca.pem").write_bytes((where / "ca.pem").read_bytes())
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise EngineError(f"openssl {args[0]}: {done.stderr.strip()[-300:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 # --- the host's network -----------------------------------------------------------------------------------
 
 def _ip(*args: str) -> None:
@@ -368,12 +414,13 @@ def second_engine() -> Iterator[SecondEngine]:
 
 
 @pytest.fixture
-def new_engine() -> Iterator[Callable[[], SecondEngine]]:
-    """Make engines of the test's own (started, no images); every one is closed after the test."""
+def new_engine() -> Iterator[Callable[..., SecondEngine]]:
+    """Make engines of the test's own (started, no images; ``new_engine(tls=True)`` also over TLS on a port
+    of 127.0.0.1); every one is closed after the test."""
     made: list[SecondEngine] = []
 
-    def make() -> SecondEngine:
-        engine = SecondEngine.create()
+    def make(*, tls: bool = False) -> SecondEngine:
+        engine = SecondEngine.create(tls=tls)
         made.append(engine)
         engine.start()
         return engine
