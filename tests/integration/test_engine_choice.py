@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import subprocess
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import docker
 import pytest
@@ -25,9 +25,10 @@ THREAD = "telegram:17"
 GRANTED = "import os\nprint('proxy at', os.environ.get('HTTPS_PROXY'))\n"
 
 
-def _created(dc: docker.DockerClient, since: datetime, store: str) -> list[str]:
-    """The roles of the containers made for the database ``store`` on ``dc``'s engine since ``since``."""
-    events = dc.events(since=since, until=datetime.now(UTC), decode=True,
+def _created(dc: docker.DockerClient, since: float, store: str) -> list[str]:
+    """The roles of the containers made for the database ``store`` on ``dc``'s engine since ``since`` (a
+    Unix time: docker-py would cut a datetime to whole seconds, and miss the last second's events)."""
+    events = dc.events(since=since, until=time.time(), decode=True,
                        filters={"type": "container", "event": "create", "label": f"{sandbox.LABEL_STORE}={store}"})
     return sorted(e["Actor"]["Attributes"].get(sandbox.LABEL_ROLE, "?") for e in events)
 
@@ -51,7 +52,7 @@ def test_runner_up_runs_jobs_and_their_proxies_on_the_engine_docker_host_names(
         second_engine: SecondEngine, settings: Settings, jobs: Jobs, store_id: str,
         docker_client: docker.DockerClient) -> None:
     jobs.schedule_job(thread_id=THREAD, name="granted", at="now", script_text=GRANTED, allow_hosts=["api.example.test"])
-    since = datetime.now(UTC)
+    since = time.time()
     two = second_engine.client()
     try:
         done = subprocess.run([*RUNNER_CLI, "up", "--burst"], cwd=ROOT, capture_output=True, text=True, timeout=240,
@@ -74,7 +75,7 @@ def test_an_application_given_another_engines_client_runs_everything_there(
     for name in ("one", "two"):
         jobs.schedule_job(thread_id=THREAD, name=name, at="now", script_text=f"print('{name} ran')\n")
     jobs.schedule_job(thread_id=THREAD, name="granted", at="now", script_text=GRANTED, allow_hosts=["api.example.test"])
-    since = datetime.now(UTC)
+    since = time.time()
     two = second_engine.client()
     try:
         Application(settings, burst=True, build_image=False, docker_client=two, console=io.StringIO()).run()

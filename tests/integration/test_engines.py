@@ -17,11 +17,11 @@ from ..engines import (
     BASE,
     IMAGES,
     SecondEngine,
-    _container_ids,
-    _shim_socket,
+    container_ids,
     engine_mounts,
     engine_processes,
     remove_engine,
+    shim_socket,
     sweep_leftovers,
 )
 
@@ -33,8 +33,9 @@ def _host_network() -> dict[str, str]:
     """What a second engine must not disturb: docker0, the forwarding sysctl, and the host's iptables rules
     as far as they could name a second engine's bridge."""
     return {
-        "docker0": subprocess.run(["ip", "-br", "addr", "show", "docker0"], capture_output=True, text=True,
-                                  check=True).stdout.split(None, 1)[1],
+        # its addresses (its state is UP while any container of the host's is attached, DOWN otherwise)
+        "docker0": " ".join(subprocess.run(["ip", "-br", "addr", "show", "docker0"], capture_output=True, text=True,
+                                           check=True).stdout.split()[2:]),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
     }
 
@@ -63,7 +64,7 @@ def _nothing_left(engine: SecondEngine, cids: list[str]) -> None:
     assert engine_processes(engine.root) == [] and engine_mounts(engine.root) == []
     for cid in cids:
         assert not list(Path("/sys/fs/cgroup").glob(f"*/docker/{cid}")), "a container's cgroup is left"
-        assert not _shim_socket(engine.root, cid).exists(), "a shim's socket is left"
+        assert not shim_socket(engine.root, cid).exists(), "a shim's socket is left"
 
 
 def test_both_engines_answer_and_keep_their_containers_apart(second_engine: SecondEngine,
@@ -100,7 +101,7 @@ def test_a_closed_engine_leaves_nothing_and_the_host_engine_works(new_engine: Ca
         _sleeper(dc, engine)  # left running: close() stops it with the daemon
     finally:
         dc.close()
-    cids = _container_ids(engine.root)
+    cids = container_ids(engine.root)
     assert len(engine_processes(engine.root)) >= 3  # dockerd, containerd, the shim and the container's process
     engine.close()
     _nothing_left(engine, cids)
@@ -123,9 +124,9 @@ def test_an_engine_whose_test_process_died_is_removed_at_the_next_start(
         finally:
             dc.close()
         engine.stop(kill=True)  # dockerd dies; its container, shim, mounts and bridge stay, as after a crash
-        cids = _container_ids(engine.root)
+        cids = container_ids(engine.root)
         assert engine_processes(engine.root) and engine_mounts(engine.root) and cids
-        assert _shim_socket(engine.root, cids[0]).exists()
+        assert shim_socket(engine.root, cids[0]).exists()
         assert str(engine.root) in sweep_leftovers()  # what the next SecondEngine.create() does first
         _nothing_left(engine, cids)
     finally:
