@@ -180,10 +180,12 @@ class SecondEngine:
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the daemon: SIGTERM and wait for it (it stops its containers and containerd), or with
-        ``kill`` SIGKILL it alone, as a crash would (its containerd, shims and containers go on)."""
+        ``kill`` SIGKILL it, as a crash would: its containerd dies with it (dockerd starts it with a parent
+        death signal), its shims and containers go on. Either way :meth:`start` may follow."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        containerd = self._containerd_pid()
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             proc.wait(timeout=STOP_SECONDS)
@@ -191,6 +193,15 @@ class SecondEngine:
             proc.kill()
             proc.wait(timeout=STOP_SECONDS)
             raise EngineError(f"dockerd did not stop within {STOP_SECONDS:g} s of SIGTERM: killed") from None
+        if containerd is not None:  # a dead one's zombie (until init reaps it) would pass for alive at the next start
+            wait_for(lambda: not Path(f"/proc/{containerd}").exists(), STOP_SECONDS, "the engine's containerd to end")
+
+    def _containerd_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "exec" / "containerd" / "containerd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid in engine_processes(self.root) else None
 
     def load_images(self, *tags: str) -> float:
         """``docker save TAGS | docker -H HOST load`` from the host's engine; returns the seconds it took."""

@@ -1,10 +1,12 @@
 """The second Docker engine the tests start themselves (tests/engines.py): it answers beside the host's,
-keeps its containers to itself, and leaves nothing behind, whether it is closed or its test process died
-with it running; the host's engine and its docker0 keep working throughout."""
+keeps its containers to itself, comes back after a stop or a crash with none of its containers running,
+and leaves nothing behind, whether it is closed or its test process died with it running; the host's
+engine and its docker0 keep working throughout."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -144,3 +146,28 @@ def test_a_live_engine_is_not_swept(second_engine: SecondEngine) -> None:
         assert second_engine.root.exists() and dc.ping()
     finally:
         dc.close()
+
+
+def test_an_engine_stopped_or_killed_comes_back_with_its_images_and_none_of_its_containers_running(
+        new_engine: Callable[..., SecondEngine]) -> None:
+    engine = new_engine()
+    engine.load_images(JOB_IMAGE)
+    for kill in (False, True):
+        dc = engine.client()
+        try:
+            c = dc.containers.run(JOB_IMAGE, ["sleep", "300"], detach=True, user="65534", stop_signal="SIGKILL",
+                                  labels={LABEL: engine.id})
+        finally:
+            dc.close()
+        engine.stop(kill=kill)  # killed: dockerd and its containerd die, the container's shim and process live on
+        assert len(engine_processes(engine.root)) == (2 if kill else 0), kill
+        engine.start()
+        dc = engine.client()
+        try:
+            assert dc.containers.get(c.id).status == "exited", kill  # the engine stopped it as it came back
+            assert dc.images.get(JOB_IMAGE)
+            dc.containers.get(c.id).remove()
+        finally:
+            dc.close()
+        names = {Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] for p in engine_processes(engine.root)}
+        assert {os.path.basename(n) for n in names} == {b"dockerd", b"containerd"}, kill
