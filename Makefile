@@ -74,10 +74,11 @@ service-image: compose-prep ## build the runner's own image from this checkout (
 run: install host-deps ## start the service on embedded defaults, its API and dashboard on 127.0.0.1:8080 (Ctrl-C stops it)
 	RUNNER_HTTP=$${RUNNER_HTTP-127.0.0.1:8080} $(BIN)/runner up
 
-test: images wheels ## run the whole suite: unit, integration, security and browser tests
-	$(BIN)/pytest --ignore=tests/kit $(PYTEST_ARGS)
+test: images wheels service-image ## run the whole suite: unit, integration, security, browser and testing-kit tests, then the downstream example
+	$(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) test-downstream
 
-test-kit: images wheels service-image ## the testing kit's own tests (real RunnerContainers), then the downstream example (not yet in make test: issue 16 is open)
+test-kit: images wheels service-image ## only the testing kit's own tests (real RunnerContainers), then the downstream example
 	$(BIN)/pytest tests/kit $(PYTEST_ARGS)
 	$(MAKE) test-downstream
 

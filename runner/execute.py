@@ -56,8 +56,9 @@ class Executor:
     begins. The engine's start-up estimate (:class:`sandbox.StartLatency`) is its own."""
 
     def __init__(self, settings: Settings, db: Database, *, stopping: threading.Event,
-                 on_start: Callable[[Job, datetime], None]) -> None:
+                 on_start: Callable[[Job, datetime], None], engine: Callable[[], Any] | None = None) -> None:
         self.settings, self.db, self.stopping = settings, db, stopping
+        self._engine = engine or sandbox.client  # makes a client of the runner's engine (one per worker thread)
         self.runs = RunsStore(db)
         self.files = FilesStore(db)
         self.copied = settings.files == "postgres"  # the thread's files in the store: copied in and out
@@ -93,7 +94,7 @@ class Executor:
         closes the least recently used one; shared by many threads, it closed pools still in use."""
         dc = getattr(self._local, "dc", None)
         if dc is None:
-            dc = self._local.dc = sandbox.client()
+            dc = self._local.dc = self._engine()
         return dc
 
     # --- one run ---------------------------------------------------------------------------------------

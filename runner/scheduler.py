@@ -51,7 +51,8 @@ class Scheduler:
         self.waker: Waker | None = None
         self.last_loop = time.monotonic()
         self._tokens: dict[int, str] = {}  # job id -> the lease token this runner holds it under
-        self.executor = Executor(settings, db, stopping=self.stopping, on_start=lambda job, at: self._started(job, at))
+        self.executor = Executor(settings, db, stopping=self.stopping, on_start=lambda job, at: self._started(job, at),
+                                 engine=sandbox.clients_like(self.dc))  # the worker threads' clients: the same engine
         self.runs = self.executor.runs
         self.store_id = self.executor.store_id  # labels our containers; other databases' containers are not ours
         self.janitor = Janitor(self.executor, self, self.dc)

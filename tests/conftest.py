@@ -28,6 +28,8 @@ from runner.service import Jobs
 from runner.settings import Settings
 from runner.store import QUERIES, Database, migrate
 
+from .engines import new_engine, second_engine  # noqa: F401  (fixtures: a second Docker engine of the test's own)
+
 PG_IMAGE = os.environ.get("RUNNER_TEST_PG_IMAGE", "runner-postgres:15")
 JOB_IMAGE = os.environ.get("RUNNER_IMAGE", "runner-sandbox:latest")
 EGRESS_IMAGE = os.environ.get("RUNNER_EGRESS_IMAGE", "runner-egress:latest")

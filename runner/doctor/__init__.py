@@ -1,7 +1,8 @@
 """``runner doctor``: check what the runner depends on and what protects the host, one line each.
 
 - ``check``: a line of the report (:class:`Check`) and the guard that turns an exception into a failed line;
-- ``services``: the Docker engine, the images, the database (through the store) and the Telegram bot;
+- ``services``: the Docker engine DOCKER_HOST names (local or remote), its images (and how to load them
+  there), the database (through the store) and the Telegram bot;
 - ``host``: the data directory, the thread directories, the job uid range and the jobs/ disk limit;
 - ``sample``: doctor's sample job (its jobs/ and its run spec, made as a real thread's and run's);
 - ``containers``: the checks on sample containers (hardening, ids, jobs/ file system, egress);
@@ -29,8 +30,7 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
     yield safe("Docker engine", lambda: services.engine(found))
     dc = found[0] if found else None
     yield safe("job image", lambda: services.image(dc, settings.image, "job image", "run make image"))
-    yield safe("egress proxy image", lambda: services.image(
-        dc, settings.egress_image, "egress proxy image", "run make images (needed only by jobs granted --allow-host)"))
+    yield safe("egress proxy image", lambda: services.egress_image(dc, settings.egress_image))
     yield safe("database", lambda: services.database(settings))
     yield safe("data directory", lambda: host.data_dir(settings.data_dir))
     yield safe("thread directories", lambda: host.thread_dirs(settings.data_dir))

@@ -25,7 +25,8 @@ def hardening(settings: Settings, dc: docker.DockerClient) -> Iterator[Check]:
         sample = sample_dir(settings)
         rows = probes.hardening_report(sample_spec(settings, sample), dc, probe)
     except Exception as exc:
-        yield Check("job container hardening", False, f"could not run a sample container: {exc}{_mount_hint(settings, exc)}")
+        yield Check("job container hardening", False,
+                    f"could not run a sample container: {exc}{_mount_hint(settings, dc, exc)}")
         return
     for name, ok, detail in rows:
         yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
@@ -34,9 +35,12 @@ def hardening(settings: Settings, dc: docker.DockerClient) -> Iterator[Check]:
         yield jobs_fs_seen_by_engine(sample, probe.get("jobsfs", ""))
 
 
-def _mount_hint(settings: Settings, exc: Exception) -> str:
+def _mount_hint(settings: Settings, dc: docker.DockerClient, exc: Exception) -> str:
     if "bind source path does not exist" not in str(exc):
         return ""
+    if not sandbox.engine_is_local(dc):
+        return (f" (the engine at {sandbox.engine_address(dc)} is on another host: it cannot mount "
+                f"{settings.data_dir}, which is on this one; set RUNNER_FILES=postgres)")
     return (f" (the Docker engine does not see {settings.data_dir} on its host: when the runner runs in "
             "a container, mount the data directory at the same path on both sides, as compose.yaml "
             "does with RUNNER_DATA_PATH)")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 
 import docker
+import docker.errors
 
-from .. import sandbox
-from ..errors import ConfigError
+from .. import egress, sandbox
+from ..errors import ConfigError, RunnerError
 from ..settings import Settings
 from ..store import Database, check_schema, embedded_url, migration_files
 from .check import Check
 
 MIN_ENGINE = (20, 10)  # the oldest Docker Engine the test suite runs on
+LOCAL_SAVE = f"docker -H {sandbox.DEFAULT_HOST}"  # this host's default engine, where make images builds
 
 
 def engine_too_old(version: str) -> bool:
@@ -22,11 +24,13 @@ def engine_too_old(version: str) -> bool:
 
 
 def engine(found: list[docker.DockerClient]) -> Check:
-    """The engine answers, and is recent enough; its client is appended to ``found`` for the later checks."""
+    """The engine DOCKER_HOST names answers, and is recent enough; its client is appended to ``found`` for
+    the later checks, which all run on that engine."""
     dc = sandbox.client()
     version = dc.version()
     found.append(dc)
-    text = f"{version.get('Version')} (API {version.get('ApiVersion')})"
+    where = f"at {sandbox.engine_address(dc)}, {'on this host' if sandbox.engine_is_local(dc) else 'remote'}"
+    text = f"{version.get('Version')} (API {version.get('ApiVersion')}) {where}"
     if engine_too_old(str(version.get("Version", ""))):
         return Check("Docker engine", False, f"{text} is older than {'.'.join(map(str, MIN_ENGINE))}, the oldest "
                                              "the runner is tested on: upgrade Docker Engine")
@@ -34,11 +38,64 @@ def engine(found: list[docker.DockerClient]) -> Check:
 
 
 def image(dc: docker.DockerClient | None, tag: str, label: str, hint: str) -> Check:
-    """The engine has the image ``tag``; ``hint`` says how to make it."""
+    """The engine has the image ``tag``. ``hint`` says how to make it on the default local engine; on any
+    other the line says how to load it there (:func:`load_hint`)."""
     if dc is None:
         return Check(label, False, "no Docker engine")
     present = sandbox.image_present(tag, dc)
-    return Check(label, present, tag if present else f"{tag} is missing: {hint}")
+    return Check(label, present, tag if present else f"{tag} is missing{_where(dc)}: {_how(dc, tag, hint)}")
+
+
+def egress_image(dc: docker.DockerClient | None, tag: str) -> Check:
+    """The engine has the egress proxy image, of the version this runner needs."""
+    label, hint = "egress proxy image", "run make images (needed only by jobs granted --allow-host)"
+    found = image(dc, tag, label, hint)
+    if not found.ok or dc is None:
+        return found
+    version = (dc.images.get(tag).labels or {}).get("io.runner.egress-version")
+    if version == egress.IMAGE_VERSION:
+        return found
+    return Check(label, False, (f"{tag}{_where(dc)} is older than this runner (version {version or 'unknown'}, "
+                                f"needs {egress.IMAGE_VERSION}): rebuild it with make images"
+                                + ("" if sandbox.is_default_engine(dc) else f", then {load_hint(dc, tag)}")))
+
+
+def _where(dc: docker.DockerClient) -> str:
+    return "" if sandbox.is_default_engine(dc) else f" on the engine at {sandbox.engine_address(dc)}"
+
+
+def _how(dc: docker.DockerClient, tag: str, hint: str) -> str:
+    return hint if sandbox.is_default_engine(dc) else f"load it there: {load_hint(dc, tag)}"
+
+
+def load_hint(dc: docker.DockerClient, tag: str) -> str:
+    """The command that copies ``tag`` to ``dc``'s engine: from this host's default engine when that one has
+    it (exactly, with both engines named), else from wherever it was built (make images)."""
+    target = f"docker -H {sandbox.engine_address(dc)}{' --tlsverify' if _tls(dc) else ''} load"
+    if _on_default_engine(tag):
+        return f"{LOCAL_SAVE} save {tag} | {target}"
+    return f"on a machine that has it (make images builds it), docker save {tag} | {target}"
+
+
+def _tls(dc: docker.DockerClient) -> bool:
+    env = dc.environment if isinstance(dc, sandbox.EngineClient) else {}
+    return env.get("DOCKER_TLS_VERIFY", "") != "" and sandbox.engine_address(dc).startswith("tcp://")
+
+
+def _on_default_engine(tag: str) -> bool:
+    """True if this host's default engine answers and has ``tag`` (so the copy can start here)."""
+    if not sandbox.engine_is_local({}):
+        return False
+    try:
+        local = sandbox.client({})
+    except RunnerError:
+        return False
+    try:
+        return sandbox.image_present(tag, local)
+    except docker.errors.DockerException:
+        return False
+    finally:
+        local.close()
 
 
 def database(settings: Settings) -> Check:

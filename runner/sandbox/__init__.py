@@ -11,16 +11,26 @@
   of this package, run inside the container with ``python3 -c``);
 - ``proxy`` and ``hosts``: a granted run's egress proxy, and the engine host's addresses it refuses;
 - ``diagnosis``: why a run ended (``failure_reason``), its bounded output, the watch kept on it;
-- ``engine`` and ``uids``: the client, retries, finding and removing what runs left behind by label,
-  and the engine's uid registry.
+- ``connect``: which engine (``DOCKER_HOST``): the clients, the engine's address, whether it is local;
+- ``engine`` and ``uids``: retries, finding and removing what runs left behind by label, and the
+  engine's uid registry.
 
 Every public name is re-exported here: ``from runner import sandbox; sandbox.run(spec)``.
 """
 
 from .command import LAUNCHER, RELAY, SOURCE_CHUNK, relay_code, source_arguments
+from .connect import (
+                     DEFAULT_HOST,
+                     EngineClient,
+                     client,
+                     clients_like,
+                     engine_address,
+                     engine_environment,
+                     engine_is_local,
+                     is_default_engine,
+)
 from .copying import put_jobs, read_jobs
 from .engine import (
-                     client,
                      image_present,
                      kill_container,
                      managed_containers,
@@ -62,7 +72,8 @@ from .spec import (
 from .uids import claim_uid, registered_uids, release_uids, uid_volume_name
 
 __all__ = [
-    "ALLOWED_ENV", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
+    "ALLOWED_ENV", "DEFAULT_HOST", "EngineClient", "clients_like", "engine_address", "engine_environment",
+    "engine_is_local", "is_default_engine", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
     "LABEL_OWNER", "LABEL_ROLE", "LABEL_STORE", "LABEL_THREAD", "LABEL_UID", "LAUNCHER", "LAUNCH_MARGIN", "RELAY",
     "SOURCE_CHUNK", "WORKDIR", "EgressProxy", "LeaseLost", "NeverStarted", "RunResult", "RunSpec", "StartLatency", "adopt",
     "claim_uid", "client", "container_config", "gvisor_blocks_sockets", "host_addresses", "host_networks",

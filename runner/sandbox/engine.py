@@ -12,7 +12,7 @@ import docker.errors
 import requests.exceptions
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import SandboxError
+from .connect import client
 from .spec import LABEL_JOB, LABEL_MANAGED, LABEL_STORE, LABEL_UID
 
 log = logging.getLogger("runner.sandbox")
@@ -30,14 +30,6 @@ retry_docker = retry(
     retry=retry_if_exception(_transient), stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
 )
-
-
-def client() -> docker.DockerClient:
-    """A Docker client from the environment (DOCKER_HOST or the local socket)."""
-    try:
-        return docker.from_env(timeout=60)
-    except docker.errors.DockerException as exc:
-        raise SandboxError(f"cannot reach the Docker engine ({exc}); is Docker running and is DOCKER_HOST right?") from exc
 
 
 def _filters(store: str | None) -> dict[str, Any]:

@@ -24,9 +24,10 @@ import requests.exceptions
 
 from .. import egress
 from ..errors import ImageMissing, SandboxError
+from .connect import client
 from .copying import put_jobs
 from .diagnosis import Watch, bounded_logs, failure_reason, known_lost
-from .engine import client, kill_container, remove_container, remove_volume, retry_docker
+from .engine import kill_container, remove_container, remove_volume, retry_docker
 from .policy import container_config, refuse_unsafe
 from .proxy import EgressProxy
 from .spec import LeaseLost, NeverStarted, RunResult, RunSpec
