@@ -81,6 +81,8 @@ def _outcome(what: str) -> None:
 
 def _spec(ex: Executor, job: dict[str, Any]) -> sandbox.RunSpec:
     """What the adopted container is judged by: the run's limits and due time."""
+    if ex.copied:  # its jobs/ is the container's own volume: read back when the run is recorded
+        return run_spec(ex.settings, job, owner=ex.owner, jobs_dir=None, user="")
     directory = jobs_dir(ex.settings.data_dir, job["thread_id"])
     return run_spec(ex.settings, job, owner=ex.owner, jobs_dir=directory, user="",
                     watchdog=disk_watchdog(ex.settings, job["thread_id"]))

@@ -27,13 +27,16 @@ from tenacity import (
     wait_exponential,
 )
 
-from . import artifacts, diskspace, jobsquota, jobtree, metrics, pinning, policy, sandbox
+from . import artifacts, copied, diskspace, jobsquota, jobtree, metrics, pinning, policy, sandbox
+from .copied import CopyIn
 from .errors import DatabaseError, DatabaseUnavailable, RunnerError
+from .filerules import FileCaps
 from .outage import patiently
 from .runspec import run_spec
 from .settings import Settings
 from .store import Database
-from .store.runs import Lease, RunEnd, RunsStore
+from .store.files import FilesStore
+from .store.runs import FileChanges, Lease, RunEnd, RunsStore
 from .threads import UidRegistry, chat_id, prepare_jobs_dir, thread_dir_name, thread_uid
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ class Executor:
         self.settings, self.db, self.stopping = settings, db, stopping
         self._engine = engine or sandbox.client  # makes a client of the runner's engine (one per worker thread)
         self.runs = RunsStore(db)
+        self.files = FilesStore(db)
+        self.copied = settings.files == "postgres"  # the thread's files in the store: copied in and out
         self.store_id = self.runs.store_id()  # labels our containers; other databases' containers are not ours
         self.owner = settings.runner_id
         self.on_start = on_start
@@ -99,7 +104,7 @@ class Executor:
         if self._skip_if_missed(job):
             return
         try:
-            result = self._run_container(job)
+            result, went_in = self._run_container(job)
         except (sandbox.LeaseLost, DatabaseError):
             raise  # nothing ran: left alone, or to lease recovery (it runs again)
         except sandbox.NeverStarted as exc:
@@ -112,7 +117,7 @@ class Executor:
             if self.finish_durably(job, status="failed", error=reason, result=None, message=None):
                 log.warning("job %s (%s) failed before running: %s", job["id"], job["name"], reason)
             return
-        self.record(job, result)
+        self.record(job, result, went_in)
 
     def _run_again(self, job: Job, why: str) -> None:
         """Its script never started: back to pending, to run again (as adoption does for a dead runner's)."""
@@ -122,33 +127,46 @@ class Executor:
         else:
             lease_lost(job, "before it could be run again")
 
-    def _run_container(self, job: Job) -> sandbox.RunResult:
-        """Prepare the run's directory and script (fenced), then run its container, kept for :meth:`record`."""
+    def _run_container(self, job: Job) -> tuple[sandbox.RunResult, CopyIn | None]:
+        """Prepare the run's files and script (fenced), then run its container, kept for :meth:`record`;
+        with the files in the store, also what was copied in (what the run's changes are measured against)."""
         s = self.settings
         uid = thread_uid(self.db, job["thread_id"], s.uid_range, self.uids)  # gid: the same number
-        directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid, jobsquota.from_settings(s))
-        self.fence(job, patient=True)
-        with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
-            # Files present before the run are not this run's: queued already, or from a lost run.
-            artifacts.discard_message(dfd, job["name"])
-            artifacts.remove_attachments(dfd, job["name"])
-            source = self._approved_source(job, dfd)
+        extra: dict[str, Any] = {}
+        went_in: CopyIn | None = None
+        if self.copied:
+            self.fence(job, patient=True)
+            files = self.files.thread_files(job["thread_id"])
+            went_in = copied.copy_in(files, job["name"], uid)
+            source = self._approved_source(job, pinning.stored_script(files, Path(job["script_path"]).name,
+                                                                      s.script_cap, job))
+            extra.update(jobs_dir=None, files_in=went_in.archive)
+        else:
+            directory = prepare_jobs_dir(s.data_dir, job["thread_id"], uid, jobsquota.from_settings(s))
+            self.fence(job, patient=True)
+            with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
+                # Files present before the run are not this run's: queued already, or from a lost run.
+                artifacts.discard_message(dfd, job["name"])
+                artifacts.remove_attachments(dfd, job["name"])
+                source = self._approved_source(job, pinning.read_script(
+                    dfd, Path(job["script_path"]).name, s.script_cap, job))
+            extra.update(jobs_dir=directory, watchdog=disk_watchdog(s, job["thread_id"]))
         spec = run_spec(
-            s, job, owner=self.owner, jobs_dir=directory, user=f"{uid}:{uid}",
-            watchdog=disk_watchdog(s, job["thread_id"]),
+            s, job, owner=self.owner, user=f"{uid}:{uid}",
             extra_labels={sandbox.LABEL_STORE: self.store_id, sandbox.LABEL_LEASE: str(job["lease_token"])},
             on_start=lambda at: self.on_start(job, at), source=source,
-            fence=lambda: self._holds_patiently(job, starting=True), keep=True,
+            fence=lambda: self._holds_patiently(job, starting=True), keep=True, **extra,
         )
         metrics.CONTAINERS.inc()
         try:
-            return sandbox.run(spec, self.docker(), self.start_latency)
+            return sandbox.run(spec, self.docker(), self.start_latency), went_in
         finally:
             metrics.CONTAINERS.dec()
 
-    def record(self, job: Job, result: sandbox.RunResult) -> None:
+    def record(self, job: Job, result: sandbox.RunResult, went_in: CopyIn | None = None) -> None:
         """Record a finished container's run: its files read, the result and message committed (retried
-        while the database is away), then the files and the container removed, if the lease still held."""
+        while the database is away), then the files and the container removed, if the lease still held.
+        ``went_in``: what was copied into a copied run (None for an adopted one: the store's files now)."""
         s = self.settings
         if not self._still_held(job):
             lease_lost(job, "when its run ended; its files and container are left to the runner that holds it")
@@ -160,6 +178,9 @@ class Executor:
             result = dataclasses.replace(result, error=(
                 f"stopped: the runner shut down and the job did not finish within the "
                 f"{s.shutdown_grace:g} s grace period"))
+        if self.copied:
+            self._record_copied(job, result, went_in)
+            return
         try:
             with artifacts.open_dir(s.data_dir, thread_dir_name(job["thread_id"]), "jobs") as dfd:
                 over = final_check(s, dfd)
@@ -182,6 +203,25 @@ class Executor:
                                message=message, attachments=attached.files):
             self._clean_up(job, result, message is not None)
         # else: not ours any more: its files and container are the new holder's
+
+    def _record_copied(self, job: Job, result: sandbox.RunResult, went_in: CopyIn | None) -> None:
+        """:meth:`record` for a run whose jobs/ was copied in: its jobs/ read back from the kept container
+        (hostile, capped), and its changes written by the finish, with its result and message."""
+        s = self.settings
+        if went_in is None:  # adopted: the dead runner copied in what the store holds (runs of a thread are serial)
+            went_in = copied.baseline(self.files.thread_files(job["thread_id"]), job["name"])
+        try:
+            got = copied.collect(result.container, s, job["name"], went_in) if result.container is not None \
+                else copied.Collected(error="the run's container is gone; its files could not be read back")
+        except RunnerError as exc:
+            got = copied.Collected(error=str(exc))
+        error = result.error or got.error
+        notes = [n for n in (result.note, *got.problems) if n]
+        status = "completed" if error is None else "failed"
+        changes = FileChanges(got.changed, frozenset(got.removed), got.modified, FileCaps.of(s))
+        if self.finish_durably(job, status=status, error=error or ("; ".join(notes) or None), result=result,
+                               message=got.message, attachments=got.attachments, files=changes):
+            _remove_container(result)
 
     def _clean_up(self, job: Job, result: sandbox.RunResult, had_message: bool) -> None:
         """Queued (committed): now the run's message files and its container may go."""
@@ -229,12 +269,13 @@ class Executor:
     # --- the end of a run --------------------------------------------------------------------------------
 
     def finish(self, job: Job, *, status: str, error: str | None, result: sandbox.RunResult | None,
-               message: artifacts.Message | None, attachments: list[tuple[str, bytes]] | None = None) -> bool:
+               message: artifacts.Message | None, attachments: list[tuple[str, bytes]] | None = None,
+               files: FileChanges | None = None) -> bool:
         """Record the end of a run, queue its message (and a failure notice) and create its next
         instance, all in one transaction (``RunsStore.finish_run``).
 
         Returns False when this runner no longer holds the lease (the run was recovered elsewhere)."""
-        end = self._end(job, status, error, result, message, attachments)
+        end = dataclasses.replace(self._end(job, status, error, result, message, attachments), files=files)
         outcome = self.runs.finish_run(job, self.lease(job), end, now=datetime.now(UTC),
                                        history_keep=self.settings.history_keep)
         if outcome.what == "lost":
@@ -284,11 +325,10 @@ class Executor:
 
     # --- before the run ----------------------------------------------------------------------------------
 
-    def _approved_source(self, job: Job, dfd: int) -> str:
+    def _approved_source(self, job: Job, source: bytes) -> str:
         """The script's bytes, if they are the ones approved for this job (pinned on first run for a row
         from before pinning); the container is given these, never the file. RunnerError otherwise."""
         script = Path(job["script_path"]).name
-        source = pinning.read_script(dfd, script, self.settings.script_cap, job)
         refused = pinning.check(job, source)
         if refused:
             raise RunnerError(refused)

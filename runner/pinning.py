@@ -43,6 +43,17 @@ def read_script(dir_fd: int, filename: str, cap: int, job: dict[str, Any]) -> by
     return got.data
 
 
+def stored_script(files: dict[str, tuple[bytes, Any]], filename: str, cap: int, job: dict[str, Any]) -> bytes:
+    """:func:`read_script` for a thread whose files are in the store (``files``: name -> (bytes, mtime))."""
+    got = files.get(filename)
+    if got is None:
+        raise RunnerError(f"script jobs/{filename} not found in thread {job['thread_id']}: write it there and schedule "
+                          f"again, or give the script again: runner update {job['id']} --script FILE")
+    if len(got[0]) > cap:
+        raise RunnerError(f"jobs/{filename} is larger than {cap} bytes now; it was not run")
+    return got[0]
+
+
 def as_text(source: bytes, filename: str) -> str:
     """The script as text for the launcher's command line (UTF-8, no NUL bytes)."""
     try:

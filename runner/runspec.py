@@ -15,7 +15,7 @@ from .settings import Settings
 SAMPLE_THREAD = "doctor:0"  # doctor's sample job's thread: no thread of a chat has this id
 
 
-def run_spec(settings: Settings, job: dict[str, Any], *, owner: str, jobs_dir: Path, user: str,
+def run_spec(settings: Settings, job: dict[str, Any], *, owner: str, jobs_dir: Path | None, user: str,
              **extra: Any) -> RunSpec:
     """The spec of one run of ``job`` (a scheduled_jobs row: id, thread, script, its limits, its network
     grant and due time) on this runner. ``extra`` holds what only the caller knows (the watchdog, the

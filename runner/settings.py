@@ -66,6 +66,13 @@ def _user_ids(env: dict[str, str]) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _check_copied_runs(s: Settings) -> None:
+    if s.files == "postgres" and s.thread_concurrency > 1:
+        raise ConfigError(f"RUNNER_THREAD_CONCURRENCY={s.thread_concurrency} cannot be used with RUNNER_FILES=postgres: "
+                          "each run gets a copy of its thread's files and writes its changes back at its end, so "
+                          "two runs of one thread at once would overwrite each other's; set it to 1")
+
+
 def _check_request_timeout(s: Settings) -> None:
     t = s.telegram_request_timeout
     if t is not None and t >= s.lease_seconds / 2:
@@ -378,6 +385,7 @@ class Settings:
         _pins({"RUNNER_EGRESS_HOSTS": ",".join(self.egress_hosts)})
         _allowed_addresses({"RUNNER_EGRESS_ALLOW_ADDRESSES": ",".join(self.egress_allow_addresses)})
         _check_request_timeout(self)
+        _check_copied_runs(self)
         _check_webhooks(self)
 
     @property

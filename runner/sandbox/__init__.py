@@ -5,6 +5,8 @@
   remove (``run``), and the result of a run another runner left (``adopt``);
 - ``policy``: the job container's protections (``container_config``) and the refusal of an unsafe one
   (``refuse_unsafe``, ``refuse_unsafe_proxy``);
+- ``copying``: a run's own jobs/ volume filled before the start and read back after the exit
+  (RUNNER_FILES=postgres: any engine, no shared directory);
 - ``command``: the container's command line, from ``launcher.py`` and ``relay.py`` (real Python files
   of this package, run inside the container with ``python3 -c``);
 - ``proxy`` and ``hosts``: a granted run's egress proxy, and the engine host's addresses it refuses;
@@ -27,6 +29,7 @@ from .connect import (
                      engine_is_local,
                      is_default_engine,
 )
+from .copying import put_jobs, read_jobs
 from .engine import (
                      image_present,
                      kill_container,
@@ -77,5 +80,5 @@ __all__ = [
     "image_present", "is_gvisor", "kill_container", "labels_for", "managed_containers", "managed_networks",
     "managed_volumes", "refuse_unsafe", "refuse_unsafe_proxy", "registered_uids", "relay_code", "release_uids",
     "remove_container", "remove_kept", "remove_network", "remove_orphan_volumes", "remove_volume", "run",
-    "source_arguments", "uid_volume_name",
+    "put_jobs", "read_jobs", "source_arguments", "uid_volume_name",
 ]

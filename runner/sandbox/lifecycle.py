@@ -25,6 +25,7 @@ import requests.exceptions
 from .. import egress
 from ..errors import ImageMissing, SandboxError
 from .connect import client
+from .copying import put_jobs
 from .diagnosis import Watch, bounded_logs, failure_reason, known_lost
 from .engine import kill_container, remove_container, remove_volume, retry_docker
 from .policy import container_config, refuse_unsafe
@@ -73,6 +74,8 @@ def run(spec: RunSpec, dc: docker.DockerClient | None = None, latency: StartLate
             proxy = EgressProxy(dc, spec)
             egress_volume = proxy.start()
         container = _create(dc, spec, egress_volume)
+        if spec.files_in is not None:
+            put_jobs(container, spec.files_in)  # before the start: the job finds its files there
         result = _start_and_wait(container, spec, latency)
         if spec.keep:
             kept, container = container, None  # the caller removes it once the result is recorded

@@ -21,6 +21,17 @@ def _egress_mount(volume: str) -> Mount:
     return Mount(target=egress.JOB_SOCKET_DIR, source=volume, type="volume", read_only=True, no_copy=True)
 
 
+def _jobs_mount(spec: RunSpec) -> Mount:
+    """The thread's jobs/ directory (a bind mount at /work/jobs), or a run's own volume at /work:
+    anonymous, so the engine removes it with the container, and not filled from the image. The runner
+    copies jobs/ into it (the engine applies the owner and mode of every entry of the archive but its
+    root: so jobs/ is an entry, owned by the job's user, and the volume's root stays root's)."""
+    if spec.jobs_dir is None:
+        return Mount(target=WORKDIR, source=None, type="volume", read_only=False, no_copy=True,
+                     labels=labels_for(spec, "jobs"))
+    return Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)
+
+
 def container_config(spec: RunSpec, egress_volume: str | None = None) -> dict[str, Any]:
     """The keyword arguments of ``containers.create`` for a run: every protection in one place.
 
@@ -29,7 +40,7 @@ def container_config(spec: RunSpec, egress_volume: str | None = None) -> dict[st
     labels = labels_for(spec, "job")
     env = {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
            "PATH": "/usr/local/bin:/usr/bin:/bin"}
-    mounts = [Mount(target=JOBS_MOUNT, source=str(spec.jobs_dir), type="bind", read_only=False)]
+    mounts = [_jobs_mount(spec)]
     launcher = LAUNCHER
     if egress_volume is not None:
         env |= egress.proxy_environment()
@@ -88,7 +99,7 @@ ALLOWED_ENV = frozenset({"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYT
                          *egress.proxy_environment()})
 
 
-def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
+def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path | None) -> None:
     """Refuse, whatever asked for it, a job container that is privileged, joins the host's network or
     namespaces, mounts anything but the thread's jobs/ directory, or runs as root."""
     problems = []
@@ -113,13 +124,19 @@ def refuse_unsafe(cfg: dict[str, Any], jobs_dir: Path) -> None:
         raise SandboxError("refusing to create an unsafe job container: " + ", ".join(problems))
 
 
-def _only_jobs_mounted(cfg: dict[str, Any], jobs_dir: Path) -> bool:
-    """The thread's jobs/ directory is the one mount, beside at most the run's proxy socket (read-only)."""
+def _only_jobs_mounted(cfg: dict[str, Any], jobs_dir: Path | None) -> bool:
+    """The thread's jobs/ directory (or, with ``jobs_dir`` None, a run's own anonymous volume) is the
+    one mount, beside at most the run's proxy socket (read-only)."""
     mounts = list(cfg.get("mounts") or [])
     if len(mounts) == 2 and _is_egress_mount(mounts[1]):
         mounts.pop()
-    return len(mounts) == 1 and mounts[0]["Target"] == JOBS_MOUNT and mounts[0]["Source"] == str(jobs_dir) \
-        and mounts[0]["Type"] == "bind"
+    if len(mounts) != 1 or mounts[0]["Target"] != (WORKDIR if jobs_dir is None else JOBS_MOUNT):
+        return False
+    if jobs_dir is None:
+        options = mounts[0].get("VolumeOptions") or {}
+        return bool(mounts[0]["Type"] == "volume" and not mounts[0].get("Source") and not mounts[0].get("ReadOnly")
+                    and options.get("NoCopy") is True and not options.get("DriverConfig"))
+    return bool(mounts[0]["Source"] == str(jobs_dir) and mounts[0]["Type"] == "bind")
 
 
 def _is_egress_mount(mount: Any) -> bool:

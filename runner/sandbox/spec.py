@@ -25,13 +25,15 @@ JOBS_MOUNT = "/work/jobs"
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and under which limits. ``jobs_dir`` is a path on the Docker host."""
+    """What to run and under which limits. ``jobs_dir`` is a path on the Docker host, bind-mounted at
+    /work/jobs; None: the run's /work is a volume of its own on the engine (RUNNER_FILES=postgres),
+    filled with ``files_in`` (a tar of the directory ``jobs/``, owned by the job's user) before the start and read back by the caller after the exit (:func:`runner.sandbox.read_jobs`)."""
 
     job_id: int
     owner: str
     thread_id: str
     script: str  # file name inside jobs/, e.g. "check_price.py"
-    jobs_dir: Path
+    jobs_dir: Path | None
     image: str
     user: str  # "uid:gid" the job runs as; never root
     timeout_seconds: int = 30
@@ -65,6 +67,7 @@ class RunSpec:
     # Keep the finished container: the caller removes it once the result is recorded, so a runner that
     # dies in between leaves the result for the runner that adopts the run (RunResult.container).
     keep: bool = False
+    files_in: bytes | None = field(default=None, repr=False)  # with jobs_dir None: jobs/ as a tar
 
 
 class LeaseLost(SandboxError):

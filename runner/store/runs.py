@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
 
 from .. import policy
+from ..filerules import FileCaps
 from ..schedule import AFTER_SENTINEL
 from .base import StoreBase
 from .database import QUERIES, translate_errors
+from .files import FilesStore
 
 Row = dict[str, Any]
 Conn = psycopg.Connection[Row]
@@ -50,6 +53,20 @@ class RunEnd:
     attachments: tuple[tuple[str, bytes], ...] = ()
     chat_id: str | None = None  # the thread's Telegram chat, for the queued messages
     ran: bool = False  # its container ran (only such a failure is retried)
+    files: FileChanges | None = None  # a copied run's changes to jobs/, written in the same transaction
+
+
+@dataclasses.dataclass(frozen=True)
+class FileChanges:
+    """A copied run's changes to its thread's files (RUNNER_FILES=postgres), written with its result."""
+
+    changed: Mapping[str, bytes]
+    removed: frozenset[str]
+    modified: Mapping[str, datetime]
+    caps: FileCaps
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,16 +154,33 @@ class RunsStore(StoreBase):
             if retry is not None:
                 note = policy.retry_note(job, end.error, retry)
                 row = conn.execute(QUERIES["retry_run"], {**params, "error_message": note, "due_time": retry}).fetchone()
+                if row is not None:
+                    self._keep_files(conn, job, end)
                 return FinishOutcome("retried", note=note) if row is not None else FinishOutcome("lost")
             row = conn.execute(QUERIES["finish_run"], params).fetchone()
             if row is None:
                 return FinishOutcome("lost")
+            refused = self._keep_files(conn, job, end)
+            if refused is not None:  # the run's writes break the thread's limits now: it failed, and says why
+                end = dataclasses.replace(end, status="failed", error=refused)
+                failed = conn.execute(QUERIES["fail_finished_run"], {"id": row["id"], "error_message": refused}).fetchone()
+                row = failed if failed is not None else row
             queued = self._tell(conn, job, row, end)
             self._follow(conn, row, end.status, now)
             conn.execute(QUERIES["prune_history"], {"series_id": row["series_id"], "keep": history_keep})
             conn.execute(QUERIES["prune_outbox"])  # the delivered messages of the runs just pruned
             conn.execute(QUERIES["notify_jobs"])  # a job of this thread may have waited for this run
         return FinishOutcome("finished", queued=queued)
+
+    def _keep_files(self, conn: Conn, job: Row, end: RunEnd) -> str | None:
+        """Write a copied run's changes to its thread's files (after the run's row: the lock order of
+        runner/store/files.py); the sentence if the thread's limits refuse them (then none is written)."""
+        if not end.files:
+            return None
+        c = end.files
+        problem = FilesStore(self.db).replace_changed(conn, job["thread_id"], c.changed, c.removed, c.caps,
+                                                      modified=c.modified)
+        return None if problem is None else f"the run's changes to jobs/ were not kept: {problem}"
 
     def _tell(self, conn: Conn, job: Row, row: Row, end: RunEnd) -> int:
         """Queue the run's message (if it left one) and, for the first failure of a streak, a notice."""

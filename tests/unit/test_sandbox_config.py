@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from docker.types import Mount
+from docker.types import DriverConfig, Mount
 
 from runner import egress, sandbox
 from runner.errors import SandboxError
@@ -237,3 +237,37 @@ def test_a_container_another_caller_is_removing_counts_as_gone(caplog: pytest.Lo
     with caplog.at_level("WARNING"):
         assert sandbox.remove_container(Racing("something else went wrong")) is False
     assert any("could not remove container raced" in r.getMessage() for r in caplog.records)
+
+
+COPIED = RunSpec(job_id=1, owner="o", thread_id="telegram:1", script="a.py", jobs_dir=None, image="img",
+                 user="10001:10001", files_in=b"")
+
+
+def test_a_copied_run_mounts_only_an_anonymous_volume_of_its_own_at_work() -> None:
+    cfg = container_config(COPIED)
+    (mount,) = cfg["mounts"]
+    assert (mount["Target"], mount["Source"], mount["Type"], mount["ReadOnly"]) == ("/work", None, "volume", False)
+    assert mount["VolumeOptions"]["NoCopy"] is True  # nothing of the image's /work is copied into it
+    assert mount["VolumeOptions"]["Labels"]["io.runner.role"] == "jobs"
+    refuse_unsafe(cfg, None)
+    refuse_unsafe(container_config(COPIED, VOLUME), None)  # beside a granted run's proxy socket
+
+
+@pytest.mark.parametrize("mount", [
+    Mount(target="/work", source="someones-volume", type="volume", no_copy=True),  # a named volume: shared
+    Mount(target="/work", source="/d/telegram_1", type="bind"),
+    Mount(target="/work", source=None, type="volume", read_only=True, no_copy=True),
+    Mount(target="/work/jobs", source=None, type="volume", no_copy=True),  # not at /work
+    Mount(target="/work", source=None, type="volume", no_copy=True,
+          driver_config=DriverConfig("local", {"type": "none", "o": "bind", "device": "/etc"})),  # a bind in disguise
+    Mount(target="/work", source=None, type="volume", no_copy=False),  # filled from the image
+])
+def test_a_copied_run_refuses_any_other_mount(mount: Mount) -> None:
+    cfg = container_config(COPIED) | {"mounts": [mount]}
+    with pytest.raises(SandboxError, match="mounts other than"):
+        refuse_unsafe(cfg, None)
+
+
+def test_a_bind_mounted_run_refuses_the_copied_runs_volume() -> None:
+    with pytest.raises(SandboxError, match="mounts other than"):
+        refuse_unsafe(container_config(COPIED), SPEC.jobs_dir)

@@ -83,6 +83,10 @@ SET status = %(status)s, completed_at = clock_timestamp(), error_message = %(err
 WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND lease_token = %(token)s::uuid
 RETURNING *;
 
+-- name: fail_finished_run
+-- In the finish's own transaction: a copied run whose changes to jobs/ the thread's limits refused.
+UPDATE scheduled_jobs SET status = 'failed', error_message = %(error_message)s WHERE id = %(id)s RETURNING *;
+
 -- name: insert_next
 -- The next instance of a recurring series; the unique (series_id, due_time) makes a repeat a no-op.
 -- A series whose head was cancelled meanwhile gets no next instance.
