@@ -1,6 +1,6 @@
 """The runner's benchmark: each figure beside its baseline, measured in the same run.
 
-    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery,api] [--out BENCHMARKS.md]
+    python -m bench.run [--quick] [--only lateness,overhead,throughput,scale,delivery,api,copy,engines] [--out BENCHMARKS.md]
 
 Starts its own Postgres (the testcontainers image the tests use) and uses the real Docker engine.
 Results are appended to BENCHMARKS.md with the machine and the date.
@@ -84,7 +84,7 @@ class Env:
 
     def reset(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute("TRUNCATE scheduled_jobs, outbox, threads CASCADE")
+            conn.execute("TRUNCATE scheduled_jobs, outbox, threads, thread_files CASCADE")
 
 
 class CountingScheduler(Scheduler):
@@ -410,9 +410,21 @@ def bench_api(env: Env, quick: bool) -> dict[str, Any]:
     return api(env.url, env.settings(), quick)
 
 
+def bench_copy(env: Env, quick: bool) -> dict[str, Any]:
+    from bench.files import bench_copy as copy
+
+    return copy(env, quick)
+
+
+def bench_engines(env: Env, quick: bool) -> dict[str, Any]:
+    from bench.files import bench_engines as engines
+
+    return engines(env, quick)
+
+
 SECTIONS = {"lateness": bench_lateness, "overhead": bench_overhead, "throughput": bench_throughput,
             "scale": bench_scale, "delivery": bench_delivery, "webhook": bench_webhook,
-            "api": bench_api}
+            "api": bench_api, "copy": bench_copy, "engines": bench_engines}
 
 
 def main() -> None:
