@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import images, sandbox
-from .errors import RunnerError
+from .errors import ConfigError, RunnerError
 from .logsetup import install_redaction
 from .metrics import Health, TableCollector
 from .outbox import ConsoleSender, NoChannelSender, OutboxLoop, Sender
@@ -82,13 +82,15 @@ class Application:
     # --- the steps -----------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Make sure of the job image, open (and migrate) the database, find the engine host's addresses
-        and set up the Telegram part if there is a bot token. Does nothing the second time."""
+        """Refuse local files on an engine of another host, make sure of the job image, open (and migrate)
+        the database, find the engine host's addresses and set up the Telegram part if there is a bot
+        token. Does nothing the second time."""
         if self._closed:
             raise RuntimeError("this application was closed: make a new one to start again")
         if self.jobs is not None:
             return
         try:
+            self._refuse_local_files_elsewhere()
             self.dc = self.dc or sandbox.client()
             self._ensure_image()
             self.jobs = self._open_jobs()
@@ -163,6 +165,14 @@ class Application:
             self.jobs = self.store = None
 
     # --- the parts -----------------------------------------------------------------------------------
+
+    def _refuse_local_files_elsewhere(self) -> None:
+        """RUNNER_FILES=local bind-mounts this host's directories: an engine on another host is refused at
+        once (before connecting to it, when the environment names it), not at the first run."""
+        if self.settings.files == "local":
+            problem = sandbox.local_files_problem(self.dc)  # None: the engine the environment names
+            if problem:
+                raise ConfigError(problem)
 
     def _ensure_image(self) -> None:
         image = self.settings.image

@@ -1,8 +1,9 @@
 """``runner doctor``: check what the runner depends on and what protects the host, one line each.
 
 - ``check``: a line of the report (:class:`Check`) and the guard that turns an exception into a failed line;
-- ``services``: the Docker engine DOCKER_HOST names (local or remote), its images (and how to load them
-  there), the database (through the store) and the Telegram bot;
+- ``services``: the Docker engine DOCKER_HOST names (local or remote), whether it can take the thread
+  files where RUNNER_FILES keeps them, its images (and how to load them there), the database (through the
+  store) and the Telegram bot;
 - ``host``: the data directory, the thread directories, the job uid range and the jobs/ disk limit;
 - ``sample``: doctor's sample job (its jobs/ and its run spec, made as a real thread's and run's);
 - ``containers``: the checks on sample containers (hardening, ids, jobs/ file system, egress);
@@ -29,6 +30,8 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
     found: list[docker.DockerClient] = []
     yield safe("Docker engine", lambda: services.engine(found))
     dc = found[0] if found else None
+    files = safe("file store", lambda: services.file_store(settings, dc))
+    yield files
     yield safe("job image", lambda: services.image(dc, settings.image, "job image", "run make image"))
     yield safe("egress proxy image", lambda: services.egress_image(dc, settings.egress_image))
     yield safe("database", lambda: services.database(settings))
@@ -37,7 +40,7 @@ def run_checks(settings: Settings, *, hardening: bool = True) -> Iterator[Check]
     yield safe("job uid range", lambda: host.uid_range(settings.uid_range))
     yield safe("jobs/ disk limit", lambda: jobs_disk_limit(settings))
     yield safe("Telegram bot", lambda: services.bot(settings))
-    if hardening and dc is not None:
+    if hardening and dc is not None and files.ok:  # the sample containers mount the files as runs do
         engine = dc
         yield from containers.hardening(settings, engine)
         yield safe("egress proxy", lambda: egress_proxy(settings, engine))

@@ -13,7 +13,7 @@ from .. import egress, jobsquota, sandbox
 from ..settings import Settings
 from . import probes
 from .check import Check
-from .sample import sample_dir, sample_spec
+from .sample import sample_jobs, sample_spec
 
 PROBE_PORTS = (22, 53, 80, 443, 2375, 3128, 5432)
 
@@ -22,7 +22,7 @@ def hardening(settings: Settings, dc: docker.DockerClient) -> Iterator[Check]:
     """One line per protection of a sample job container, then its ids and (with a quota) its jobs/."""
     probe: dict[str, str] = {}
     try:
-        sample = sample_dir(settings)
+        sample = sample_jobs(settings)
         rows = probes.hardening_report(sample_spec(settings, sample), dc, probe)
     except Exception as exc:
         yield Check("job container hardening", False,
@@ -31,7 +31,7 @@ def hardening(settings: Settings, dc: docker.DockerClient) -> Iterator[Check]:
     for name, ok, detail in rows:
         yield Check(f"job container: {name}", ok, detail if ok else f"MISSING ({detail})")
     yield job_ids(settings, probe.get("ids", ""))
-    if jobsquota.from_settings(settings) is not None:
+    if jobsquota.from_settings(settings) is not None and sample is not None:
         yield jobs_fs_seen_by_engine(sample, probe.get("jobsfs", ""))
 
 
@@ -92,8 +92,7 @@ def egress_isolation(settings: Settings, dc: docker.DockerClient) -> Check:
     name = "granted job isolation"
     if not settings.egress_allow:
         return Check(name, True, "RUNNER_EGRESS_ALLOW is empty: no job may be granted network")
-    jobs_dir = sample_dir(settings)
-    spec = sample_spec(settings, jobs_dir, allow_hosts=("example.com",))
+    spec = sample_spec(settings, sample_jobs(settings), allow_hosts=("example.com",))
     hosts = sandbox.host_addresses(dc, spec)
     control = ("127.0.0.1", egress.PROXY_PORT)
     targets = [(h, p) for h in hosts for p in PROBE_PORTS]

@@ -11,6 +11,7 @@ import docker
 from ..sandbox import (
     JOBS_MOUNT,
     RELAY,
+    WORKDIR,
     EgressProxy,
     RunSpec,
     client,
@@ -18,6 +19,7 @@ from ..sandbox import (
     refuse_unsafe,
     remove_container,
 )
+from .sample import fill
 
 PROBE = (
     "import os\n"
@@ -46,6 +48,7 @@ def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None,
     try:
         hc = container.attrs["HostConfig"]
         info = dc.info()
+        fill(container, spec)
         container.start()
         container.wait(timeout=30)
         probe = dict(line.split(" ", 1) for line in container.logs().decode().splitlines() if " " in line)
@@ -77,8 +80,7 @@ def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None,
          f"nofile {ulimits.get('nofile')}, fsize {ulimits.get('fsize')}"),
         ("tmpfs /tmp with a size", "size=" in tmpfs, tmpfs),
         ("init reaps children", bool(hc.get("Init")), "Init=true"),
-        ("only the thread's jobs/ mounted", len(mounts) == 1 and mounts[0].get("Target") == JOBS_MOUNT,
-         ", ".join(f"{m.get('Source')}->{m.get('Target')}" for m in mounts)),
+        ("only the thread's jobs/ mounted", _only_jobs(mounts, spec), ", ".join(map(_mount, mounts))),
         ("no Docker socket", probe.get("docker.sock") == "False", "absent inside the container"),
         ("bounded logs", (hc.get("LogConfig") or {}).get("Config", {}).get("max-size") is not None,
          str((hc.get("LogConfig") or {}).get("Config"))),
@@ -86,6 +88,21 @@ def hardening_report(spec: RunSpec, dc: docker.DockerClient | None = None,
                                     f"(gVisor's runsc is stronger: RUNNER_CONTAINER_RUNTIME=runsc)"),
     ]
     return [(name, bool(ok), detail) for name, ok, detail in rows]
+
+
+def _only_jobs(mounts: list[dict[str, object]], spec: RunSpec) -> bool:
+    """One mount: the thread's jobs/ bound at /work/jobs, or (a copied run's) an anonymous volume at /work."""
+    if len(mounts) != 1:
+        return False
+    if spec.jobs_dir is None:
+        return mounts[0].get("Target") == WORKDIR and mounts[0].get("Type") == "volume" and not mounts[0].get("Source")
+    return mounts[0].get("Target") == JOBS_MOUNT
+
+
+def _mount(m: dict[str, object]) -> str:
+    if m.get("Type") == "volume" and not m.get("Source"):
+        return f"a volume of its own at {m.get('Target')}"
+    return f"{m.get('Source')}->{m.get('Target')}"
 
 
 def egress_selfcheck(spec: RunSpec, dc: docker.DockerClient | None = None) -> str:
@@ -132,6 +149,7 @@ def egress_probe(spec: RunSpec, targets: list[tuple[str, int]], dc: docker.Docke
         code = RELAY + f"TARGETS = {targets!r}\n" + _REACH_PROBE  # the relay as the launcher starts it
         cfg["command"] = ["python3", "-c", code]
         container = dc.containers.create(**cfg)
+        fill(container, spec)
         container.start()
         container.wait(timeout=120)
         lines = container.logs(stdout=True, stderr=False).decode("utf-8", "replace").splitlines()

@@ -1,4 +1,5 @@
-"""What the runner depends on: the Docker engine, its images, the database and the Telegram bot."""
+"""What the runner depends on: the Docker engine (and whether it can take the thread files where they are),
+its images, the database and the Telegram bot."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def engine(found: list[docker.DockerClient]) -> Check:
         return Check("Docker engine", False, f"{text} is older than {'.'.join(map(str, MIN_ENGINE))}, the oldest "
                                              "the runner is tested on: upgrade Docker Engine")
     return Check("Docker engine", True, text)
+
+
+def file_store(settings: Settings, dc: docker.DockerClient | None) -> Check:
+    """Where the thread files live (RUNNER_FILES), and that the engine can take them: local files are
+    bind-mounted, so the engine must be on this host (``dc``'s, or the environment's if none answered)."""
+    if settings.files == "postgres":
+        return Check("file store", True, "postgres: the thread files are in the database, copied into each run")
+    problem = sandbox.local_files_problem(dc)
+    if problem:
+        return Check("file store", False, problem)
+    return Check("file store", True, f"local: the thread files are in {settings.data_dir}, bind-mounted into each run")
 
 
 def image(dc: docker.DockerClient | None, tag: str, label: str, hint: str) -> Check:

@@ -28,6 +28,7 @@ from .connect import (
                      engine_environment,
                      engine_is_local,
                      is_default_engine,
+                     local_files_problem,
 )
 from .copying import put_jobs, read_jobs
 from .engine import (
@@ -73,7 +74,7 @@ from .uids import claim_uid, registered_uids, release_uids, uid_volume_name
 
 __all__ = [
     "ALLOWED_ENV", "DEFAULT_HOST", "EngineClient", "clients_like", "engine_address", "engine_environment",
-    "engine_is_local", "is_default_engine", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
+    "engine_is_local", "is_default_engine", "local_files_problem", "GVISOR_THREAD_HEADROOM", "JOBS_MOUNT", "LABEL_JOB", "LABEL_LEASE", "LABEL_MANAGED",
     "LABEL_OWNER", "LABEL_ROLE", "LABEL_STORE", "LABEL_THREAD", "LABEL_UID", "LAUNCHER", "LAUNCH_MARGIN", "RELAY",
     "SOURCE_CHUNK", "WORKDIR", "EgressProxy", "LeaseLost", "NeverStarted", "RunResult", "RunSpec", "StartLatency", "adopt",
     "claim_uid", "client", "container_config", "gvisor_blocks_sockets", "host_addresses", "host_networks",

@@ -148,6 +148,24 @@ def engine_is_local(client_or_env: Any = None) -> bool:
         return False
 
 
+def local_files_problem(client_or_env: Any = None) -> str | None:
+    """Why a thread's files in this host's data directory (``RUNNER_FILES=local``, bind-mounted into each
+    job container) cannot be used with this engine, as the sentence to show; None if they can.
+
+    Refused: an engine that is not :func:`engine_is_local` (``tcp://``, ``ssh://``), whose bind mounts name
+    paths on its own host, not this one. A Unix socket that is not there is left to the connection, whose
+    error says that nothing answers there (a typo, or Docker not running), not that the files must move.
+    Contacts no engine: ``runner up`` says it before connecting."""
+    if engine_is_local(client_or_env):
+        return None
+    address = engine_address(client_or_env)
+    if address.startswith("unix://") and not os.path.lexists(address.removeprefix("unix://")):
+        return None
+    return (f"RUNNER_FILES=local bind-mounts this host's data directory into each job container, which the "
+            f"Docker engine at {address} cannot do (it is not reached through a socket on this host): set "
+            "RUNNER_FILES=postgres to keep the thread files in the database and copy them into each run")
+
+
 def is_default_engine(client_or_env: Any = None) -> bool:
     """True if the engine is the local default one (``DOCKER_HOST`` unset, or naming the default socket)."""
     address = engine_address(client_or_env)

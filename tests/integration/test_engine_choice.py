@@ -15,8 +15,10 @@ import pytest
 
 from runner import sandbox
 from runner.app import Application
+from runner.runspec import SAMPLE_THREAD
 from runner.service import Jobs
 from runner.settings import Settings
+from runner.threads import jobs_dir
 
 from ..engines import SecondEngine
 from .helpers import ROOT, RUNNER_CLI, cli_env
@@ -120,10 +122,15 @@ def test_doctor_checks_another_engine_and_says_how_to_load_the_images_there(
     loaded = subprocess.run(["bash", "-o", "pipefail", "-c", both], capture_output=True, text=True, timeout=600,
                             check=False, env=cli_env(settings, **tls))
     assert loaded.returncode == 0, loaded.stderr  # the command as doctor gave it, over TLS
-    for env in (tls, engine.env):  # every check, the sample containers and the egress proxy on that engine
+    # every check, the sample containers and the egress proxy on that engine (over TLS it is remote to the
+    # runner, which then keeps the thread files in the database, and the samples get a volume of their own
+    # with jobs/ copied in, as runs do: local files it refuses, test_two_engines.py)
+    for env, jobs in (({**tls, "RUNNER_FILES": "postgres"}, "a volume of its own at /work"),
+                      (engine.env, f"{jobs_dir(settings.data_dir, SAMPLE_THREAD)}->/work/jobs")):
         lines = _doctor(settings, env)
         assert [line for line in lines if not line.startswith("OK ")] == [], lines
         assert _line(lines, "job image") == f"OK    job image: {settings.image}"
+        assert _line(lines, "job container: only the thread's jobs/ mounted").endswith(f": {jobs}")
         assert any(line.startswith("OK    granted job isolation: no host address reachable") for line in lines)
 
 
