@@ -15,7 +15,7 @@ from .. import tokens
 from ..dashboard import mount_dashboard
 from ..metrics import Health
 from ..schedule import parse_recurrence, parse_when, zone
-from ..service import Jobs
+from ..service import Jobs, file_backend
 from ..settings import Settings
 from ..store import Store
 from . import files, jobs, messages, models, problems, threads, uploads
@@ -46,7 +46,8 @@ def create_app(settings: Settings, service: Jobs | None = None, store: Store | N
         app.include_router(messages.router, responses=errors)
         app.include_router(files.router, responses=errors)
         app.include_router(threads.router, responses={**errors, **problems.responses(409)})
-        app.state.files = service.files  # the store RUNNER_FILES names
+        # the store RUNNER_FILES names, under this server's settings (its limits: disk, file count)
+        app.state.files = file_backend(settings, store)[1]
         _misc_routes(app, settings)
         mount_dashboard(app, settings, service, store, authenticator, health)  # the web dashboard at /
         _openapi_with_uploads(app)
