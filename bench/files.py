@@ -29,7 +29,7 @@ COPY_SCRIPT = "import os\nprint(len(os.listdir('jobs')))\n"
 
 def _timed_runs(env: Env, files: str, n: int) -> list[float]:
     """n runs of one job in one thread holding FILES files, one at a time; each run's seconds."""
-    from bench.run import THREAD, schedule_trivial
+    from bench.run import THREAD, schedule_trivial, timed_burst
 
     env.reset()
     s = env.settings(concurrency=1, files=files, thread_concurrency=1)
@@ -39,17 +39,7 @@ def _timed_runs(env: Env, files: str, n: int) -> list[float]:
         for i in range(FILES):
             jobs.files.write(ThreadId.parse(THREAD), f"data{i}.bin", os.urandom(FILE_BYTES))
         schedule_trivial(env, s, n, script=COPY_SCRIPT)
-        sched = Scheduler(s, db, env.dc)
-        durations: list[float] = []
-        orig = sched.run_job
-
-        def timed(job: dict[str, Any]) -> None:
-            t0 = time.perf_counter()
-            orig(job)
-            durations.append(time.perf_counter() - t0)
-
-        sched.run_job = timed  # type: ignore[method-assign]
-        sched.run(burst=True)
+        durations = timed_burst(Scheduler(s, db, env.dc))
         with db.transaction() as conn:
             done = conn.execute("SELECT count(*) AS n FROM scheduled_jobs WHERE status = 'completed'").fetchone()
         assert done is not None and done["n"] == n, f"{files}: {done} of {n} runs completed"

@@ -189,13 +189,8 @@ def script_start_minus_due(env: Env) -> list[float]:
     return [float(out.split()[0]) - due for due, out in rows if out and out.strip()]
 
 
-def bench_overhead(env: Env, quick: bool) -> dict[str, Any]:
-    n = 15 if quick else 100
-    env.reset()
-    s = env.settings(concurrency=1)
-    schedule_trivial(env, s, n)
-    db = Database(env.url, max_size=4)
-    sched = Scheduler(s, db, env.dc)
+def timed_burst(sched: Scheduler) -> list[float]:
+    """Run everything due with ``sched`` (one burst) and return each run's seconds, run_job to its end."""
     durations: list[float] = []
     orig = sched.run_job
 
@@ -206,6 +201,16 @@ def bench_overhead(env: Env, quick: bool) -> dict[str, Any]:
 
     sched.run_job = timed  # type: ignore[method-assign]
     sched.run(burst=True)
+    return durations
+
+
+def bench_overhead(env: Env, quick: bool) -> dict[str, Any]:
+    n = 15 if quick else 100
+    env.reset()
+    s = env.settings(concurrency=1)
+    schedule_trivial(env, s, n)
+    db = Database(env.url, max_size=4)
+    durations = timed_burst(Scheduler(s, db, env.dc))
     db.close()
     bare = bare_docker_run(s.image, n, 1, LIMITS)
     return {"runs": n, "runner_median_s": statistics.median(durations), "bare_median_s": statistics.median(bare),
