@@ -83,15 +83,22 @@ def test_a_chain_reads_the_output_of_the_job_before_it(jobs: Jobs, settings: Set
 
 def test_links_devices_and_fifos_a_job_leaves_are_not_kept_and_it_says_so(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, stored: FilesStore) -> None:
-    row, _ = _run(jobs, settings, db, docker_client, "hostile", (
-        "import os\n"
-        "open('jobs/plain.txt', 'w').write('kept')\n"
-        "os.symlink('/etc/shadow', 'jobs/shadow')\n"
-        "os.link('jobs/plain.txt', 'jobs/hard')\n"
-        "os.mkfifo('jobs/fifo')\n"
-        "open(b'jobs/bad\\x1b[31mname', 'w').write('x')\n"))
+    row, _ = _run(jobs, settings, db, docker_client, "hostile", HOSTILE_ENTRIES)
+    check_hostile_entries_refused(row, _files(stored))
+
+
+HOSTILE_ENTRIES = (
+    "import os\n"
+    "open('jobs/plain.txt', 'w').write('kept')\n"
+    "os.symlink('/etc/shadow', 'jobs/shadow')\n"
+    "os.link('jobs/plain.txt', 'jobs/hard')\n"
+    "os.mkfifo('jobs/fifo')\n"
+    "open(b'jobs/bad\\x1b[31mname', 'w').write('x')\n")
+
+
+def check_hostile_entries_refused(row: dict, files: dict[str, bytes]) -> None:
+    """What HOSTILE_ENTRIES left is refused entry by entry, with a reason each, and the plain file kept."""
     assert row["status"] == "completed", row["error_message"]
-    files = _files(stored)
     # a hard link's first name in the engine's archive carries the data; the other is refused as the link
     assert [files.get(n) for n in ("plain.txt", "hard") if n in files] == [b"kept"]
     assert not {"shadow", "fifo"} & set(files) and not any("bad" in n for n in files)
@@ -100,11 +107,14 @@ def test_links_devices_and_fifos_a_job_leaves_are_not_kept_and_it_says_so(
     assert "\x1b" not in said  # the escape shown escaped, never passed on
 
 
-@pytest.mark.parametrize(("source", "reason"), [
+PAST_LIMITS = [
     # 1 GiB of nothing (the file-size limit raised for it), read back as 1 GiB of zeros: stopped at 8 MiB
     ("f = open('jobs/sparse', 'wb')\nf.truncate(1 << 30)\n", "MiB"),
     ("for i in range(100_000):\n    open(f'jobs/e{i}', 'w').close()\n", "entries"),
-])
+]
+
+
+@pytest.mark.parametrize(("source", "reason"), PAST_LIMITS)
 def test_a_run_past_its_limits_fails_with_the_reason_and_keeps_nothing(
         jobs: Jobs, settings: Settings, db: Database, docker_client: docker.DockerClient, stored: FilesStore,
         source: str, reason: str) -> None:

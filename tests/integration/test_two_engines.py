@@ -33,7 +33,8 @@ from runner.store.files import FilesStore
 from runner.threads import ThreadId
 
 from ..engines import SecondEngine
-from .helpers import ROOT, RUNNER_CLI, cli_env, free_port, wait_for
+from .helpers import ROOT, RUNNER_CLI, cli_env, free_port, run_burst, wait_for
+from .test_copied_runs import HOSTILE_ENTRIES, PAST_LIMITS, check_hostile_entries_refused
 
 LEASE = 6  # seconds: recovery in test time
 
@@ -411,3 +412,41 @@ def test_local_files_with_an_engine_on_another_host_are_refused_saying_to_set_po
         "OK    file store: postgres: the thread files are in the database, copied into each run")
     assert _file_store_line(_cli(settings, {**engine.env, **local}, "doctor", "--quick").stdout).startswith(
         "OK    file store: local: the thread files are in ")
+
+
+# --- 4. hostile tar streams from a run on the second engine -----------------------------------------------
+
+def _run_on(engine: SecondEngine, store_id: str, jobs: Jobs, settings: Settings, db: Database, name: str,
+            source: str) -> dict:
+    """One run of ``source`` in HOSTILE_THREAD by an in-process runner on ``engine``; the engine still
+    answers after it, with nothing of the run left on it."""
+    job = jobs.schedule_job(thread_id=HOSTILE_THREAD, name=name, script_text=source, at="now")
+    client = engine.client()
+    try:
+        run_burst(settings, db, client)
+        assert client.ping()
+        assert not sandbox.managed_containers(client, store_id)
+    finally:
+        client.close()
+    return jobs.get_job(job["id"])
+
+
+HOSTILE_THREAD = "telegram:4242"
+
+
+def test_links_and_fifos_left_by_a_run_on_the_second_engine_are_refused_entry_by_entry(
+        jobs: Jobs, settings: Settings, db: Database, second_engine: SecondEngine, store_id: str) -> None:
+    row = _run_on(second_engine, store_id, jobs, settings, db, "hostile", HOSTILE_ENTRIES)
+    check_hostile_entries_refused(row, _files(db, HOSTILE_THREAD))
+
+
+@pytest.mark.parametrize(("source", "reason"), PAST_LIMITS)
+def test_a_run_past_the_limits_on_the_second_engine_fails_with_the_reason_and_keeps_nothing(
+        jobs: Jobs, settings: Settings, db: Database, second_engine: SecondEngine, store_id: str, source: str,
+        reason: str) -> None:
+    jobs.files.write(ThreadId.parse(HOSTILE_THREAD), "keep.txt", b"before")
+    settings = settings.with_(disk_mb=8, max_files=200, max_file_mb=1100, timeout_seconds=60)
+    row = _run_on(second_engine, store_id, jobs, settings, db, "flood", "open('jobs/keep.txt', 'w').write('after')\n" + source)
+    assert row["status"] == "failed"
+    assert reason in row["error_message"] and "none of the run's changes" in row["error_message"], row["error_message"]
+    assert _files(db, HOSTILE_THREAD)["keep.txt"] == b"before"  # none of its writes, not even the small one
